@@ -1,0 +1,84 @@
+// Command registry runs unireg: an OCI Distribution registry (and npm
+// registry) over local or S3 storage. `registry --help` lists its settings;
+// docs/config.md describes them.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/unireg/unireg/registry"
+	"github.com/unireg/unireg/registry/config"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, config.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "registry:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	opts, err := config.Load(args, os.Getenv, os.Stderr)
+	if err != nil {
+		return err
+	}
+	log, err := opts.NewLogger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+
+	built, err := opts.Build(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer built.Close()
+	reg, err := registry.New(ctx, built.Config)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+
+	ln, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           reg,
+		ReadHeaderTimeout: opts.ReadHeaderTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("listening", "address", ln.Addr().String(), "data_dir", opts.DataDir)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", opts.ShutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), opts.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("in-flight requests cut at shutdown timeout", "error", err)
+		srv.Close()
+	}
+	log.Info("stopped")
+	return nil
+}

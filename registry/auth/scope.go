@@ -1,0 +1,196 @@
+// Package auth is the auth core shared by both protocols: the scope language,
+// identities, the pluggable Authenticator and Authorizer interfaces, the
+// file-backed token store, and the JWT token service of the Docker token flow.
+package auth
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Protocols, resource types and actions of the scope language.
+const (
+	ProtocolOCI = "oci"
+	ProtocolNPM = "npm"
+
+	TypeRepository = "repository"
+	TypePackage    = "package"
+
+	ActionPull   = "pull"
+	ActionPush   = "push"
+	ActionRead   = "read"
+	ActionWrite  = "write"
+	ActionDelete = "delete"
+)
+
+// Access is one thing a request wants to do: action on a named resource.
+type Access struct {
+	Protocol string
+	Type     string
+	Name     string
+	Action   string
+}
+
+// String renders the access in scope grammar.
+func (a Access) String() string {
+	return a.Protocol + ":" + a.Type + ":" + a.Name + ":" + a.Action
+}
+
+// Scope is a parsed grant `{protocol}:{type}:{name}:{action}`. Each segment
+// may be `*`; in the name, `*` matches any run of characters including `/`.
+type Scope struct {
+	Protocol string
+	Type     string
+	Name     string
+	Action   string
+}
+
+// String renders the scope in its grammar.
+func (s Scope) String() string {
+	return s.Protocol + ":" + s.Type + ":" + s.Name + ":" + s.Action
+}
+
+var validActions = map[string][]string{
+	ProtocolOCI: {ActionPull, ActionPush, ActionDelete},
+	ProtocolNPM: {ActionRead, ActionWrite, ActionDelete},
+}
+
+var validTypes = map[string]string{ProtocolOCI: TypeRepository, ProtocolNPM: TypePackage}
+
+// ParseScope parses one scope. The bare `*` means everything.
+func ParseScope(s string) (Scope, error) {
+	if s == "*" {
+		return Scope{"*", "*", "*", "*"}, nil
+	}
+	parts := strings.Split(s, ":")
+	if len(parts) != 4 {
+		return Scope{}, fmt.Errorf("scope %q: want protocol:type:name:action (4 parts separated by ':'), got %d part(s)", s, len(parts))
+	}
+	sc := Scope{parts[0], parts[1], parts[2], parts[3]}
+	if sc.Protocol != "*" {
+		if _, ok := validTypes[sc.Protocol]; !ok {
+			return Scope{}, fmt.Errorf("scope %q: unknown protocol %q (want oci, npm or *)", s, sc.Protocol)
+		}
+	}
+	if sc.Type != "*" && sc.Protocol != "*" && sc.Type != validTypes[sc.Protocol] {
+		return Scope{}, fmt.Errorf("scope %q: type %q is not valid for %s (want %s or *)", s, sc.Type, sc.Protocol, validTypes[sc.Protocol])
+	}
+	if sc.Type != "*" && sc.Type != TypeRepository && sc.Type != TypePackage {
+		return Scope{}, fmt.Errorf("scope %q: unknown type %q", s, sc.Type)
+	}
+	if sc.Name == "" {
+		return Scope{}, fmt.Errorf("scope %q: empty name (use * for every name)", s)
+	}
+	if strings.ContainsAny(sc.Name, " \t\r\n\x00") {
+		return Scope{}, fmt.Errorf("scope %q: name contains whitespace or NUL", s)
+	}
+	if sc.Action != "*" && !actionKnown(sc.Protocol, sc.Action) {
+		return Scope{}, fmt.Errorf("scope %q: unknown action %q (oci: pull, push, delete; npm: read, write, delete; or *)", s, sc.Action)
+	}
+	return sc, nil
+}
+
+func actionKnown(protocol, action string) bool {
+	for p, actions := range validActions {
+		if protocol != "*" && p != protocol {
+			continue
+		}
+		for _, a := range actions {
+			if a == action {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ParseScopes parses a list of scopes, failing on the first invalid one.
+func ParseScopes(list []string) (Scopes, error) {
+	out := make(Scopes, 0, len(list))
+	for _, s := range list {
+		sc, err := ParseScope(strings.TrimSpace(s))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sc)
+	}
+	return out, nil
+}
+
+// Allows reports whether the scope grants a. Pushing implies pulling and
+// writing implies reading: a client that may change content must be able to
+// read what it changes (docker push checks blobs before uploading them).
+func (s Scope) Allows(a Access) bool {
+	return segmentMatch(s.Protocol, a.Protocol) &&
+		segmentMatch(s.Type, a.Type) &&
+		actionMatch(s.Action, a.Action) &&
+		globMatch(s.Name, a.Name)
+}
+
+func segmentMatch(pattern, v string) bool { return pattern == "*" || pattern == v }
+
+func actionMatch(granted, wanted string) bool {
+	switch {
+	case granted == "*" || granted == wanted:
+		return true
+	case granted == ActionPush && wanted == ActionPull:
+		return true
+	case granted == ActionWrite && wanted == ActionRead:
+		return true
+	}
+	return false
+}
+
+// globMatch matches name against pattern where `*` matches any run of
+// characters, `/` included. It runs in O(len(pattern)*len(name)) at worst.
+func globMatch(pattern, name string) bool {
+	if pattern == "*" {
+		return true
+	}
+	if !strings.Contains(pattern, "*") {
+		return pattern == name
+	}
+	p, n := 0, 0
+	starP, starN := -1, 0
+	for n < len(name) {
+		switch {
+		case p < len(pattern) && pattern[p] == '*':
+			starP, starN = p, n
+			p++
+		case p < len(pattern) && pattern[p] == name[n]:
+			p++
+			n++
+		case starP >= 0:
+			starN++
+			p, n = starP+1, starN
+		default:
+			return false
+		}
+	}
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
+}
+
+// Scopes is a set of grants.
+type Scopes []Scope
+
+// Allows reports whether any scope grants a.
+func (ss Scopes) Allows(a Access) bool {
+	for _, s := range ss {
+		if s.Allows(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Strings renders every scope.
+func (ss Scopes) Strings() []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = s.String()
+	}
+	return out
+}

@@ -1,0 +1,228 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/unireg/unireg/registry/authstore"
+)
+
+type storedToken struct {
+	hash      string
+	user      string
+	scopes    Scopes
+	expiresAt time.Time // zero: never
+}
+
+type tokenTable struct {
+	byHash map[string]*storedToken
+	raw    []byte
+}
+
+// TokenStore is the built-in Authenticator: it checks opaque tokens (sent as
+// the Basic password or as a Bearer token) against an auth-store file,
+// comparing only SHA-256 hashes. It reloads the file when it changes; a
+// broken file keeps the previous table and is reported by Err.
+type TokenStore struct {
+	path   string
+	log    *slog.Logger
+	now    func() time.Time
+	table  atomic.Pointer[tokenTable]
+	errMu  sync.Mutex
+	err    error
+	onLoad func(err error)
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+// TokenStoreOptions configure OpenTokenStore.
+type TokenStoreOptions struct {
+	// Logger receives reload messages; nil discards them.
+	Logger *slog.Logger
+	// OnReload, when set, is called after every load attempt with its error.
+	OnReload func(err error)
+	// Now is the clock used for expiry; nil means time.Now.
+	Now func() time.Time
+	// Watch keeps the store in sync with the file until Close.
+	Watch bool
+}
+
+// OpenTokenStore loads the auth store at path. The first load must succeed.
+func OpenTokenStore(path string, opts TokenStoreOptions) (*TokenStore, error) {
+	s := &TokenStore{path: path, log: opts.Logger, now: opts.Now, onLoad: opts.OnReload}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if err := s.Reload(); err != nil {
+		return nil, err
+	}
+	if opts.Watch {
+		if err := s.watch(); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// NewStaticTokenStore builds a store from an in-memory auth store, for
+// programs and tests that do not keep one in a file.
+func NewStaticTokenStore(f *authstore.File) (*TokenStore, error) {
+	t, err := buildTable(f, nil)
+	if err != nil {
+		return nil, err
+	}
+	s := &TokenStore{log: slog.New(slog.DiscardHandler), now: time.Now}
+	s.table.Store(t)
+	return s, nil
+}
+
+func buildTable(f *authstore.File, raw []byte) (*tokenTable, error) {
+	t := &tokenTable{byHash: make(map[string]*storedToken, len(f.Tokens)), raw: raw}
+	for i, tok := range f.Tokens {
+		scopes, err := ParseScopes(tok.Scopes)
+		if err != nil {
+			return nil, fmt.Errorf("auth store: tokens[%d] (user %s): %w", i, tok.User, err)
+		}
+		st := &storedToken{hash: tok.Hash, user: tok.User, scopes: scopes}
+		if tok.ExpiresAt != nil {
+			st.expiresAt = *tok.ExpiresAt
+		}
+		t.byHash[tok.Hash] = st
+	}
+	return t, nil
+}
+
+// Reload reads the file again. On error the previous table stays in force.
+func (s *TokenStore) Reload() error {
+	err := s.reload()
+	s.errMu.Lock()
+	s.err = err
+	s.errMu.Unlock()
+	if s.onLoad != nil {
+		s.onLoad(err)
+	}
+	return err
+}
+
+func (s *TokenStore) reload() error {
+	raw, err := os.ReadFile(s.path)
+	if err != nil {
+		return fmt.Errorf("read auth store: %w", err)
+	}
+	if cur := s.table.Load(); cur != nil && bytes.Equal(cur.raw, raw) {
+		return nil
+	}
+	f, err := authstore.Parse(raw)
+	if err != nil {
+		return err
+	}
+	t, err := buildTable(f, raw)
+	if err != nil {
+		return err
+	}
+	s.table.Store(t)
+	s.log.Info("auth store loaded", "path", s.path, "tokens", len(t.byHash))
+	return nil
+}
+
+// Err returns the error of the last load attempt, nil when it succeeded.
+func (s *TokenStore) Err() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.err
+}
+
+// Len returns the number of tokens in force.
+func (s *TokenStore) Len() int { return len(s.table.Load().byHash) }
+
+// Authenticate implements Authenticator. The token is the Basic password (any
+// user name) or the Bearer token.
+func (s *TokenStore) Authenticate(_ context.Context, c Credentials) (*Identity, error) {
+	token := c.Password
+	if token == "" {
+		token = c.Bearer
+	}
+	if token == "" {
+		return nil, ErrInvalidCredentials
+	}
+	hash := HashToken(token)
+	st, ok := s.table.Load().byHash[hash]
+	// The map lookup finds the candidate; the constant-time compare makes the
+	// decision not depend on how many leading bytes matched.
+	if !ok || subtle.ConstantTimeCompare([]byte(st.hash), []byte(hash)) != 1 {
+		return nil, ErrInvalidCredentials
+	}
+	if !st.expiresAt.IsZero() && !s.now().Before(st.expiresAt) {
+		return nil, fmt.Errorf("token expired: %w", ErrInvalidCredentials)
+	}
+	return &Identity{Subject: st.user, Scopes: st.scopes, TokenID: TokenID(hash)}, nil
+}
+
+// watch follows the file's directory, so that editors' rename-into-place and
+// Kubernetes' `..data` symlink swap are both seen. A ticker re-checks every
+// second as well, for filesystems where inotify is silent.
+func (s *TokenStore) watch() error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch auth store: %w", err)
+	}
+	if err := w.Add(filepath.Dir(s.path)); err != nil {
+		w.Close()
+		return fmt.Errorf("watch auth store: %w", err)
+	}
+	s.stop, s.done = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(s.done)
+		defer w.Close()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case _, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				s.reloadLogged()
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				s.log.Warn("auth store watch", "error", err)
+			case <-tick.C:
+				s.reloadLogged()
+			}
+		}
+	}()
+	return nil
+}
+
+func (s *TokenStore) reloadLogged() {
+	if err := s.Reload(); err != nil {
+		s.log.Error("auth store reload failed; keeping the previous tokens", "path", s.path, "error", err)
+	}
+}
+
+// Close stops watching the file.
+func (s *TokenStore) Close() error {
+	if s.stop != nil {
+		close(s.stop)
+		<-s.done
+		s.stop = nil
+	}
+	return nil
+}

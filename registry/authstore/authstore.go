@@ -1,0 +1,80 @@
+// Package authstore owns the auth-store file format: the contract between
+// whoever issues tokens (the operator, an administrator, the server's own
+// first-run bootstrap) and the registry server that checks them. It only
+// parses and writes the file; see docs/auth-store.md for the format.
+package authstore
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Version is the format version this package reads and writes.
+const Version = 1
+
+// File is the whole auth store.
+type File struct {
+	// Version must be 1.
+	Version int `json:"version"`
+	// Tokens lists every valid token by hash.
+	Tokens []Token `json:"tokens"`
+}
+
+// Token is one credential.
+type Token struct {
+	// Hash is "sha256:" followed by the lowercase hex SHA-256 of the token.
+	Hash string `json:"hash"`
+	// User is the name requests with this token act as.
+	User string `json:"user"`
+	// Scopes are the grants, in the scope grammar.
+	Scopes []string `json:"scopes"`
+	// ExpiresAt, when set, is the instant after which the token is refused.
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+}
+
+var hashPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// Parse decodes an auth store from YAML or JSON and checks its structure
+// (version, hash syntax, users, duplicates). Scope syntax is checked by the
+// caller that interprets them.
+func Parse(data []byte) (*File, error) {
+	var f File
+	if err := yaml.UnmarshalStrict(data, &f); err != nil {
+		return nil, fmt.Errorf("auth store: %w", err)
+	}
+	if f.Version != Version {
+		return nil, fmt.Errorf("auth store: version %d is not supported (want %d)", f.Version, Version)
+	}
+	seen := make(map[string]bool, len(f.Tokens))
+	for i, t := range f.Tokens {
+		if !hashPattern.MatchString(t.Hash) {
+			return nil, fmt.Errorf("auth store: tokens[%d]: hash must be sha256: and 64 lowercase hex digits", i)
+		}
+		if seen[t.Hash] {
+			return nil, fmt.Errorf("auth store: tokens[%d]: duplicate hash", i)
+		}
+		seen[t.Hash] = true
+		if t.User == "" {
+			return nil, fmt.Errorf("auth store: tokens[%d]: user is empty", i)
+		}
+	}
+	return &f, nil
+}
+
+// Marshal encodes the store as YAML with a stable field order.
+func Marshal(f *File) ([]byte, error) {
+	if f.Version == 0 {
+		f.Version = Version
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	if err := enc.Encode(f); err != nil {
+		return nil, err
+	}
+	return yaml.JSONToYAML(buf.Bytes())
+}

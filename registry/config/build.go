@@ -1,0 +1,267 @@
+package config
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/mattn/go-isatty"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/unireg/unireg/registry"
+	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/authstore"
+	"github.com/unireg/unireg/registry/storage/filesystem"
+)
+
+// File names inside --data-dir.
+const (
+	StorageDirName     = "storage"
+	AdminTokenFileName = "admin-token"
+	AuthStoreFileName  = "auth-store.yaml"
+	JWTKeyFileName     = "jwt.key"
+)
+
+// NewLogger builds the slog logger the options ask for.
+func (o *Options) NewLogger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	format := o.LogFormat
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+			format = "text"
+		}
+	}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want json, text or auto", o.LogFormat)
+}
+
+// Built is a registry.Config assembled from Options, with what must be closed.
+type Built struct {
+	Config registry.Config
+	// TokenStore is the watched auth store, nil when none is used.
+	TokenStore *auth.TokenStore
+}
+
+// Close stops the auth-store watcher.
+func (b *Built) Close() error {
+	if b.TokenStore != nil {
+		return b.TokenStore.Close()
+	}
+	return nil
+}
+
+// Build prepares the data directory (storage, JWT key, first-run admin
+// token) and assembles the registry configuration.
+func (o *Options) Build(ctx context.Context, log *slog.Logger) (*Built, error) {
+	if o.DataDir == "" {
+		return nil, errNoDataDir
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	store, err := filesystem.New(filepath.Join(o.DataDir, StorageDirName))
+	if err != nil {
+		return nil, err
+	}
+	key, err := o.jwtKey()
+	if err != nil {
+		return nil, err
+	}
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	b := &Built{Config: registry.Config{
+		Storage:         store,
+		AnonymousScopes: o.AnonymousScopes(),
+		JWTKey:          key,
+		TokenService:    o.TokenService,
+		TokenTTL:        o.TokenTTL,
+		PublicURL:       o.PublicURL,
+		Logger:          log,
+		Metrics:         metrics,
+		OCI: registry.OCIConfig{
+			Disabled:            !o.OCIEnabled,
+			MaxManifestSize:     o.MaxManifestSize,
+			UploadMaxAge:        o.UploadMaxAge,
+			UploadPurgeInterval: o.UploadPurgeInterval,
+			AllowSparse:         o.OCIAllowSparse,
+			DisableDelete:       !o.OCIDelete,
+			DisableReferrers:    !o.OCIReferrers,
+		},
+	}}
+	if _, err := auth.ParseScopes(b.Config.AnonymousScopes); err != nil {
+		return nil, fmt.Errorf("--anonymous: %w", err)
+	}
+	storePath := o.AuthStore
+	if storePath == "" && len(b.Config.AnonymousScopes) == 0 {
+		if storePath, err = o.bootstrapAdmin(log); err != nil {
+			return nil, err
+		}
+	}
+	if storePath != "" {
+		ts, err := openTokenStore(storePath, log, metrics)
+		if err != nil {
+			return nil, err
+		}
+		b.TokenStore = ts
+		b.Config.Authenticator = ts
+		b.Config.ReadyChecks = append(b.Config.ReadyChecks, registry.ReadyCheck{
+			Name: "auth store", WarnOnly: true, Check: func(context.Context) error { return ts.Err() },
+		})
+	}
+	return b, nil
+}
+
+func openTokenStore(path string, log *slog.Logger, metrics *prometheus.Registry) (*auth.TokenStore, error) {
+	reloadErrors := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "unireg_auth_store_reload_errors_total", Help: "Failed loads of the auth-store file.",
+	})
+	var ts *auth.TokenStore
+	healthy := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "unireg_auth_store_healthy", Help: "1 when the last load of the auth-store file succeeded.",
+	}, func() float64 {
+		if ts != nil && ts.Err() == nil {
+			return 1
+		}
+		return 0
+	})
+	tokens := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "unireg_auth_store_tokens", Help: "Tokens in force from the auth-store file.",
+	}, func() float64 {
+		if ts == nil {
+			return 0
+		}
+		return float64(ts.Len())
+	})
+	ts, err := auth.OpenTokenStore(path, auth.TokenStoreOptions{
+		Logger: log, Watch: true,
+		OnReload: func(err error) {
+			if err != nil {
+				reloadErrors.Inc()
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("--auth-store: %w", err)
+	}
+	metrics.MustRegister(reloadErrors, healthy, tokens)
+	return ts, nil
+}
+
+// jwtKey reads the key file, generating DATA_DIR/jwt.key when no file was
+// named and none exists yet.
+func (o *Options) jwtKey() ([]byte, error) {
+	path := o.JWTKeyFile
+	if path == "" {
+		path = filepath.Join(o.DataDir, JWTKeyFileName)
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			if err := writeSecretFile(path, randomHex(32)+"\n"); err != nil {
+				return nil, fmt.Errorf("generate JWT key: %w", err)
+			}
+		}
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("JWT key: %w", err)
+	}
+	key := bytes.TrimSpace(raw)
+	if len(key) < 32 {
+		return nil, fmt.Errorf("JWT key %s: %d bytes, want at least 32", path, len(key))
+	}
+	return key, nil
+}
+
+// bootstrapAdmin makes the first run private and usable at once: it creates
+// an admin token with scope `*` (reused on later starts), writes it to
+// DATA_DIR/admin-token and makes sure DATA_DIR/auth-store.yaml lists its hash.
+func (o *Options) bootstrapAdmin(log *slog.Logger) (string, error) {
+	tokenPath := filepath.Join(o.DataDir, AdminTokenFileName)
+	storePath := filepath.Join(o.DataDir, AuthStoreFileName)
+	raw, err := os.ReadFile(tokenPath)
+	token := strings.TrimSpace(string(raw))
+	if errors.Is(err, fs.ErrNotExist) || token == "" {
+		if token, err = auth.NewToken(); err != nil {
+			return "", err
+		}
+		if err := writeSecretFile(tokenPath, token+"\n"); err != nil {
+			return "", fmt.Errorf("write admin token: %w", err)
+		}
+		log.Info("created an admin token with scope *", "path", tokenPath)
+	} else if err != nil {
+		return "", fmt.Errorf("read admin token: %w", err)
+	}
+	hash := auth.HashToken(token)
+	f := &authstore.File{Version: authstore.Version}
+	if raw, err := os.ReadFile(storePath); err == nil {
+		if f, err = authstore.Parse(raw); err != nil {
+			return "", err
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	for _, t := range f.Tokens {
+		if t.Hash == hash {
+			log.Info("admin token in use", "path", tokenPath)
+			return storePath, nil
+		}
+	}
+	f.Tokens = append(f.Tokens, authstore.Token{Hash: hash, User: "admin", Scopes: []string{"*"}})
+	out, err := authstore.Marshal(f)
+	if err != nil {
+		return "", err
+	}
+	if err := writeSecretFile(storePath, string(out)); err != nil {
+		return "", fmt.Errorf("write auth store: %w", err)
+	}
+	log.Info("admin token in use", "path", tokenPath)
+	return storePath, nil
+}
+
+// writeSecretFile writes a 0600 file atomically.
+func writeSecretFile(path, content string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.WriteString(content); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

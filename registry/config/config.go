@@ -1,0 +1,180 @@
+// Package config turns command-line flags, UNIREG_* environment variables and
+// a YAML file into a registry.Config. Precedence: flag, then environment, then
+// file, then default. The file's keys are the flag names (docs/config.md).
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Options are the settings of cmd/registry.
+type Options struct {
+	ConfigFile          string
+	Listen              string
+	DataDir             string
+	AuthStore           string
+	Anonymous           string
+	JWTKeyFile          string
+	TokenService        string
+	TokenTTL            time.Duration
+	PublicURL           string
+	OCIEnabled          bool
+	OCIDelete           bool
+	OCIReferrers        bool
+	OCIAllowSparse      bool
+	MaxManifestSize     int64
+	UploadMaxAge        time.Duration
+	UploadPurgeInterval time.Duration
+	LogLevel            string
+	LogFormat           string
+	ShutdownTimeout     time.Duration
+	ReadHeaderTimeout   time.Duration
+}
+
+// EnvName is the environment variable of a flag: UNIREG_ and the flag name in
+// upper case with dashes as underscores.
+func EnvName(flagName string) string {
+	return "UNIREG_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("registry", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&o.ConfigFile, "config", "", "YAML file with settings (keys are the flag names)")
+	fs.StringVar(&o.Listen, "listen", ":5000", "address to listen on")
+	fs.StringVar(&o.DataDir, "data-dir", "./data", "directory for content (DATA_DIR/storage) and local state (admin token, JWT key)")
+	fs.StringVar(&o.AuthStore, "auth-store", "", "auth-store file listing tokens by hash (docs/auth-store.md); reloaded on change. Default: DATA_DIR/auth-store.yaml with a generated admin token, unless --anonymous is set")
+	fs.StringVar(&o.Anonymous, "anonymous", "", "comma-separated scopes granted to unauthenticated requests, e.g. 'oci:repository:*:pull' (default none)")
+	fs.StringVar(&o.JWTKeyFile, "jwt-key-file", "", "file holding the HS256 key of the token flow (at least 32 bytes). Default: DATA_DIR/jwt.key, generated when absent")
+	fs.StringVar(&o.TokenService, "token-service", "unireg", "service name of the Docker token flow (the JWT audience)")
+	fs.DurationVar(&o.TokenTTL, "token-ttl", 5*time.Minute, "lifetime of issued JWTs")
+	fs.StringVar(&o.PublicURL, "public-url", "", "external base URL, e.g. https://registry.example.com (default: from each request's Host)")
+	fs.BoolVar(&o.OCIEnabled, "oci-enabled", true, "serve the OCI Distribution API at /v2/")
+	fs.BoolVar(&o.OCIDelete, "oci-delete", true, "allow deleting manifests, tags and blobs")
+	fs.BoolVar(&o.OCIReferrers, "oci-referrers", true, "serve the OCI referrers API")
+	fs.BoolVar(&o.OCIAllowSparse, "oci-allow-sparse", false, "accept image manifests whose layers are not in the repository (the config blob must be)")
+	fs.Int64Var(&o.MaxManifestSize, "max-manifest-size", 4<<20, "largest manifest accepted, in bytes")
+	fs.DurationVar(&o.UploadMaxAge, "upload-max-age", 24*time.Hour, "age after which an untouched upload session is purged")
+	fs.DurationVar(&o.UploadPurgeInterval, "upload-purge-interval", 10*time.Minute, "how often abandoned uploads are purged")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.LogFormat, "log-format", "auto", "json, text, or auto (JSON unless stderr is a terminal)")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests")
+	fs.DurationVar(&o.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send its request headers")
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: registry [flags]\n\nunireg: an OCI Distribution registry (and npm registry).\n"+
+			"Every flag can also be set as environment variable UNIREG_<FLAG> (e.g. UNIREG_DATA_DIR)\n"+
+			"or as a key of the --config YAML file (e.g. data-dir: /var/lib/unireg).\n"+
+			"Precedence: flag, environment, file, default.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// ErrHelp is returned by Load when -h or --help was asked for.
+var ErrHelp = flag.ErrHelp
+
+// Load parses args (without the program name), then fills what they left
+// unset from the environment and the config file.
+func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Options, error) {
+	o := &Options{}
+	fs := o.flagSet(usageOut)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var fileErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || f.Name == "config" {
+			return
+		}
+		if v := getenv(EnvName(f.Name)); v != "" {
+			if err := fs.Set(f.Name, v); err != nil && fileErr == nil {
+				fileErr = fmt.Errorf("%s: %w", EnvName(f.Name), err)
+			}
+			set[f.Name] = true
+		}
+	})
+	if fileErr != nil {
+		return nil, fileErr
+	}
+	if !set["config"] && getenv(EnvName("config")) != "" {
+		o.ConfigFile = getenv(EnvName("config"))
+	}
+	if o.ConfigFile != "" {
+		if err := applyFile(fs, o.ConfigFile, set); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+// applyFile sets every flag not set yet from the YAML file.
+func applyFile(fs *flag.FlagSet, path string, set map[string]bool) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	var values map[string]any
+	if err := yaml.Unmarshal(raw, &values); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	for key, v := range values {
+		f := fs.Lookup(key)
+		if f == nil || key == "config" {
+			return fmt.Errorf("config file %s: unknown setting %q (keys are the flag names, see registry --help)", path, key)
+		}
+		if set[key] {
+			continue
+		}
+		if err := fs.Set(key, yamlValue(v)); err != nil {
+			return fmt.Errorf("config file %s: %s: %w", path, key, err)
+		}
+	}
+	return nil
+}
+
+// yamlValue renders a YAML value as flag text; lists become comma-separated.
+func yamlValue(v any) string {
+	switch x := v.(type) {
+	case []any:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = yamlValue(e)
+		}
+		return strings.Join(parts, ",")
+	case float64:
+		if x == float64(int64(x)) {
+			return fmt.Sprintf("%d", int64(x))
+		}
+		return fmt.Sprint(x)
+	case nil:
+		return ""
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+// AnonymousScopes splits the --anonymous list.
+func (o *Options) AnonymousScopes() []string {
+	var out []string
+	for _, s := range strings.Split(o.Anonymous, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+var errNoDataDir = errors.New("--data-dir is empty")

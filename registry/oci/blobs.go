@@ -1,0 +1,95 @@
+package oci
+
+import (
+	"errors"
+	"net/http"
+	"os"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/storage"
+)
+
+// blobInRepo reports whether the repository links the blob.
+func (h *Handler) blobInRepo(q *request, name string, d digest.Digest) (bool, error) {
+	_, err := h.store.Stat(q.r.Context(), layerLinkKey(name, d))
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (h *Handler) getBlob(q *request) error {
+	name := q.route.name
+	if err := h.require(q, name, auth.ActionPull); err != nil {
+		return err
+	}
+	d, err := ParseDigest(q.route.ref)
+	if err != nil {
+		return newError(http.StatusBadRequest, CodeDigestInvalid, "invalid digest %q: %v", truncate(q.route.ref), err)
+	}
+	ok, err := h.blobInRepo(q, name, d)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return newError(http.StatusNotFound, CodeBlobUnknown, "blob %s unknown to repository %s", d, name)
+	}
+	obj, err := h.store.Open(q.r.Context(), blobKey(d))
+	if errors.Is(err, storage.ErrNotFound) {
+		return newError(http.StatusNotFound, CodeBlobUnknown, "blob %s unknown", d)
+	}
+	if err != nil {
+		return err
+	}
+	defer obj.Close()
+	hd := q.w.Header()
+	hd.Set("Docker-Content-Digest", d.String())
+	hd.Set("Content-Type", "application/octet-stream")
+	hd.Set("ETag", `"`+d.String()+`"`)
+	hd.Set("Cache-Control", "max-age=31536000")
+	serveObject(q.w, q.r, obj)
+	return nil
+}
+
+// serveObject streams an object with Range and conditional request support.
+// A filesystem object is handed over as its *os.File so that the kernel can
+// sendfile it.
+func serveObject(w http.ResponseWriter, r *http.Request, obj storage.Object) {
+	info := obj.Info()
+	var content interface {
+		Read([]byte) (int, error)
+		Seek(int64, int) (int64, error)
+	} = obj
+	if f, ok := obj.(interface{ OSFile() *os.File }); ok {
+		content = f.OSFile()
+	}
+	http.ServeContent(w, r, "", info.ModTime, content)
+}
+
+func (h *Handler) deleteBlob(q *request) error {
+	if h.opts.DisableDelete {
+		return newError(http.StatusMethodNotAllowed, CodeUnsupported, "deletion is disabled")
+	}
+	name := q.route.name
+	if err := h.require(q, name, auth.ActionDelete); err != nil {
+		return err
+	}
+	d, err := ParseDigest(q.route.ref)
+	if err != nil {
+		return newError(http.StatusBadRequest, CodeDigestInvalid, "invalid digest %q: %v", truncate(q.route.ref), err)
+	}
+	// Only the repository's link goes: the content stays for other
+	// repositories and for the garbage collector to judge.
+	err = h.store.Delete(q.r.Context(), layerLinkKey(name, d))
+	if errors.Is(err, storage.ErrNotFound) {
+		return newError(http.StatusNotFound, CodeBlobUnknown, "blob %s unknown to repository %s", d, name)
+	}
+	if err != nil {
+		return err
+	}
+	h.emit(q, Event{Action: "blob.deleted", Repository: name, Digest: d.String()})
+	q.w.WriteHeader(http.StatusAccepted)
+	return nil
+}

@@ -1,0 +1,501 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/storage"
+)
+
+// uploadState is the persisted state of an upload session. It lives in
+// storage, next to the data, so a session survives restarts and can be
+// continued by any replica. HashState is the marshalled state of the running
+// hash, so finishing never re-reads the data.
+type uploadState struct {
+	Repository string    `json:"repository"`
+	Algorithm  string    `json:"algorithm"`
+	Offset     int64     `json:"offset"`
+	HashState  []byte    `json:"hashState"`
+	StartedAt  time.Time `json:"startedAt"`
+	UpdatedAt  time.Time `json:"updatedAt"`
+}
+
+// session is an upload session loaded for one request.
+type session struct {
+	id      string
+	state   uploadState
+	version string // storage version of the state object, for compare-and-swap
+}
+
+var uploadIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+func newUploadID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (h *Handler) uploadLocation(name, id string) string {
+	return h.opts.Prefix + "/" + name + "/blobs/uploads/" + id
+}
+
+// startUpload handles POST /v2/<name>/blobs/uploads/: a cross-repository
+// mount, a monolithic upload with ?digest=, or the start of a session.
+func (h *Handler) startUpload(q *request) error {
+	name := q.route.name
+	if err := h.require(q, name, auth.ActionPush); err != nil {
+		return err
+	}
+	query := q.r.URL.Query()
+	if mount := query.Get("mount"); mount != "" {
+		d, err := ParseDigest(mount)
+		if err != nil {
+			return newError(http.StatusBadRequest, CodeDigestInvalid, "invalid mount digest: %v", err)
+		}
+		mounted, err := h.mount(q, name, d, query.Get("from"))
+		if err != nil || mounted {
+			return err
+		}
+	}
+	algorithm := digest.Canonical
+	if a := query.Get("digest-algorithm"); a != "" {
+		algorithm = digest.Algorithm(a)
+		if !algorithm.Available() {
+			return newError(http.StatusBadRequest, CodeDigestInvalid, "unsupported digest algorithm %q", truncate(a))
+		}
+	}
+	var want digest.Digest
+	if dg := query.Get("digest"); dg != "" {
+		d, err := ParseDigest(dg)
+		if err != nil {
+			return newError(http.StatusBadRequest, CodeDigestInvalid, "invalid digest: %v", err)
+		}
+		want, algorithm = d, d.Algorithm()
+	}
+	s, err := h.createSession(q.r.Context(), name, algorithm)
+	if err != nil {
+		return err
+	}
+	if want != "" {
+		if err := h.appendBody(q, s); err != nil {
+			return err
+		}
+		return h.commit(q, s, want)
+	}
+	h.writeUploadHeaders(q, s)
+	q.w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// mount links a blob from another repository. Without from, it looks for the
+// blob in repositories the caller may pull, so a digest alone never opens
+// another tenant's content. It reports false when the client should get a
+// normal upload session instead.
+func (h *Handler) mount(q *request, name string, d digest.Digest, from string) (bool, error) {
+	ctx := q.r.Context()
+	var found bool
+	if from != "" {
+		if !ValidName(from) {
+			return false, newError(http.StatusBadRequest, CodeNameInvalid, "invalid from repository %q", truncate(from))
+		}
+		if !h.allowed(q, from, auth.ActionPull) {
+			if q.id.Anonymous || (q.id.Issued() && !mentions(q.id.Scopes, from)) {
+				// Let the token flow ask for the source too, as Distribution does.
+				return false, h.challenge(q, []string{
+					"repository:" + name + ":pull,push", "repository:" + from + ":pull",
+				}, "insufficient_scope")
+			}
+			return false, nil
+		}
+		ok, err := h.blobInRepo(q, from, d)
+		if err != nil {
+			return false, err
+		}
+		found = ok
+	} else {
+		err := h.walkRepositories(ctx, func(repo string) (bool, error) {
+			if repo == name || !(h.allowed(q, repo, auth.ActionPull) || q.id.MayMountFrom(repo)) {
+				return true, nil
+			}
+			ok, err := h.blobInRepo(q, repo, d)
+			found = ok
+			return !ok, err
+		})
+		if err != nil {
+			return false, err
+		}
+	}
+	if !found {
+		return false, nil
+	}
+	if _, err := h.store.Put(ctx, layerLinkKey(name, d), bytes.NewReader(nil), storage.Condition{}); err != nil {
+		return false, fmt.Errorf("link mounted blob: %w", err)
+	}
+	h.emit(q, Event{Action: "blob.mounted", Repository: name, Digest: d.String()})
+	q.w.Header().Set("Location", h.opts.Prefix+"/"+name+"/blobs/"+d.String())
+	q.w.Header().Set("Docker-Content-Digest", d.String())
+	q.w.WriteHeader(http.StatusCreated)
+	return true, nil
+}
+
+// mentions reports whether a JWT's scopes name the repository at all.
+func mentions(scopes auth.Scopes, name string) bool {
+	for _, s := range scopes {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *Handler) createSession(ctx context.Context, name string, algorithm digest.Algorithm) (*session, error) {
+	hs, err := algorithm.Hash().(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	s := &session{id: newUploadID(), state: uploadState{
+		Repository: name, Algorithm: string(algorithm), HashState: hs, StartedAt: now, UpdatedAt: now,
+	}}
+	if _, err := h.store.Put(ctx, uploadDataKey(s.id), bytes.NewReader(nil), storage.Condition{IfNoneMatch: true}); err != nil {
+		return nil, fmt.Errorf("create upload data: %w", err)
+	}
+	if err := h.saveSession(ctx, s, storage.Condition{IfNoneMatch: true}); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (h *Handler) saveSession(ctx context.Context, s *session, cond storage.Condition) error {
+	b, err := json.Marshal(s.state)
+	if err != nil {
+		return err
+	}
+	info, err := h.store.Put(ctx, uploadStateKey(s.id), bytes.NewReader(b), cond)
+	if errors.Is(err, storage.ErrPreconditionFailed) {
+		return newError(http.StatusConflict, CodeBlobUploadInvalid, "upload %s was changed concurrently", s.id)
+	}
+	if err != nil {
+		return fmt.Errorf("save upload state: %w", err)
+	}
+	s.version = info.Version
+	return nil
+}
+
+// loadSession reads the session of the route, checking it belongs to the
+// route's repository.
+func (h *Handler) loadSession(q *request) (*session, error) {
+	id := q.route.ref
+	unknown := newError(http.StatusNotFound, CodeBlobUploadUnknown, "upload %s unknown", truncate(id))
+	if !uploadIDRE.MatchString(id) {
+		return nil, unknown
+	}
+	b, info, err := storage.ReadAll(q.r.Context(), h.store, uploadStateKey(id))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, unknown
+	}
+	if err != nil {
+		return nil, err
+	}
+	s := &session{id: id, version: info.Version}
+	if err := json.Unmarshal(b, &s.state); err != nil {
+		return nil, fmt.Errorf("decode upload state %s: %w", id, err)
+	}
+	if s.state.Repository != q.route.name {
+		return nil, unknown
+	}
+	return s, nil
+}
+
+func (s *session) hasher() (hash.Hash, error) {
+	hh := digest.Algorithm(s.state.Algorithm).Hash()
+	if err := hh.(encoding.BinaryUnmarshaler).UnmarshalBinary(s.state.HashState); err != nil {
+		return nil, fmt.Errorf("restore hash state: %w", err)
+	}
+	return hh, nil
+}
+
+// appendBody streams the request body onto the session's data, hashing it on
+// the way, and records the new offset and hash state.
+func (h *Handler) appendBody(q *request, s *session) error {
+	return h.appendReader(q, s, q.r.Body, -1)
+}
+
+func (h *Handler) appendReader(q *request, s *session, body io.Reader, want int64) error {
+	ctx := q.r.Context()
+	hh, err := s.hasher()
+	if err != nil {
+		return err
+	}
+	if want >= 0 {
+		body = io.LimitReader(body, want+1)
+	}
+	h.uploads.Add(1)
+	n, err := h.store.Append(ctx, uploadDataKey(s.id), s.state.Offset, io.TeeReader(body, hh))
+	h.uploads.Add(-1)
+	if err != nil {
+		return fmt.Errorf("append upload %s: %w", s.id, err)
+	}
+	if want >= 0 && n != want {
+		return newError(http.StatusBadRequest, CodeSizeInvalid, "chunk has %d bytes, Content-Range/Content-Length declared %d", n, want)
+	}
+	hs, err := hh.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return err
+	}
+	s.state.Offset += n
+	s.state.HashState = hs
+	s.state.UpdatedAt = time.Now().UTC()
+	return h.saveSession(ctx, s, storage.Condition{IfMatch: s.version})
+}
+
+// parseContentRange parses "start-end" (inclusive), with or without a
+// "bytes " unit.
+func parseContentRange(v string) (start, end int64, err error) {
+	v = strings.TrimPrefix(strings.TrimSpace(v), "bytes ")
+	a, b, ok := strings.Cut(v, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("content range %q is not start-end", truncate(v))
+	}
+	start, err1 := strconv.ParseInt(a, 10, 64)
+	end, err2 := strconv.ParseInt(strings.TrimSuffix(b, "/*"), 10, 64)
+	if err1 != nil || err2 != nil || start < 0 || end < start {
+		return 0, 0, fmt.Errorf("content range %q is not start-end", truncate(v))
+	}
+	return start, end, nil
+}
+
+// rangeTooLarge guards the declared length arithmetic.
+const maxChunk = 1 << 50
+
+func (h *Handler) patchUpload(q *request) error {
+	if err := h.require(q, q.route.name, auth.ActionPush); err != nil {
+		return err
+	}
+	s, err := h.loadSession(q)
+	if err != nil {
+		return err
+	}
+	if err := h.appendChunk(q, s); err != nil {
+		return err
+	}
+	h.writeUploadHeaders(q, s)
+	q.w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// appendChunk appends the request body, honouring a Content-Range: a chunk
+// that does not start where the data ends gets 416 and the current Range.
+func (h *Handler) appendChunk(q *request, s *session) error {
+	cr := q.r.Header.Get("Content-Range")
+	if cr == "" {
+		want := int64(-1)
+		if q.r.ContentLength >= 0 && q.r.Header.Get("Content-Length") != "" {
+			want = q.r.ContentLength
+		}
+		return h.appendReader(q, s, q.r.Body, want)
+	}
+	start, end, err := parseContentRange(cr)
+	if err != nil || end-start >= maxChunk {
+		h.writeUploadHeaders(q, s)
+		return newError(http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid, "invalid Content-Range")
+	}
+	if start != s.state.Offset {
+		h.writeUploadHeaders(q, s)
+		return newError(http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid,
+			"chunk starts at %d but the upload has %d bytes", start, s.state.Offset)
+	}
+	length := end - start + 1
+	if q.r.ContentLength >= 0 && q.r.Header.Get("Content-Length") != "" && q.r.ContentLength != length {
+		return newError(http.StatusBadRequest, CodeSizeInvalid, "Content-Length %d does not match Content-Range %s", q.r.ContentLength, truncate(cr))
+	}
+	return h.appendReader(q, s, q.r.Body, length)
+}
+
+func (h *Handler) writeUploadHeaders(q *request, s *session) {
+	hd := q.w.Header()
+	hd.Set("Location", h.uploadLocation(q.route.name, s.id))
+	hd.Set("Docker-Upload-UUID", s.id)
+	last := s.state.Offset - 1
+	if last < 0 {
+		last = 0
+	}
+	hd.Set("Range", "0-"+strconv.FormatInt(last, 10))
+	hd.Set("Content-Length", "0")
+}
+
+func (h *Handler) finishUpload(q *request) error {
+	if err := h.require(q, q.route.name, auth.ActionPush); err != nil {
+		return err
+	}
+	s, err := h.loadSession(q)
+	if err != nil {
+		return err
+	}
+	d, err := ParseDigest(q.r.URL.Query().Get("digest"))
+	if err != nil {
+		return newError(http.StatusBadRequest, CodeDigestInvalid, "missing or invalid ?digest=: %v", err)
+	}
+	if q.r.ContentLength != 0 {
+		if err := h.appendChunk(q, s); err != nil {
+			return err
+		}
+	}
+	return h.commit(q, s, d)
+}
+
+// commit checks the digest of the session's data and moves it into the blob
+// store, then links it into the repository. Until the link exists the blob is
+// invisible, so a crash at any point leaves no partial blob in sight.
+func (h *Handler) commit(q *request, s *session, want digest.Digest) error {
+	ctx := q.r.Context()
+	got, err := h.sessionDigest(ctx, s, want.Algorithm())
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return newError(http.StatusBadRequest, CodeDigestInvalid, "digest mismatch: uploaded content is %s, not %s", got, want)
+	}
+	if _, err := h.store.Stat(ctx, blobKey(want)); errors.Is(err, storage.ErrNotFound) {
+		if err := h.store.Move(ctx, uploadDataKey(s.id), blobKey(want)); err != nil {
+			return fmt.Errorf("commit blob %s: %w", want, err)
+		}
+	} else if err != nil {
+		return err
+	}
+	if _, err := h.store.Put(ctx, layerLinkKey(q.route.name, want), bytes.NewReader(nil), storage.Condition{}); err != nil {
+		return fmt.Errorf("link blob %s: %w", want, err)
+	}
+	if err := h.store.DeleteAll(ctx, uploadDirKey(s.id)); err != nil {
+		h.opts.Logger.Warn("remove finished upload", "upload", s.id, "error", err)
+	}
+	h.emit(q, Event{Action: "blob.pushed", Repository: q.route.name, Digest: want.String()})
+	hd := q.w.Header()
+	hd.Set("Location", h.opts.Prefix+"/"+q.route.name+"/blobs/"+want.String())
+	hd.Set("Docker-Content-Digest", want.String())
+	hd.Set("Content-Length", "0")
+	q.w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+// sessionDigest returns the digest of the uploaded data. With the session's
+// own algorithm that is the saved hash state; another algorithm (a client
+// that asks for sha512 only when it finishes) costs one re-read.
+func (h *Handler) sessionDigest(ctx context.Context, s *session, alg digest.Algorithm) (digest.Digest, error) {
+	if !alg.Available() {
+		return "", newError(http.StatusBadRequest, CodeDigestInvalid, "unsupported digest algorithm %s", alg)
+	}
+	if string(alg) == s.state.Algorithm {
+		hh, err := s.hasher()
+		if err != nil {
+			return "", err
+		}
+		return digest.NewDigest(alg, hh), nil
+	}
+	obj, err := h.store.Open(ctx, uploadDataKey(s.id))
+	if err != nil {
+		return "", err
+	}
+	defer obj.Close()
+	dg, err := alg.FromReader(io.LimitReader(obj, s.state.Offset))
+	if err != nil {
+		return "", fmt.Errorf("hash upload %s: %w", s.id, err)
+	}
+	return dg, nil
+}
+
+func (h *Handler) uploadStatus(q *request) error {
+	if err := h.require(q, q.route.name, auth.ActionPush); err != nil {
+		return err
+	}
+	s, err := h.loadSession(q)
+	if err != nil {
+		return err
+	}
+	h.writeUploadHeaders(q, s)
+	q.w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handler) cancelUpload(q *request) error {
+	if err := h.require(q, q.route.name, auth.ActionPush); err != nil {
+		return err
+	}
+	s, err := h.loadSession(q)
+	if err != nil {
+		return err
+	}
+	if err := h.store.DeleteAll(q.r.Context(), uploadDirKey(s.id)); err != nil {
+		return fmt.Errorf("cancel upload %s: %w", s.id, err)
+	}
+	q.w.Header().Set("Content-Length", "0")
+	q.w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// PurgeUploads removes upload sessions untouched for longer than the
+// configured UploadMaxAge. It returns how many it removed.
+func (h *Handler) PurgeUploads(ctx context.Context) (int, error) {
+	ids, err := h.store.List(ctx, uploadsKey)
+	if errors.Is(err, storage.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	cutoff := time.Now().Add(-h.opts.UploadMaxAge)
+	removed := 0
+	for _, id := range ids {
+		info, err := h.store.Stat(ctx, uploadStateKey(id))
+		if errors.Is(err, storage.ErrNotFound) {
+			// A session is created data first; without state it is either
+			// being created this instant or was abandoned: judge by the data.
+			info, err = h.store.Stat(ctx, uploadDataKey(id))
+		}
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return removed, err
+		}
+		if err == nil && info.ModTime.After(cutoff) {
+			continue
+		}
+		if err := h.store.DeleteAll(ctx, uploadDirKey(id)); err != nil {
+			return removed, err
+		}
+		removed++
+	}
+	return removed, nil
+}
+
+// RunUploadPurger calls PurgeUploads every interval until ctx ends.
+func (h *Handler) RunUploadPurger(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := h.PurgeUploads(ctx); err != nil {
+				h.opts.Logger.Warn("purge abandoned uploads", "error", err)
+			} else if n > 0 {
+				h.opts.Logger.Info("purged abandoned uploads", "count", n)
+			}
+		}
+	}
+}

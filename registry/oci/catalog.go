@@ -1,0 +1,90 @@
+package oci
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/storage"
+)
+
+// walkRepositories calls fn for every repository, depth first, until fn
+// returns false or an error. A directory is a repository when it holds a
+// "_layers" or "_manifests" child.
+func (h *Handler) walkRepositories(ctx context.Context, fn func(repo string) (bool, error)) error {
+	_, err := h.walkDir(ctx, "", fn)
+	return err
+}
+
+func (h *Handler) walkDir(ctx context.Context, rel string, fn func(string) (bool, error)) (bool, error) {
+	key := "repositories"
+	if rel != "" {
+		key += "/" + rel
+	}
+	children, err := h.store.List(ctx, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	isRepo := false
+	for _, c := range children {
+		if c == "_layers" || c == "_manifests" {
+			isRepo = true
+		}
+	}
+	if isRepo && rel != "" {
+		if cont, err := fn(rel); !cont || err != nil {
+			return false, err
+		}
+	}
+	for _, c := range children {
+		if strings.HasPrefix(c, "_") {
+			continue
+		}
+		next := c
+		if rel != "" {
+			next = rel + "/" + c
+		}
+		if cont, err := h.walkDir(ctx, next, fn); !cont || err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// serveCatalog lists the repositories the caller may pull.
+func (h *Handler) serveCatalog(q *request) error {
+	if err := h.identify(q); err != nil {
+		return err
+	}
+	var repos []string
+	err := h.walkRepositories(q.r.Context(), func(repo string) (bool, error) {
+		if h.allowed(q, repo, auth.ActionPull) {
+			repos = append(repos, repo)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	if q.id.Anonymous && len(repos) == 0 && h.opts.Gate != nil {
+		return h.challenge(q, []string{"registry:catalog:*"}, "authentication required")
+	}
+	sort.Strings(repos)
+	list, more, err := page(q, repos)
+	if err != nil {
+		return err
+	}
+	if more && len(list) > 0 {
+		writeNextLink(q, h.opts.Prefix+"/_catalog", len(list), list[len(list)-1])
+	}
+	if list == nil {
+		list = []string{}
+	}
+	return writeJSON(q, http.StatusOK, map[string]any{"repositories": list})
+}

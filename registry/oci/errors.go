@@ -1,0 +1,84 @@
+package oci
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Error is an error of the distribution spec: a code, an HTTP status and a
+// message, written as {"errors":[{"code","message","detail"}]}.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	Detail  any
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+func newError(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// The spec's error codes.
+const (
+	CodeBlobUnknown         = "BLOB_UNKNOWN"
+	CodeBlobUploadInvalid   = "BLOB_UPLOAD_INVALID"
+	CodeBlobUploadUnknown   = "BLOB_UPLOAD_UNKNOWN"
+	CodeDigestInvalid       = "DIGEST_INVALID"
+	CodeManifestBlobUnknown = "MANIFEST_BLOB_UNKNOWN"
+	CodeManifestInvalid     = "MANIFEST_INVALID"
+	CodeManifestUnknown     = "MANIFEST_UNKNOWN"
+	CodeNameInvalid         = "NAME_INVALID"
+	CodeNameUnknown         = "NAME_UNKNOWN"
+	CodeSizeInvalid         = "SIZE_INVALID"
+	CodeUnauthorized        = "UNAUTHORIZED"
+	CodeDenied              = "DENIED"
+	CodeUnsupported         = "UNSUPPORTED"
+	CodeTooManyRequests     = "TOOMANYREQUESTS"
+	CodeRangeInvalid        = "RANGE_INVALID"
+	CodeUnknown             = "UNKNOWN"
+)
+
+type errorBody struct {
+	Errors []errorEntry `json:"errors"`
+}
+
+type errorEntry struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Detail  any    `json:"detail,omitempty"`
+}
+
+// writeError maps any error to the spec's error JSON. Errors that are not
+// *Error are internal: their text is logged by the caller's middleware
+// through the request, never shown, and answered as 500 UNKNOWN.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = &Error{Status: http.StatusInternalServerError, Code: CodeUnknown, Message: "internal error"}
+		if rec, ok := r.Context().Value(errorRecorderKey{}).(func(error)); ok {
+			rec(err)
+		}
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Del("Content-Length")
+	w.WriteHeader(e.Status)
+	if r.Method == http.MethodHead {
+		return
+	}
+	json.NewEncoder(w).Encode(errorBody{Errors: []errorEntry{{Code: e.Code, Message: e.Message, Detail: e.Detail}}})
+}
+
+type errorRecorderKey struct{}
+
+// WithErrorRecorder returns a request context under which internal errors
+// (those answered with 500) are passed to rec, so a logging middleware can
+// log them without the client ever seeing their text.
+func WithErrorRecorder(r *http.Request, rec func(error)) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), errorRecorderKey{}, rec))
+}

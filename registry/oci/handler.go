@@ -1,0 +1,286 @@
+// Package oci implements the OCI Distribution v1.1 API (images, indexes,
+// artifacts, referrers) over a storage.Driver. It is a plain http.Handler,
+// mounted at /v2 by the registry.
+package oci
+
+import (
+	"context"
+	_ "crypto/sha256" // digest algorithms must be linked in for go-digest
+	_ "crypto/sha512"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/storage"
+)
+
+// Gate identifies requests and decides accesses; *auth.Service is one.
+type Gate interface {
+	Identify(r *http.Request) (*auth.Identity, error)
+	Allowed(ctx context.Context, id *auth.Identity, a auth.Access) bool
+}
+
+// Event describes a successful write, for audit hooks.
+type Event struct {
+	// Action is one of "blob.pushed", "blob.mounted", "blob.deleted",
+	// "manifest.pushed", "manifest.deleted", "tag.moved", "tag.deleted".
+	Action     string
+	Repository string
+	Digest     string
+	Tag        string
+	MediaType  string
+	Identity   *auth.Identity
+}
+
+// Options configure a Handler. The zero value of every field but Storage works.
+type Options struct {
+	Storage storage.Driver
+	// Gate decides who may do what; nil allows everything.
+	Gate Gate
+	// Realm returns the token endpoint URL for a request's Bearer challenge;
+	// nil challenges with Basic instead.
+	Realm func(r *http.Request) string
+	// Service is the `service` of the Bearer challenge.
+	Service string
+	// Prefix is the path the handler is mounted at (default "/v2").
+	Prefix string
+	// MaxManifestSize bounds manifest bodies (default 4 MiB).
+	MaxManifestSize int64
+	// UploadMaxAge is how long an untouched upload session lives (default 24h).
+	UploadMaxAge time.Duration
+	// AllowSparse accepts image manifests whose layers are not (yet) in the
+	// repository, as indexes always are; the config blob is still required.
+	AllowSparse bool
+	// DisableDelete answers every DELETE with UNSUPPORTED.
+	DisableDelete bool
+	// DisableReferrers answers the referrers API with UNSUPPORTED.
+	DisableReferrers bool
+	// OnEvent is called after every successful write.
+	OnEvent func(ctx context.Context, e Event)
+	// Logger receives background messages (upload purges).
+	Logger *slog.Logger
+}
+
+// Handler serves the distribution API.
+type Handler struct {
+	opts    Options
+	store   storage.Driver
+	uploads atomic.Int64
+}
+
+// New returns a Handler.
+func New(o Options) *Handler {
+	if o.Prefix == "" {
+		o.Prefix = "/v2"
+	}
+	o.Prefix = strings.TrimSuffix(o.Prefix, "/")
+	if o.MaxManifestSize <= 0 {
+		o.MaxManifestSize = 4 << 20
+	}
+	if o.UploadMaxAge <= 0 {
+		o.UploadMaxAge = 24 * time.Hour
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{opts: o, store: o.Storage}
+}
+
+// UploadsInProgress returns how many upload request bodies are streaming now.
+func (h *Handler) UploadsInProgress() int64 { return h.uploads.Load() }
+
+// Prefix returns the path the handler serves under.
+func (h *Handler) Prefix() string { return h.opts.Prefix }
+
+// request is one API call: the parsed route and the caller.
+type request struct {
+	w     http.ResponseWriter
+	r     *http.Request
+	route route
+	id    *auth.Identity
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p, ok := strings.CutPrefix(r.URL.Path, h.opts.Prefix)
+	if !ok {
+		writeError(w, r, newError(http.StatusNotFound, CodeNameUnknown, "not an OCI API path"))
+		return
+	}
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	rt := parsePath(p)
+	if rt.kind != RouteBase && rt.kind != RouteCatalog && rt.kind != RouteUnknown && !ValidName(rt.name) {
+		writeError(w, r, newError(http.StatusBadRequest, CodeNameInvalid, "invalid repository name %q", truncate(rt.name)))
+		return
+	}
+	req := &request{w: w, r: r, route: rt}
+	if err := h.dispatch(req); err != nil {
+		writeError(w, r, err)
+	}
+}
+
+func (h *Handler) dispatch(q *request) error {
+	m := q.r.Method
+	switch q.route.kind {
+	case RouteBase:
+		return h.serveBase(q)
+	case RouteCatalog:
+		if m == http.MethodGet {
+			return h.serveCatalog(q)
+		}
+	case RouteTags:
+		if m == http.MethodGet {
+			return h.serveTags(q)
+		}
+	case RouteReferrers:
+		if m == http.MethodGet {
+			return h.serveReferrers(q)
+		}
+	case RouteManifest:
+		switch m {
+		case http.MethodGet, http.MethodHead:
+			return h.getManifest(q)
+		case http.MethodPut:
+			return h.putManifest(q)
+		case http.MethodDelete:
+			return h.deleteManifest(q)
+		}
+	case RouteBlob:
+		switch m {
+		case http.MethodGet, http.MethodHead:
+			return h.getBlob(q)
+		case http.MethodDelete:
+			return h.deleteBlob(q)
+		}
+	case RouteUploadStart:
+		if m == http.MethodPost {
+			return h.startUpload(q)
+		}
+	case RouteUpload:
+		switch m {
+		case http.MethodGet:
+			return h.uploadStatus(q)
+		case http.MethodPatch:
+			return h.patchUpload(q)
+		case http.MethodPut:
+			return h.finishUpload(q)
+		case http.MethodDelete:
+			return h.cancelUpload(q)
+		}
+	default:
+		return newError(http.StatusNotFound, CodeNameUnknown, "no such API route")
+	}
+	return newError(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed here", m)
+}
+
+// access builds the auth access of an action on a repository.
+func access(name, action string) auth.Access {
+	return auth.Access{Protocol: auth.ProtocolOCI, Type: auth.TypeRepository, Name: name, Action: action}
+}
+
+// identify authenticates the request once.
+func (h *Handler) identify(q *request) error {
+	if q.id != nil {
+		return nil
+	}
+	if h.opts.Gate == nil {
+		q.id = &auth.Identity{Anonymous: true}
+		return nil
+	}
+	id, err := h.opts.Gate.Identify(q.r)
+	if err != nil {
+		return h.challenge(q, nil, "authentication failed")
+	}
+	q.id = id
+	return nil
+}
+
+// allowed reports whether the caller may do action on name.
+func (h *Handler) allowed(q *request, name, action string) bool {
+	if h.opts.Gate == nil {
+		return true
+	}
+	return h.opts.Gate.Allowed(q.r.Context(), q.id, access(name, action))
+}
+
+// require checks that the caller may perform every action on name; it answers
+// 401 with a challenge to anonymous callers and 403 DENIED to others.
+func (h *Handler) require(q *request, name string, actions ...string) error {
+	if err := h.identify(q); err != nil {
+		return err
+	}
+	for _, a := range actions {
+		if !h.allowed(q, name, a) {
+			scope := []string{"repository:" + name + ":" + strings.Join(actions, ",")}
+			if q.id.Anonymous {
+				return h.challenge(q, scope, "authentication required")
+			}
+			if q.id.Issued() {
+				// The Docker token flow: a JWT lacking an action gets a new
+				// challenge so the client asks the realm for that scope.
+				return h.challenge(q, scope, "insufficient_scope")
+			}
+			return newError(http.StatusForbidden, CodeDenied, "%s may not %s %s", subjectOf(q.id), a, name)
+		}
+	}
+	return nil
+}
+
+func subjectOf(id *auth.Identity) string {
+	if id.Subject == "" {
+		return "anonymous"
+	}
+	return id.Subject
+}
+
+// challenge answers 401 with the Docker token flow's WWW-Authenticate.
+func (h *Handler) challenge(q *request, scopes []string, msg string) error {
+	if h.opts.Realm == nil {
+		q.w.Header().Set("WWW-Authenticate", `Basic realm="unireg"`)
+	} else {
+		v := `Bearer realm="` + h.opts.Realm(q.r) + `",service="` + h.opts.Service + `"`
+		if len(scopes) > 0 {
+			v += `,scope="` + strings.Join(scopes, " ") + `"`
+		}
+		if msg == "insufficient_scope" {
+			v += `,error="insufficient_scope"`
+		}
+		q.w.Header().Set("WWW-Authenticate", v)
+	}
+	return newError(http.StatusUnauthorized, CodeUnauthorized, "%s", msg)
+}
+
+func (h *Handler) serveBase(q *request) error {
+	if q.r.Method != http.MethodGet && q.r.Method != http.MethodHead {
+		return newError(http.StatusMethodNotAllowed, CodeUnsupported, "method not allowed")
+	}
+	if err := h.identify(q); err != nil {
+		return err
+	}
+	// Like Distribution with token auth, the base endpoint asks anonymous
+	// callers to authenticate, so `docker login` checks the credentials.
+	if q.id.Anonymous && h.opts.Gate != nil {
+		return h.challenge(q, nil, "authentication required")
+	}
+	q.w.Header().Set("Content-Type", "application/json")
+	q.w.WriteHeader(http.StatusOK)
+	_, _ = q.w.Write([]byte("{}"))
+	return nil
+}
+
+func (h *Handler) emit(q *request, e Event) {
+	if h.opts.OnEvent != nil {
+		e.Identity = q.id
+		h.opts.OnEvent(q.r.Context(), e)
+	}
+}
+
+func truncate(s string) string {
+	if len(s) > 128 {
+		return s[:128] + "..."
+	}
+	return s
+}

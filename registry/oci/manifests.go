@@ -1,0 +1,441 @@
+package oci
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/storage"
+)
+
+// Manifest media types the registry accepts.
+const (
+	MediaTypeOCIManifest   = ocispec.MediaTypeImageManifest
+	MediaTypeOCIIndex      = ocispec.MediaTypeImageIndex
+	MediaTypeDockerV2      = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaTypeDockerV2List  = "application/vnd.docker.distribution.manifest.list.v2+json"
+	mediaTypeEmptyArtifact = ocispec.MediaTypeEmptyJSON
+)
+
+func isIndex(mt string) bool { return mt == MediaTypeOCIIndex || mt == MediaTypeDockerV2List }
+
+func knownManifestType(mt string) bool {
+	switch mt {
+	case MediaTypeOCIManifest, MediaTypeOCIIndex, MediaTypeDockerV2, MediaTypeDockerV2List:
+		return true
+	}
+	return false
+}
+
+// manifestDoc is the union of the fields of image manifests and indexes that
+// the registry checks.
+type manifestDoc struct {
+	SchemaVersion int                  `json:"schemaVersion"`
+	MediaType     string               `json:"mediaType"`
+	ArtifactType  string               `json:"artifactType"`
+	Config        *ocispec.Descriptor  `json:"config"`
+	Layers        []ocispec.Descriptor `json:"layers"`
+	Manifests     []ocispec.Descriptor `json:"manifests"`
+	Subject       *ocispec.Descriptor  `json:"subject"`
+	Annotations   map[string]string    `json:"annotations"`
+}
+
+// referrerArtifactType is the artifact type the referrers API reports.
+func (m *manifestDoc) referrerArtifactType() string {
+	if m.ArtifactType != "" {
+		return m.ArtifactType
+	}
+	if m.Config != nil && !isIndex(m.MediaType) {
+		return m.Config.MediaType
+	}
+	return ""
+}
+
+// reference is a manifest reference: a tag or a digest.
+type reference struct {
+	tag    string
+	digest digest.Digest
+}
+
+func parseReference(ref string) (reference, error) {
+	if strings.Contains(ref, ":") {
+		d, err := ParseDigest(ref)
+		if err != nil {
+			return reference{}, newError(http.StatusBadRequest, CodeDigestInvalid, "invalid digest %q: %v", truncate(ref), err)
+		}
+		return reference{digest: d}, nil
+	}
+	if !ValidTag(ref) {
+		return reference{}, newError(http.StatusBadRequest, CodeManifestInvalid, "invalid tag %q", truncate(ref))
+	}
+	return reference{tag: ref}, nil
+}
+
+// resolve finds the digest a reference names in a repository.
+func (h *Handler) resolve(q *request, name string, ref reference) (digest.Digest, error) {
+	if ref.digest != "" {
+		return ref.digest, nil
+	}
+	b, _, err := storage.ReadAll(q.r.Context(), h.store, tagKey(name, ref.tag))
+	if errors.Is(err, storage.ErrNotFound) {
+		return "", newError(http.StatusNotFound, CodeManifestUnknown, "tag %s unknown in repository %s", ref.tag, name)
+	}
+	if err != nil {
+		return "", err
+	}
+	d, err := ParseDigest(string(bytes.TrimSpace(b)))
+	if err != nil {
+		return "", fmt.Errorf("tag %s of %s holds a bad digest: %w", ref.tag, name, err)
+	}
+	return d, nil
+}
+
+// revisionMediaType returns the media type of a manifest in a repository, or
+// MANIFEST_UNKNOWN.
+func (h *Handler) revisionMediaType(q *request, name string, d digest.Digest) (string, error) {
+	b, _, err := storage.ReadAll(q.r.Context(), h.store, revisionKey(name, d))
+	if errors.Is(err, storage.ErrNotFound) {
+		return "", newError(http.StatusNotFound, CodeManifestUnknown, "manifest %s unknown in repository %s", d, name)
+	}
+	return string(b), err
+}
+
+func (h *Handler) getManifest(q *request) error {
+	name := q.route.name
+	if err := h.require(q, name, auth.ActionPull); err != nil {
+		return err
+	}
+	ref, err := parseReference(q.route.ref)
+	if err != nil {
+		return err
+	}
+	d, err := h.resolve(q, name, ref)
+	if err != nil {
+		return err
+	}
+	mt, err := h.revisionMediaType(q, name, d)
+	if err != nil {
+		return err
+	}
+	obj, err := h.store.Open(q.r.Context(), blobKey(d))
+	if errors.Is(err, storage.ErrNotFound) {
+		return newError(http.StatusNotFound, CodeManifestUnknown, "manifest %s unknown", d)
+	}
+	if err != nil {
+		return err
+	}
+	defer obj.Close()
+	hd := q.w.Header()
+	hd.Set("Content-Type", mt)
+	hd.Set("Docker-Content-Digest", d.String())
+	hd.Set("ETag", `"`+d.String()+`"`)
+	serveObject(q.w, q.r, obj)
+	return nil
+}
+
+// readManifestBody reads at most MaxManifestSize bytes of the request body.
+func (h *Handler) readManifestBody(q *request) ([]byte, error) {
+	max := h.opts.MaxManifestSize
+	if q.r.ContentLength > max {
+		return nil, newError(http.StatusRequestEntityTooLarge, CodeSizeInvalid, "manifest of %d bytes exceeds the limit of %d", q.r.ContentLength, max)
+	}
+	body, err := io.ReadAll(io.LimitReader(q.r.Body, max+1))
+	if err != nil {
+		return nil, newError(http.StatusBadRequest, CodeManifestInvalid, "read manifest: %v", err)
+	}
+	if int64(len(body)) > max {
+		return nil, newError(http.StatusRequestEntityTooLarge, CodeSizeInvalid, "manifest exceeds the limit of %d bytes", max)
+	}
+	return body, nil
+}
+
+func (h *Handler) putManifest(q *request) error {
+	name := q.route.name
+	if err := h.require(q, name, auth.ActionPush); err != nil {
+		return err
+	}
+	ref, err := parseReference(q.route.ref)
+	if err != nil {
+		return err
+	}
+	tags, err := tagParams(q, ref)
+	if err != nil {
+		return err
+	}
+	body, err := h.readManifestBody(q)
+	if err != nil {
+		return err
+	}
+	doc, mediaType, err := parseManifest(q.r.Header.Get("Content-Type"), body)
+	if err != nil {
+		return err
+	}
+	alg := digest.Canonical
+	if ref.digest != "" {
+		alg = ref.digest.Algorithm()
+	}
+	d := alg.FromBytes(body)
+	if ref.digest != "" && d != ref.digest {
+		return newError(http.StatusBadRequest, CodeDigestInvalid, "manifest digest is %s, not %s", d, ref.digest)
+	}
+	if err := h.checkReferencedBlobs(q, name, doc, mediaType); err != nil {
+		return err
+	}
+	if err := h.storeManifest(q, name, d, mediaType, body, doc, tags); err != nil {
+		return err
+	}
+	hd := q.w.Header()
+	hd.Set("Location", h.opts.Prefix+"/"+name+"/manifests/"+d.String())
+	hd.Set("Docker-Content-Digest", d.String())
+	if doc.Subject != nil {
+		hd.Set("OCI-Subject", doc.Subject.Digest.String())
+	}
+	if len(tags) > 0 {
+		hd.Set("OCI-Tag", strings.Join(tags, ","))
+	}
+	hd.Set("Content-Length", "0")
+	q.w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+// tagParams returns the tags a PUT sets: the reference's tag and ?tag=.
+func tagParams(q *request, ref reference) ([]string, error) {
+	var tags []string
+	if ref.tag != "" {
+		tags = append(tags, ref.tag)
+	}
+	for _, t := range q.r.URL.Query()["tag"] {
+		if !ValidTag(t) {
+			return nil, newError(http.StatusBadRequest, CodeManifestInvalid, "invalid tag %q", truncate(t))
+		}
+		tags = append(tags, t)
+	}
+	return tags, nil
+}
+
+// parseManifest checks a manifest body and returns it with its media type.
+func parseManifest(contentType string, body []byte) (*manifestDoc, string, error) {
+	invalid := func(format string, args ...any) (*manifestDoc, string, error) {
+		return nil, "", newError(http.StatusBadRequest, CodeManifestInvalid, format, args...)
+	}
+	var doc manifestDoc
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return invalid("manifest is not valid JSON: %v", err)
+	}
+	mediaType := doc.MediaType
+	if contentType != "" {
+		ct, _, err := mime.ParseMediaType(contentType)
+		if err != nil {
+			return invalid("invalid Content-Type %q", truncate(contentType))
+		}
+		if mediaType != "" && mediaType != ct {
+			return invalid("Content-Type %s does not match the manifest's mediaType %s", ct, mediaType)
+		}
+		mediaType = ct
+	}
+	if !knownManifestType(mediaType) {
+		return invalid("unsupported manifest media type %q", truncate(mediaType))
+	}
+	doc.MediaType = mediaType
+	if doc.SchemaVersion != 2 {
+		return invalid("schemaVersion must be 2")
+	}
+	if isIndex(mediaType) {
+		if doc.Config != nil || doc.Layers != nil {
+			return invalid("an index has no config or layers")
+		}
+		for i, m := range doc.Manifests {
+			if err := checkDescriptor(m); err != nil {
+				return invalid("manifests[%d]: %v", i, err)
+			}
+		}
+	} else {
+		if doc.Config == nil {
+			return invalid("an image manifest needs a config")
+		}
+		if err := checkDescriptor(*doc.Config); err != nil {
+			return invalid("config: %v", err)
+		}
+		for i, l := range doc.Layers {
+			if err := checkDescriptor(l); err != nil {
+				return invalid("layers[%d]: %v", i, err)
+			}
+		}
+	}
+	if doc.Subject != nil {
+		if err := checkDescriptor(*doc.Subject); err != nil {
+			return invalid("subject: %v", err)
+		}
+	}
+	return &doc, mediaType, nil
+}
+
+func checkDescriptor(d ocispec.Descriptor) error {
+	if _, err := ParseDigest(d.Digest.String()); err != nil {
+		return fmt.Errorf("digest %q: %v", truncate(d.Digest.String()), err)
+	}
+	if d.Size < 0 {
+		return fmt.Errorf("negative size")
+	}
+	if d.MediaType == "" {
+		return fmt.Errorf("empty mediaType")
+	}
+	return nil
+}
+
+// checkReferencedBlobs requires the config and layers of an image manifest
+// to exist in the repository (layers may be missing with AllowSparse).
+// Indexes may be sparse (their children need not be here), and a subject may
+// arrive after its referrers, as the spec allows.
+func (h *Handler) checkReferencedBlobs(q *request, name string, doc *manifestDoc, mediaType string) error {
+	if isIndex(mediaType) {
+		return nil
+	}
+	refs := []ocispec.Descriptor{*doc.Config}
+	if !h.opts.AllowSparse {
+		refs = append(refs, doc.Layers...)
+	}
+	for _, desc := range refs {
+		if len(desc.URLs) > 0 {
+			continue // foreign layer: lives elsewhere by definition
+		}
+		ok, err := h.blobInRepo(q, name, desc.Digest)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			e := newError(http.StatusBadRequest, CodeManifestBlobUnknown, "blob %s is not in repository %s", desc.Digest, name)
+			e.Detail = map[string]string{"digest": desc.Digest.String()}
+			return e
+		}
+	}
+	return nil
+}
+
+// storeManifest writes content, referrer entry, revision link and tags, in
+// that order: each step only makes visible what the previous ones completed.
+func (h *Handler) storeManifest(q *request, name string, d digest.Digest, mediaType string, body []byte, doc *manifestDoc, tags []string) error {
+	ctx := q.r.Context()
+	if _, err := h.store.Stat(ctx, blobKey(d)); errors.Is(err, storage.ErrNotFound) {
+		if _, err := h.store.Put(ctx, blobKey(d), bytes.NewReader(body), storage.Condition{}); err != nil {
+			return fmt.Errorf("store manifest %s: %w", d, err)
+		}
+	} else if err != nil {
+		return err
+	}
+	if doc.Subject != nil {
+		desc := ocispec.Descriptor{
+			MediaType: mediaType, Digest: d, Size: int64(len(body)),
+			ArtifactType: doc.referrerArtifactType(), Annotations: doc.Annotations,
+		}
+		b, _ := json.Marshal(desc)
+		if _, err := h.store.Put(ctx, referrerKey(name, doc.Subject.Digest, d), bytes.NewReader(b), storage.Condition{}); err != nil {
+			return fmt.Errorf("record referrer %s: %w", d, err)
+		}
+	}
+	if _, err := h.store.Put(ctx, revisionKey(name, d), strings.NewReader(mediaType), storage.Condition{}); err != nil {
+		return fmt.Errorf("link manifest %s: %w", d, err)
+	}
+	h.emit(q, Event{Action: "manifest.pushed", Repository: name, Digest: d.String(), MediaType: mediaType})
+	for _, t := range tags {
+		if _, err := h.store.Put(ctx, tagKey(name, t), strings.NewReader(d.String()), storage.Condition{}); err != nil {
+			return fmt.Errorf("tag %s: %w", t, err)
+		}
+		h.emit(q, Event{Action: "tag.moved", Repository: name, Digest: d.String(), Tag: t, MediaType: mediaType})
+	}
+	return nil
+}
+
+func (h *Handler) deleteManifest(q *request) error {
+	if h.opts.DisableDelete {
+		return newError(http.StatusMethodNotAllowed, CodeUnsupported, "deletion is disabled")
+	}
+	name := q.route.name
+	if err := h.require(q, name, auth.ActionDelete); err != nil {
+		return err
+	}
+	ref, err := parseReference(q.route.ref)
+	if err != nil {
+		return err
+	}
+	ctx := q.r.Context()
+	if ref.tag != "" {
+		err := h.store.Delete(ctx, tagKey(name, ref.tag))
+		if errors.Is(err, storage.ErrNotFound) {
+			return newError(http.StatusNotFound, CodeManifestUnknown, "tag %s unknown in repository %s", ref.tag, name)
+		}
+		if err != nil {
+			return err
+		}
+		h.emit(q, Event{Action: "tag.deleted", Repository: name, Tag: ref.tag})
+		q.w.WriteHeader(http.StatusAccepted)
+		return nil
+	}
+	d := ref.digest
+	if _, err := h.revisionMediaType(q, name, d); err != nil {
+		return err
+	}
+	if err := h.untagDigest(q, name, d); err != nil {
+		return err
+	}
+	if err := h.store.Delete(ctx, revisionKey(name, d)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	if err := h.dropReferrer(q, name, d); err != nil {
+		return err
+	}
+	h.emit(q, Event{Action: "manifest.deleted", Repository: name, Digest: d.String()})
+	q.w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// untagDigest removes every tag of the repository that points at d.
+func (h *Handler) untagDigest(q *request, name string, d digest.Digest) error {
+	ctx := q.r.Context()
+	tags, err := h.store.List(ctx, tagsKey(name))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, t := range tags {
+		b, _, err := storage.ReadAll(ctx, h.store, tagKey(name, t))
+		if err != nil {
+			continue
+		}
+		if string(bytes.TrimSpace(b)) == d.String() {
+			if err := h.store.Delete(ctx, tagKey(name, t)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// dropReferrer removes the referrer entry of a deleted manifest.
+func (h *Handler) dropReferrer(q *request, name string, d digest.Digest) error {
+	ctx := q.r.Context()
+	b, _, err := storage.ReadAll(ctx, h.store, blobKey(d))
+	if err != nil {
+		return nil // content gone: nothing to learn the subject from
+	}
+	var doc manifestDoc
+	if json.Unmarshal(b, &doc) != nil || doc.Subject == nil {
+		return nil
+	}
+	err = h.store.Delete(ctx, referrerKey(name, doc.Subject.Digest, d))
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,93 @@
+package oci
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+
+	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/storage"
+)
+
+// maxPageSize bounds ?n= for tag and catalog pages.
+const maxPageSize = 10000
+
+// page applies the `n` and `last` parameters to a sorted list, and reports
+// whether more entries follow.
+func page(q *request, all []string) ([]string, bool, error) {
+	query := q.r.URL.Query()
+	if last := query.Get("last"); last != "" {
+		i := sort.SearchStrings(all, last)
+		if i < len(all) && all[i] == last {
+			i++
+		}
+		all = all[i:]
+	}
+	n := len(all)
+	if v := query.Get("n"); v != "" {
+		var err error
+		n, err = strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return nil, false, newError(http.StatusBadRequest, CodeUnsupported, "invalid page size n=%q", truncate(v))
+		}
+		if n > maxPageSize {
+			n = maxPageSize
+		}
+	}
+	if n >= len(all) {
+		return all, false, nil
+	}
+	return all[:n], true, nil
+}
+
+// writeNextLink sets the Link header of a paginated list.
+func writeNextLink(q *request, path string, n int, last string) {
+	v := url.Values{}
+	v.Set("n", strconv.Itoa(n))
+	v.Set("last", last)
+	q.w.Header().Set("Link", "<"+path+"?"+v.Encode()+`>; rel="next"`)
+}
+
+func (h *Handler) serveTags(q *request) error {
+	name := q.route.name
+	if err := h.require(q, name, auth.ActionPull); err != nil {
+		return err
+	}
+	ctx := q.r.Context()
+	tags, err := h.store.List(ctx, tagsKey(name))
+	if errors.Is(err, storage.ErrNotFound) {
+		if _, lerr := h.store.List(ctx, repoKey(name)); errors.Is(lerr, storage.ErrNotFound) {
+			return newError(http.StatusNotFound, CodeNameUnknown, "repository %s unknown", name)
+		}
+		tags, err = []string{}, nil
+	}
+	if err != nil {
+		return err
+	}
+	sort.Strings(tags)
+	list, more, err := page(q, tags)
+	if err != nil {
+		return err
+	}
+	if more && len(list) > 0 {
+		writeNextLink(q, h.opts.Prefix+"/"+name+"/tags/list", len(list), list[len(list)-1])
+	}
+	return writeJSON(q, http.StatusOK, map[string]any{"name": name, "tags": list})
+}
+
+func writeJSON(q *request, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	q.w.Header().Set("Content-Type", "application/json")
+	q.w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	q.w.WriteHeader(status)
+	if q.r.Method != http.MethodHead {
+		_, _ = q.w.Write(b)
+	}
+	return nil
+}

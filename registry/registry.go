@@ -1,0 +1,295 @@
+// Package registry is unireg as a library: one http.Handler that serves the
+// OCI Distribution API (and, as the project grows, the npm registry) over a
+// pluggable storage.Driver, with pluggable authentication.
+//
+// A program builds one with New and mounts it anywhere an http.Handler fits:
+//
+//	reg, err := registry.New(ctx, registry.Config{Storage: inmemory.New()})
+//	...
+//	defer reg.Close()
+//	http.ListenAndServe(":5000", reg)
+//
+// cmd/registry is one user of this package: its flags and config file map
+// onto Config through package registry/config.
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/oci"
+	"github.com/unireg/unireg/registry/storage"
+)
+
+// Config is everything a Registry needs. Only Storage is required; every
+// other zero value works.
+type Config struct {
+	// Storage holds all content and metadata.
+	Storage storage.Driver
+
+	// Authenticator checks presented credentials (HTTP Basic password or
+	// Bearer token). nil refuses every credential, leaving only anonymous
+	// access. *auth.TokenStore is the built-in implementation.
+	Authenticator auth.Authenticator
+	// Authorizer decides each access; nil grants what the identity's scopes
+	// allow (auth.ScopeAuthorizer).
+	Authorizer auth.Authorizer
+	// AnonymousScopes are granted to every request, e.g. "oci:repository:*:pull".
+	AnonymousScopes []string
+	// DisableAuth turns every check off: all requests may do everything.
+	DisableAuth bool
+
+	// JWTKey signs the short-lived JWTs of the Docker token flow (HS256, at
+	// least 32 bytes). Replicas must share it. nil picks a random key, valid
+	// for this process only.
+	JWTKey []byte
+	// TokenService is the `service` of Bearer challenges (default "unireg").
+	TokenService string
+	// TokenTTL is the lifetime of issued JWTs (default 5 minutes).
+	TokenTTL time.Duration
+	// PublicURL is the registry's external base URL (scheme and host, e.g.
+	// "https://registry.example.com"); empty derives it from each request.
+	PublicURL string
+
+	// OCI configures the OCI Distribution API.
+	OCI OCIConfig
+
+	// Logger receives one line per request and background messages; nil
+	// discards them.
+	Logger *slog.Logger
+	// Metrics is where the registry's Prometheus metrics are registered;
+	// nil creates a private registry. Either way /metrics serves them.
+	Metrics *prometheus.Registry
+	// ReadyChecks are extra checks of /readyz, besides storage.
+	ReadyChecks []ReadyCheck
+	// OnEvent is called after every successful write, with the identity.
+	OnEvent func(ctx context.Context, e Event)
+}
+
+// OCIConfig configures the OCI side.
+type OCIConfig struct {
+	// Disabled turns the OCI API off.
+	Disabled bool
+	// Prefix is where the API is mounted (default "/v2"; OCI clients need
+	// "/v2" at the host root, so change it only behind a rewriting proxy).
+	Prefix string
+	// MaxManifestSize bounds manifests (default 4 MiB).
+	MaxManifestSize int64
+	// UploadMaxAge is how long an untouched upload session lives (default 24h).
+	UploadMaxAge time.Duration
+	// UploadPurgeInterval is how often abandoned uploads are looked for
+	// (default 10 minutes); negative disables the purger.
+	UploadPurgeInterval time.Duration
+	// AllowSparse accepts image manifests whose layers are not in the
+	// repository (the config must be); indexes are always accepted sparse.
+	AllowSparse bool
+	// DisableDelete refuses deletion of manifests, tags and blobs.
+	DisableDelete bool
+	// DisableReferrers turns the referrers API off.
+	DisableReferrers bool
+}
+
+// Event describes a successful write.
+type Event struct {
+	// Protocol is "oci" (or "npm").
+	Protocol string
+	// Action names the write, e.g. "manifest.pushed" or "tag.moved".
+	Action     string
+	Repository string
+	Digest     string
+	Tag        string
+	MediaType  string
+	Identity   *auth.Identity
+}
+
+// ReadyCheck is one check of /readyz.
+type ReadyCheck struct {
+	Name  string
+	Check func(ctx context.Context) error
+	// WarnOnly reports a failure in the /readyz body without failing it: an
+	// auth store that failed to reload keeps the previous tokens, and taking
+	// every replica out of service for it would turn a typo into an outage.
+	WarnOnly bool
+}
+
+// Registry is the assembled registry: an http.Handler with its parts.
+type Registry struct {
+	cfg     Config
+	echo    *echo.Echo
+	auth    *auth.Service
+	oci     *oci.Handler
+	metrics *metrics
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// New assembles a registry and starts its background work (the upload
+// purger), which Close stops.
+func New(ctx context.Context, cfg Config) (*Registry, error) {
+	if cfg.Storage == nil {
+		return nil, errors.New("registry: Config.Storage is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+	}
+	if cfg.TokenService == "" {
+		cfg.TokenService = "unireg"
+	}
+	if cfg.PublicURL != "" {
+		u, err := url.Parse(cfg.PublicURL)
+		if err != nil || u.Scheme == "" || u.Host == "" {
+			return nil, fmt.Errorf("registry: PublicURL %q must be an absolute URL", cfg.PublicURL)
+		}
+		cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
+	}
+	gate, err := newGate(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r := &Registry{cfg: cfg, auth: gate, done: make(chan struct{})}
+	r.metrics = newMetrics(cfg.Metrics)
+	if !cfg.OCI.Disabled {
+		r.oci = r.newOCI()
+		r.metrics.watchUploads(r.oci.UploadsInProgress)
+	}
+	r.echo = r.routes()
+
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.cancel = cancel
+	go func() {
+		defer close(r.done)
+		if r.oci != nil && cfg.OCI.UploadPurgeInterval >= 0 {
+			every := cfg.OCI.UploadPurgeInterval
+			if every == 0 {
+				every = 10 * time.Minute
+			}
+			r.oci.RunUploadPurger(bg, every)
+		}
+	}()
+	return r, nil
+}
+
+func newGate(cfg Config) (*auth.Service, error) {
+	if cfg.DisableAuth {
+		return nil, nil
+	}
+	anon, err := auth.ParseScopes(cfg.AnonymousScopes)
+	if err != nil {
+		return nil, fmt.Errorf("registry: anonymous scopes: %w", err)
+	}
+	key := cfg.JWTKey
+	if key == nil {
+		key = make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+	}
+	issuer, err := auth.NewJWTIssuer(auth.JWTIssuerOptions{Key: key, Service: cfg.TokenService, TTL: cfg.TokenTTL})
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	return auth.NewService(auth.ServiceOptions{
+		Authenticator: cfg.Authenticator, Authorizer: cfg.Authorizer, Anonymous: anon, Issuer: issuer,
+	}), nil
+}
+
+func (r *Registry) newOCI() *oci.Handler {
+	o := oci.Options{
+		Storage:          r.cfg.Storage,
+		Prefix:           r.cfg.OCI.Prefix,
+		MaxManifestSize:  r.cfg.OCI.MaxManifestSize,
+		UploadMaxAge:     r.cfg.OCI.UploadMaxAge,
+		AllowSparse:      r.cfg.OCI.AllowSparse,
+		DisableDelete:    r.cfg.OCI.DisableDelete,
+		DisableReferrers: r.cfg.OCI.DisableReferrers,
+		Logger:           r.cfg.Logger,
+		Service:          r.cfg.TokenService,
+	}
+	if r.auth != nil {
+		o.Gate = r.auth
+		o.Realm = func(req *http.Request) string { return r.BaseURL(req) + "/token" }
+	}
+	if r.cfg.OnEvent != nil {
+		o.OnEvent = func(ctx context.Context, e oci.Event) {
+			r.cfg.OnEvent(ctx, Event{Protocol: "oci", Action: e.Action, Repository: e.Repository,
+				Digest: e.Digest, Tag: e.Tag, MediaType: e.MediaType, Identity: e.Identity})
+		}
+	}
+	return oci.New(o)
+}
+
+// BaseURL is the registry's external base URL for a request: PublicURL when
+// set, else the request's scheme (X-Forwarded-Proto honoured) and Host
+// (X-Forwarded-Host honoured).
+func (r *Registry) BaseURL(req *http.Request) string {
+	if r.cfg.PublicURL != "" {
+		return r.cfg.PublicURL
+	}
+	scheme := "http"
+	if req.TLS != nil {
+		scheme = "https"
+	}
+	if p := req.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
+		scheme = p
+	}
+	host := req.Host
+	if h := req.Header.Get("X-Forwarded-Host"); h != "" {
+		host, _, _ = strings.Cut(h, ",")
+	}
+	return scheme + "://" + strings.TrimSpace(host)
+}
+
+// ServeHTTP implements http.Handler.
+func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.echo.ServeHTTP(w, req) }
+
+// Storage returns the storage driver.
+func (r *Registry) Storage() storage.Driver { return r.cfg.Storage }
+
+// Auth returns the auth gate, nil when auth is disabled.
+func (r *Registry) Auth() *auth.Service { return r.auth }
+
+// OCI returns the OCI API handler, nil when the OCI side is disabled.
+func (r *Registry) OCI() *oci.Handler { return r.oci }
+
+// Metrics returns the Prometheus registry the metrics live in.
+func (r *Registry) Metrics() *prometheus.Registry { return r.cfg.Metrics }
+
+// Ready runs the readiness checks: storage reachable, then ReadyChecks. It
+// returns the failure that makes the registry unready, and the warnings of
+// checks that only warn.
+func (r *Registry) Ready(ctx context.Context) (warnings []string, err error) {
+	if err := r.cfg.Storage.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	for _, c := range r.cfg.ReadyChecks {
+		if err := c.Check(ctx); err != nil {
+			if !c.WarnOnly {
+				return warnings, fmt.Errorf("%s: %w", c.Name, err)
+			}
+			warnings = append(warnings, c.Name+": "+err.Error())
+		}
+	}
+	return warnings, nil
+}
+
+// Close stops background work. It does not close the storage.
+func (r *Registry) Close() error {
+	r.cancel()
+	<-r.done
+	return nil
+}
+

@@ -1,0 +1,136 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/oci"
+)
+
+// routes wires the endpoints into echo. Echo only routes and runs the
+// middleware; the protocol handlers are plain http.Handlers, so a program can
+// mount them itself.
+func (r *Registry) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = func(err error, c echo.Context) {
+		code := http.StatusInternalServerError
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			code = he.Code
+		}
+		if !c.Response().Committed {
+			_ = c.JSON(code, map[string]any{"errors": []map[string]string{{"code": "UNKNOWN", "message": http.StatusText(code)}}})
+		}
+	}
+	e.Use(r.observe)
+
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", func(c echo.Context) error {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
+		defer cancel()
+		warnings, err := r.Ready(ctx)
+		var body strings.Builder
+		for _, w := range warnings {
+			body.WriteString("warning: " + w + "\n")
+		}
+		if err != nil {
+			return c.String(http.StatusServiceUnavailable, body.String()+"not ready: "+err.Error()+"\n")
+		}
+		return c.String(http.StatusOK, body.String()+"ok\n")
+	})
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(r.cfg.Metrics, promhttp.HandlerOpts{})))
+
+	if r.oci != nil {
+		h := echo.WrapHandler(r.oci)
+		e.Any(r.oci.Prefix(), h)
+		e.Any(r.oci.Prefix()+"/*", h)
+		if r.auth != nil {
+			th := echo.WrapHandler(auth.TokenHandler{Service: r.auth})
+			e.GET("/token", th)
+			e.POST("/token", th)
+		}
+	}
+	return e
+}
+
+// routeOf names a request's route for metrics and logs.
+func (r *Registry) routeOf(path string) string {
+	if r.oci != nil {
+		if rest, ok := strings.CutPrefix(path, r.oci.Prefix()); ok && (rest == "" || rest[0] == '/') {
+			return "oci_" + oci.RouteOf(rest)
+		}
+	}
+	switch path {
+	case "/token":
+		return "token"
+	case "/healthz", "/readyz":
+		return "health"
+	case "/metrics":
+		return "metrics"
+	}
+	return "other"
+}
+
+type countingReader struct {
+	io.ReadCloser
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// observe logs one line per request and records its metrics. It never logs
+// headers or query strings, where credentials travel.
+func (r *Registry) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		req := c.Request()
+		body := &countingReader{ReadCloser: req.Body}
+		req.Body = body
+		var internal error
+		req = oci.WithErrorRecorder(req, func(err error) { internal = err })
+		c.SetRequest(req)
+
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		route := r.routeOf(req.URL.Path)
+		status := c.Response().Status
+		elapsed := time.Since(start)
+		r.metrics.observe(route, req.Method, status, elapsed, body.n, c.Response().Size)
+
+		level := slog.LevelInfo
+		if internal != nil || status >= 500 {
+			level = slog.LevelError
+		}
+		if route == "health" || route == "metrics" {
+			level = slog.LevelDebug
+		}
+		attrs := []slog.Attr{
+			slog.String("method", req.Method), slog.String("path", req.URL.Path),
+			slog.String("route", route), slog.Int("status", status),
+			slog.Int64("bytes_in", body.n), slog.Int64("bytes_out", c.Response().Size),
+			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+			slog.String("remote", c.RealIP()),
+		}
+		if internal != nil {
+			attrs = append(attrs, slog.String("error", internal.Error()))
+		}
+		r.cfg.Logger.LogAttrs(req.Context(), level, "request", attrs...)
+		return nil
+	}
+}

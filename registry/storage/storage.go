@@ -1,0 +1,135 @@
+// Package storage defines the small interface through which the protocol
+// handlers reach persistent state, and the errors every backend returns.
+//
+// The interface knows nothing about OCI or npm: it stores opaque objects under
+// slash-separated keys. Keys are made of segments that never start with a dot
+// (backends use dot-names for their own temporary and lock files) and never
+// contain "..", NUL or backslashes; callers build them with Join, which checks.
+//
+// Every write is atomic: an object is either absent, or present with its whole
+// content. Backends achieve that by writing to a temporary name and renaming
+// (filesystem) or by the store's own atomic PUT (S3).
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Errors returned by every Driver. Callers test them with errors.Is.
+var (
+	// ErrNotFound means the object (or prefix) does not exist.
+	ErrNotFound = errors.New("storage: not found")
+	// ErrPreconditionFailed means a conditional write found another version
+	// than the one it was conditioned on.
+	ErrPreconditionFailed = errors.New("storage: precondition failed")
+	// ErrInvalidOffset means an Append did not start at the object's current size.
+	ErrInvalidOffset = errors.New("storage: append offset does not match size")
+	// ErrInvalidKey means a key would escape the store or is malformed.
+	ErrInvalidKey = errors.New("storage: invalid key")
+)
+
+// Info describes a stored object.
+type Info struct {
+	Key     string
+	Size    int64
+	ModTime time.Time
+	// Version identifies this exact content of the object: it changes on
+	// every write. Pass it to Put as Condition.IfMatch for a compare-and-swap.
+	Version string
+}
+
+// Condition makes Put conditional.
+type Condition struct {
+	// IfMatch, when set, requires the current version to equal it.
+	IfMatch string
+	// IfNoneMatch requires that the object does not exist yet.
+	IfNoneMatch bool
+}
+
+// Object is an open stored object: it can be read sequentially, seeked (for
+// HTTP Range requests) and closed. The filesystem backend returns an *os.File
+// inside, so net/http can use sendfile.
+type Object interface {
+	io.ReadSeekCloser
+	Info() Info
+}
+
+// Driver is the storage backend. All methods are safe for concurrent use, by
+// several goroutines and (for the shipped backends) by several processes
+// sharing the same underlying store.
+type Driver interface {
+	// Stat returns the object's metadata, or ErrNotFound.
+	Stat(ctx context.Context, key string) (Info, error)
+	// Open opens the object for reading, or returns ErrNotFound.
+	Open(ctx context.Context, key string) (Object, error)
+	// Put stores the whole content of r under key, atomically replacing any
+	// previous object, subject to cond. It returns the new object's Info.
+	Put(ctx context.Context, key string, r io.Reader, cond Condition) (Info, error)
+	// Append writes r at the end of the object at key, which must currently
+	// hold exactly offset bytes (0 creates it). It returns the bytes written.
+	// Data appended is durable when Append returns; a failed Append may leave
+	// part of r written, which the caller detects through Stat.
+	Append(ctx context.Context, key string, offset int64, r io.Reader) (int64, error)
+	// Move renames src to dst atomically, replacing dst.
+	Move(ctx context.Context, src, dst string) error
+	// Delete removes one object. Deleting a missing object returns ErrNotFound.
+	Delete(ctx context.Context, key string) error
+	// DeleteAll removes every object under prefix (a "directory").
+	DeleteAll(ctx context.Context, prefix string) error
+	// List returns the names (not keys) of the direct children of prefix:
+	// objects and "directories" alike, sorted. A missing prefix returns ErrNotFound.
+	List(ctx context.Context, prefix string) ([]string, error)
+	// Ping reports whether the backend is reachable and usable.
+	Ping(ctx context.Context) error
+}
+
+// Join builds a key from segments, refusing anything that could escape the
+// store or alias another key.
+func Join(segments ...string) (string, error) {
+	for _, s := range segments {
+		if err := checkSegments(s); err != nil {
+			return "", err
+		}
+	}
+	return strings.Join(segments, "/"), nil
+}
+
+// ValidateKey checks a complete key with the rules of Join.
+func ValidateKey(key string) error { return checkSegments(key) }
+
+func checkSegments(s string) error {
+	if s == "" {
+		return fmt.Errorf("%w: empty segment", ErrInvalidKey)
+	}
+	for _, seg := range strings.Split(s, "/") {
+		switch {
+		case seg == "":
+			return fmt.Errorf("%w: empty segment in %q", ErrInvalidKey, s)
+		case seg[0] == '.':
+			return fmt.Errorf("%w: segment %q starts with a dot", ErrInvalidKey, seg)
+		case strings.ContainsAny(seg, "\x00\\"):
+			return fmt.Errorf("%w: segment %q has a forbidden character", ErrInvalidKey, seg)
+		}
+	}
+	return nil
+}
+
+// ReadAll reads a whole (small) object into memory. Use it for metadata only,
+// never for blobs.
+func ReadAll(ctx context.Context, d Driver, key string) ([]byte, Info, error) {
+	obj, err := d.Open(ctx, key)
+	if err != nil {
+		return nil, Info{}, err
+	}
+	defer obj.Close()
+	b, err := io.ReadAll(obj)
+	if err != nil {
+		return nil, Info{}, fmt.Errorf("read %s: %w", key, err)
+	}
+	return b, obj.Info(), nil
+}
