@@ -292,4 +292,3 @@ func (r *Registry) Close() error {
 	<-r.done
 	return nil
 }
-

@@ -57,7 +57,7 @@ type reader struct {
 	info storage.Info
 }
 
-func (r reader) Close() error        { return nil }
+func (r reader) Close() error       { return nil }
 func (r reader) Info() storage.Info { return r.info }
 
 // Open implements storage.Driver. The reader sees a snapshot: later writes
