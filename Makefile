@@ -1,0 +1,53 @@
+# unireg — see README.md. `make run` starts a registry on 127.0.0.1:5000 with
+# data in ./data; `make test` runs every test, including the OCI conformance
+# suite against a freshly started server.
+
+GO        ?= go
+BIN       := $(CURDIR)/bin
+LISTEN    ?= 127.0.0.1:5000
+DATA_DIR  ?= ./data
+
+.PHONY: all
+all: build
+
+.PHONY: build
+build: ## Build bin/registry.
+	$(GO) build -o $(BIN)/registry ./cmd/registry
+
+.PHONY: run
+run: ## Run the registry on $(LISTEN) with data in $(DATA_DIR).
+	$(GO) run ./cmd/registry --listen $(LISTEN) --data-dir $(DATA_DIR)
+
+.PHONY: fmt
+fmt: ## gofmt every Go file.
+	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: vet
+vet: ## go vet.
+	$(GO) vet ./...
+
+.PHONY: check-fmt
+check-fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+.PHONY: unit
+unit: ## Go tests (unit and integration, with the race detector).
+	$(GO) test -race -count=1 ./...
+
+.PHONY: conformance-tool
+conformance-tool: $(BIN)/oci-conformance
+
+$(BIN)/oci-conformance: hack/conformance/go.mod hack/conformance/go.sum
+	cd hack/conformance && $(GO) build -o $(BIN)/oci-conformance github.com/opencontainers/distribution-spec/conformance
+
+.PHONY: conformance
+conformance: build conformance-tool ## OCI conformance suite, every toggle on: token auth, then anonymous.
+	hack/run-conformance.sh token
+	hack/run-conformance.sh anonymous
+
+.PHONY: test
+test: check-fmt vet unit conformance ## Everything CI runs.
+
+.PHONY: help
+help:
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
