@@ -32,7 +32,7 @@ func TestTagListPaginatesWithLink(t *testing.T) {
 		got = append(got, list.Tags...)
 		path = ""
 		if link := w.Header().Get("Link"); link != "" {
-			path = link[1:len(link)-len(`>; rel="next"`)]
+			path = link[1 : len(link)-len(`>; rel="next"`)]
 		}
 	}
 	if want := []string{"a", "b", "c", "d", "e"}; !reflect.DeepEqual(got, want) {
