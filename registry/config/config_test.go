@@ -1,0 +1,124 @@
+package config
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/unireg/unireg/registry/auth"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestPrecedenceIsFlagThenEnvThenFileThenDefault(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "unireg.yaml")
+	os.WriteFile(file, []byte("listen: 127.0.0.1:7000\ndata-dir: /from/file\ntoken-ttl: 2m\nanonymous:\n  - oci:repository:*:pull\n  - npm:package:*:read\nmax-manifest-size: 1048576\n"), 0o600)
+	o, err := Load([]string{"--config", file, "--listen", "127.0.0.1:9000"},
+		env(map[string]string{"UNIREG_DATA_DIR": "/from/env", "UNIREG_LISTEN": "127.0.0.1:8000"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Listen != "127.0.0.1:9000" {
+		t.Errorf("listen = %s, want the flag's", o.Listen)
+	}
+	if o.DataDir != "/from/env" {
+		t.Errorf("data-dir = %s, want the environment's", o.DataDir)
+	}
+	if o.TokenTTL != 2*time.Minute || o.MaxManifestSize != 1<<20 {
+		t.Errorf("file values not applied: ttl %s, max manifest %d", o.TokenTTL, o.MaxManifestSize)
+	}
+	if got := strings.Join(o.AnonymousScopes(), " "); got != "oci:repository:*:pull npm:package:*:read" {
+		t.Errorf("anonymous from a YAML list = %q", got)
+	}
+	if o.TokenService != "unireg" || o.UploadMaxAge != 24*time.Hour {
+		t.Errorf("defaults lost: service %q, upload age %s", o.TokenService, o.UploadMaxAge)
+	}
+}
+
+func TestConfigFileFromEnvironment(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(file, []byte("public-url: https://r.example.com\n"), 0o600)
+	o, err := Load(nil, env(map[string]string{"UNIREG_CONFIG": file}), io.Discard)
+	if err != nil || o.PublicURL != "https://r.example.com" {
+		t.Fatalf("UNIREG_CONFIG not read: %+v, %v", o, err)
+	}
+}
+
+func TestLoadRejectsBadInput(t *testing.T) {
+	dir := t.TempDir()
+	unknown := filepath.Join(dir, "unknown.yaml")
+	os.WriteFile(unknown, []byte("lisen: :5000\n"), 0o600)
+	badValue := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(badValue, []byte("token-ttl: soon\n"), 0o600)
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"unknown file key", []string{"--config", unknown}, nil, `unknown setting "lisen"`},
+		{"bad file value", []string{"--config", badValue}, nil, "token-ttl"},
+		{"bad env value", nil, map[string]string{"UNIREG_TOKEN_TTL": "soon"}, "UNIREG_TOKEN_TTL"},
+		{"missing file", []string{"--config", filepath.Join(dir, "none.yaml")}, nil, "config file"},
+		{"stray argument", []string{"serve"}, nil, "unexpected argument"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Load(c.args, env(c.env), io.Discard)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want one mentioning %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestBuildRejectsInvalidAnonymousScope(t *testing.T) {
+	o, _ := Load([]string{"--data-dir", t.TempDir(), "--anonymous", "oci:repo:*:pull"}, env(nil), io.Discard)
+	_, err := o.Build(context.Background(), slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "--anonymous") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+func TestBuildBootstrapsAdminTokenOnce(t *testing.T) {
+	dir := t.TempDir()
+	o, _ := Load([]string{"--data-dir", dir}, env(nil), io.Discard)
+	b, err := o.Build(context.Background(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	raw, _ := os.ReadFile(filepath.Join(dir, AdminTokenFileName))
+	token := strings.TrimSpace(string(raw))
+	id, err := b.TokenStore.Authenticate(context.Background(), auth.Credentials{Password: token})
+	if err != nil || !id.Scopes.Allows(auth.Access{Protocol: "npm", Type: "package", Name: "@x/y", Action: "delete"}) {
+		t.Fatalf("admin token: %+v, %v", id, err)
+	}
+	store, _ := os.ReadFile(filepath.Join(dir, AuthStoreFileName))
+	if strings.Contains(string(store), token) {
+		t.Fatal("the auth store holds the raw token, not its hash")
+	}
+	b2, err := o.Build(context.Background(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	if b2.TokenStore.Len() != 1 {
+		t.Fatalf("second start: %d tokens, want the same single admin token", b2.TokenStore.Len())
+	}
+}
+
+func TestJWTKeyFileMustBeLongEnough(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "key")
+	os.WriteFile(key, []byte("short\n"), 0o600)
+	o, _ := Load([]string{"--data-dir", dir, "--jwt-key-file", key}, env(nil), io.Discard)
+	if _, err := o.Build(context.Background(), slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "at least 32") {
+		t.Fatalf("short key accepted: %v", err)
+	}
+}
