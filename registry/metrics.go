@@ -44,7 +44,13 @@ func (m *metrics) watchUploads(inProgress func() int64) {
 	}, func() float64 { return float64(inProgress()) }))
 }
 
+// knownMethods bounds the method label: clients choose methods freely.
+var knownMethods = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true}
+
 func (m *metrics) observe(route, method string, status int, d time.Duration, in, out int64) {
+	if !knownMethods[method] {
+		method = "other"
+	}
 	s := strconv.Itoa(status)
 	m.requests.WithLabelValues(route, method, s).Inc()
 	m.duration.WithLabelValues(route, method, s).Observe(d.Seconds())

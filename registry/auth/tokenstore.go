@@ -211,9 +211,15 @@ func (s *TokenStore) watch() error {
 	return nil
 }
 
+// reloadLogged reloads and logs a failure once, not at every tick.
 func (s *TokenStore) reloadLogged() {
-	if err := s.Reload(); err != nil {
+	before := s.Err()
+	err := s.Reload()
+	switch {
+	case err != nil && (before == nil || before.Error() != err.Error()):
 		s.log.Error("auth store reload failed; keeping the previous tokens", "path", s.path, "error", err)
+	case err == nil && before != nil:
+		s.log.Info("auth store reload recovered", "path", s.path)
 	}
 }
 
