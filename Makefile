@@ -31,8 +31,17 @@ check-fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 .PHONY: unit
-unit: ## Go tests (unit and integration, with the race detector).
+unit: client-tools ## Go tests (unit and integration, with the race detector).
 	$(GO) test -race -count=1 ./...
+
+.PHONY: client-tools
+client-tools: $(BIN)/oras $(BIN)/crane ## The OCI client CLIs the tests drive (pinned in hack/tools).
+
+$(BIN)/oras: hack/tools/go.mod hack/tools/go.sum
+	cd hack/tools && $(GO) build -o $(BIN)/oras oras.land/oras/cmd/oras
+
+$(BIN)/crane: hack/tools/go.mod hack/tools/go.sum
+	cd hack/tools && $(GO) build -o $(BIN)/crane github.com/google/go-containerregistry/cmd/crane
 
 .PHONY: conformance-tool
 conformance-tool: $(BIN)/oci-conformance
