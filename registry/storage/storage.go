@@ -70,19 +70,24 @@ type Driver interface {
 	// Put stores the whole content of r under key, atomically replacing any
 	// previous object, subject to cond. It returns the new object's Info.
 	Put(ctx context.Context, key string, r io.Reader, cond Condition) (Info, error)
-	// Append writes r at the end of the object at key, which must currently
-	// hold exactly offset bytes (0 creates it). It returns the bytes written.
-	// Data appended is durable when Append returns; a failed Append may leave
-	// part of r written, which the caller detects through Stat.
+	// Append writes r at offset into the object at key and returns the bytes
+	// written. Offset 0 creates the object when missing; an offset beyond the
+	// object's size (or on a missing object) is ErrInvalidOffset. Bytes the
+	// object held past offset are discarded first: the caller's record of the
+	// offset (an upload session's state) is the truth, even after a crash
+	// between writing data and recording it. Data is durable when Append
+	// returns; a failed Append leaves the object at its previous size.
 	Append(ctx context.Context, key string, offset int64, r io.Reader) (int64, error)
 	// Move renames src to dst atomically, replacing dst.
 	Move(ctx context.Context, src, dst string) error
 	// Delete removes one object. Deleting a missing object returns ErrNotFound.
 	Delete(ctx context.Context, key string) error
-	// DeleteAll removes every object under prefix (a "directory").
+	// DeleteAll removes every object under prefix (a "directory"); a missing
+	// prefix is not an error.
 	DeleteAll(ctx context.Context, prefix string) error
 	// List returns the names (not keys) of the direct children of prefix:
-	// objects and "directories" alike, sorted. A missing prefix returns ErrNotFound.
+	// objects and "directories" alike, sorted. A missing prefix returns
+	// ErrNotFound; the root ("") of an empty store is an empty list.
 	List(ctx context.Context, prefix string) ([]string, error)
 	// Ping reports whether the backend is reachable and usable.
 	Ping(ctx context.Context) error
@@ -91,6 +96,9 @@ type Driver interface {
 // Join builds a key from segments, refusing anything that could escape the
 // store or alias another key.
 func Join(segments ...string) (string, error) {
+	if len(segments) == 0 {
+		return "", fmt.Errorf("%w: no segments", ErrInvalidKey)
+	}
 	for _, s := range segments {
 		if err := checkSegments(s); err != nil {
 			return "", err

@@ -139,7 +139,11 @@ func (d *Driver) Put(_ context.Context, key string, r io.Reader, cond storage.Co
 	if err != nil {
 		return storage.Info{}, fmt.Errorf("put %s: %w", key, err)
 	}
-	defer os.Remove(tmp) // no-op after a successful rename
+	defer func() {
+		if os.Remove(tmp) == nil { // the Put failed after writing
+			d.pruneEmptyDirs(filepath.Dir(p))
+		}
+	}()
 	if cond != (storage.Condition{}) {
 		unlock, err := d.lock(key)
 		if err != nil {
@@ -178,11 +182,11 @@ func (d *Driver) checkCondition(p string, cond storage.Condition) error {
 
 // writeTemp copies r into a synced temporary file beside p and returns its path.
 func (d *Driver) writeTemp(p string, r io.Reader) (string, error) {
-	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	f, err := os.CreateTemp(dir, ".tmp-*")
+	var f *os.File
+	err := d.inDir(filepath.Dir(p), func() (err error) {
+		f, err = os.CreateTemp(filepath.Dir(p), ".tmp-*")
+		return err
+	})
 	if err != nil {
 		return "", err
 	}
@@ -196,6 +200,7 @@ func (d *Driver) writeTemp(p string, r io.Reader) (string, error) {
 	}
 	if err != nil {
 		os.Remove(name)
+		d.pruneEmptyDirs(filepath.Dir(p))
 		return "", err
 	}
 	return name, nil
@@ -209,10 +214,10 @@ func (d *Driver) Append(_ context.Context, key string, offset int64, r io.Reader
 	if err != nil {
 		return 0, err
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return 0, err
+	f, err := d.openForAppend(p, offset)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return 0, fmt.Errorf("append %s at %d, object missing: %w", key, offset, storage.ErrInvalidOffset)
 	}
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return 0, fmt.Errorf("append %s: %w", key, err)
 	}
@@ -246,6 +251,20 @@ func (d *Driver) Append(_ context.Context, key string, offset int64, r io.Reader
 	return n, nil
 }
 
+// openForAppend opens p for writing, creating it (and its prefix) only when
+// offset is 0: an append anywhere else needs the object to exist.
+func (d *Driver) openForAppend(p string, offset int64) (*os.File, error) {
+	if offset != 0 {
+		return os.OpenFile(p, os.O_WRONLY, 0o644)
+	}
+	var f *os.File
+	err := d.inDir(filepath.Dir(p), func() (err error) {
+		f, err = os.OpenFile(p, os.O_WRONLY|os.O_CREATE, 0o644)
+		return err
+	})
+	return f, err
+}
+
 // Move implements storage.Driver.
 func (d *Driver) Move(_ context.Context, src, dst string) error {
 	ps, err := d.path(src)
@@ -256,13 +275,15 @@ func (d *Driver) Move(_ context.Context, src, dst string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(pd), 0o755); err != nil {
-		return err
+	if _, err := os.Lstat(ps); err != nil {
+		return mapErr(src, err)
 	}
-	if err := os.Rename(ps, pd); err != nil {
+	err = d.inDir(filepath.Dir(pd), func() error { return os.Rename(ps, pd) })
+	if err != nil {
 		return mapErr(src, err)
 	}
 	syncDir(filepath.Dir(pd))
+	d.pruneEmptyDirs(filepath.Dir(ps))
 	return nil
 }
 
@@ -279,7 +300,11 @@ func (d *Driver) Delete(_ context.Context, key string) error {
 	if fi.IsDir() {
 		return fmt.Errorf("%s is a directory: %w", key, storage.ErrNotFound)
 	}
-	return mapErr(key, os.Remove(p))
+	if err := os.Remove(p); err != nil {
+		return mapErr(key, err)
+	}
+	d.pruneEmptyDirs(filepath.Dir(p))
+	return nil
 }
 
 // DeleteAll implements storage.Driver.
@@ -288,7 +313,11 @@ func (d *Driver) DeleteAll(_ context.Context, prefix string) error {
 	if err != nil {
 		return err
 	}
-	return os.RemoveAll(p)
+	if err := os.RemoveAll(p); err != nil {
+		return err
+	}
+	d.pruneEmptyDirs(filepath.Dir(p))
+	return nil
 }
 
 // List implements storage.Driver.
@@ -338,6 +367,31 @@ func (d *Driver) lock(key string) (func(), error) {
 		return nil, fmt.Errorf("lock %s: %w", key, err)
 	}
 	return func() { f.Close() }, nil // closing releases the flock
+}
+
+// pruneEmptyDirs removes dir and its parents below the root while they are
+// empty, so a prefix disappears with its last object as in an object store.
+func (d *Driver) pruneEmptyDirs(dir string) {
+	for strings.HasPrefix(dir, d.root+string(filepath.Separator)) {
+		if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return // not empty
+		}
+		dir = filepath.Dir(dir)
+	}
+}
+
+// inDir runs create after making dir, again if a concurrent pruneEmptyDirs
+// removed dir in between.
+func (d *Driver) inDir(dir string, create func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := os.MkdirAll(dir, 0o755)
+		if err == nil {
+			err = create()
+		}
+		if !errors.Is(err, fs.ErrNotExist) || attempt == 3 {
+			return err
+		}
+	}
 }
 
 func syncDir(dir string) {

@@ -194,7 +194,7 @@ func (d *Driver) List(_ context.Context, prefix string) ([]string, error) {
 			seen[name] = true
 		}
 	}
-	if len(seen) == 0 {
+	if len(seen) == 0 && prefix != "" {
 		return nil, fmt.Errorf("%s: %w", prefix, storage.ErrNotFound)
 	}
 	names := make([]string, 0, len(seen))
