@@ -51,24 +51,32 @@ type Credentials struct {
 	Username, Password string
 	// Bearer is the token of an `Authorization: Bearer` header.
 	Bearer string
+	// Malformed is set when an Authorization header was sent but could not
+	// be read: such a request is refused, never treated as anonymous.
+	Malformed bool
 }
 
 // Empty reports whether no credentials were presented.
-func (c Credentials) Empty() bool { return c.Password == "" && c.Bearer == "" && c.Username == "" }
+func (c Credentials) Empty() bool {
+	return c.Password == "" && c.Bearer == "" && c.Username == "" && !c.Malformed
+}
 
 // CredentialsFrom extracts credentials from a request's Authorization header.
 func CredentialsFrom(r *http.Request) Credentials {
 	h := r.Header.Get("Authorization")
+	if h == "" {
+		return Credentials{}
+	}
 	scheme, rest, _ := strings.Cut(h, " ")
 	switch {
-	case strings.EqualFold(scheme, "bearer"):
+	case strings.EqualFold(scheme, "bearer") && strings.TrimSpace(rest) != "":
 		return Credentials{Bearer: strings.TrimSpace(rest)}
 	case strings.EqualFold(scheme, "basic"):
 		if u, p, ok := r.BasicAuth(); ok {
 			return Credentials{Username: u, Password: p}
 		}
 	}
-	return Credentials{}
+	return Credentials{Malformed: true}
 }
 
 // Authenticator turns credentials into an identity. It is called only when

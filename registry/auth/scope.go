@@ -84,7 +84,17 @@ func ParseScope(s string) (Scope, error) {
 	if strings.ContainsAny(sc.Name, " \t\r\n\x00") {
 		return Scope{}, fmt.Errorf("scope %q: name contains whitespace or NUL", s)
 	}
-	if sc.Action != "*" && !actionKnown(sc.Protocol, sc.Action) {
+	// With any protocol, a named type still fixes whose actions apply:
+	// `*:repository:x:read` could never match anything.
+	protocol := sc.Protocol
+	if protocol == "*" {
+		for p, typ := range validTypes {
+			if sc.Type == typ {
+				protocol = p
+			}
+		}
+	}
+	if sc.Action != "*" && !actionKnown(protocol, sc.Action) {
 		return Scope{}, fmt.Errorf("scope %q: unknown action %q (oci: pull, push, delete; npm: read, write, delete; or *)", s, sc.Action)
 	}
 	return sc, nil

@@ -64,6 +64,9 @@ func (s *Service) IdentifyCredentials(ctx context.Context, c Credentials) (*Iden
 	if c.Empty() {
 		return &Identity{Anonymous: true}, nil
 	}
+	if c.Malformed {
+		return nil, fmt.Errorf("malformed Authorization header: %w", ErrInvalidCredentials)
+	}
 	if c.Bearer != "" && s.issuer != nil && looksLikeJWT(c.Bearer) {
 		id, err := s.issuer.Verify(c.Bearer)
 		if err != nil {

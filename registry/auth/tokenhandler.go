@@ -43,14 +43,16 @@ func (h TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeTokenError(w, http.StatusBadRequest, "UNSUPPORTED", "unsupported grant_type "+quoteShort(gt)+": only password is supported")
 			return
 		}
-		creds = Credentials{Username: r.PostForm.Get("username"), Password: r.PostForm.Get("password")}
+		if u, p := r.PostForm.Get("username"), r.PostForm.Get("password"); u != "" || p != "" {
+			creds = Credentials{Username: u, Password: p}
+		}
 		scopes = r.PostForm["scope"]
 	default:
 		w.Header().Set("Allow", "GET, POST")
 		writeTokenError(w, http.StatusMethodNotAllowed, "UNSUPPORTED", "method not allowed")
 		return
 	}
-	if svc := r.URL.Query().Get("service"); svc != "" && svc != issuer.Service() {
+	if svc := r.FormValue("service"); svc != "" && svc != issuer.Service() {
 		writeTokenError(w, http.StatusBadRequest, "UNSUPPORTED", "unknown service "+quoteShort(svc))
 		return
 	}

@@ -33,7 +33,7 @@ type Token struct {
 	User string `json:"user"`
 	// Scopes are the grants, in the scope grammar.
 	Scopes []string `json:"scopes"`
-	// ExpiresAt, when set, is the instant after which the token is refused.
+	// ExpiresAt, when set, is the instant from which the token is refused.
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 }
 
@@ -68,12 +68,13 @@ func Parse(data []byte) (*File, error) {
 
 // Marshal encodes the store as YAML with a stable field order.
 func Marshal(f *File) ([]byte, error) {
-	if f.Version == 0 {
-		f.Version = Version
+	out := *f
+	if out.Version == 0 {
+		out.Version = Version
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
-	if err := enc.Encode(f); err != nil {
+	if err := enc.Encode(&out); err != nil {
 		return nil, err
 	}
 	return yaml.JSONToYAML(buf.Bytes())
