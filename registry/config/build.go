@@ -16,6 +16,7 @@ import (
 
 	"github.com/mattn/go-isatty"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/unireg/unireg/registry"
 	"github.com/unireg/unireg/registry/auth"
@@ -87,7 +88,7 @@ func (o *Options) Build(ctx context.Context, log *slog.Logger) (*Built, error) {
 		return nil, err
 	}
 	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	b := &Built{Config: registry.Config{
 		Storage:         store,
 		AnonymousScopes: o.AnonymousScopes(),

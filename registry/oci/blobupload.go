@@ -281,7 +281,7 @@ func parseContentRange(v string) (start, end int64, err error) {
 	return start, end, nil
 }
 
-// rangeTooLarge guards the declared length arithmetic.
+// maxChunk bounds a declared chunk length, keeping the arithmetic safe.
 const maxChunk = 1 << 50
 
 func (h *Handler) patchUpload(q *request) error {

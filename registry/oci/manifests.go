@@ -19,11 +19,10 @@ import (
 
 // Manifest media types the registry accepts.
 const (
-	MediaTypeOCIManifest   = ocispec.MediaTypeImageManifest
-	MediaTypeOCIIndex      = ocispec.MediaTypeImageIndex
-	MediaTypeDockerV2      = "application/vnd.docker.distribution.manifest.v2+json"
-	MediaTypeDockerV2List  = "application/vnd.docker.distribution.manifest.list.v2+json"
-	mediaTypeEmptyArtifact = ocispec.MediaTypeEmptyJSON
+	MediaTypeOCIManifest  = ocispec.MediaTypeImageManifest
+	MediaTypeOCIIndex     = ocispec.MediaTypeImageIndex
+	MediaTypeDockerV2     = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaTypeDockerV2List = "application/vnd.docker.distribution.manifest.list.v2+json"
 )
 
 func isIndex(mt string) bool { return mt == MediaTypeOCIIndex || mt == MediaTypeDockerV2List }
