@@ -14,6 +14,7 @@ import (
 
 	"github.com/unireg/unireg/registry/auth"
 	"github.com/unireg/unireg/registry/oci"
+	"github.com/unireg/unireg/registry/requestlog"
 )
 
 // routes wires the endpoints into echo. Echo only routes and runs the
@@ -101,7 +102,7 @@ func (r *Registry) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		body := &countingReader{ReadCloser: req.Body}
 		req.Body = body
 		var internal error
-		req = oci.WithErrorRecorder(req, func(err error) { internal = err })
+		req = requestlog.WithRecorder(req, func(err error) { internal = err })
 		c.SetRequest(req)
 
 		err := next(c)

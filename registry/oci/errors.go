@@ -1,11 +1,12 @@
 package oci
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/unireg/unireg/registry/requestlog"
 )
 
 // Error is an error of the distribution spec: a code, an HTTP status and a
@@ -54,15 +55,13 @@ type errorEntry struct {
 }
 
 // writeError maps any error to the spec's error JSON. Errors that are not
-// *Error are internal: their text is logged by the caller's middleware
-// through the request, never shown, and answered as 500 UNKNOWN.
+// *Error are internal: answered as 500 UNKNOWN, their text goes to the log
+// through requestlog, never to the client.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
 		e = &Error{Status: http.StatusInternalServerError, Code: CodeUnknown, Message: "internal error"}
-		if rec, ok := r.Context().Value(errorRecorderKey{}).(func(error)); ok {
-			rec(err)
-		}
+		requestlog.Record(r, err)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -72,13 +71,4 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	json.NewEncoder(w).Encode(errorBody{Errors: []errorEntry{{Code: e.Code, Message: e.Message, Detail: e.Detail}}})
-}
-
-type errorRecorderKey struct{}
-
-// WithErrorRecorder returns a request context under which internal errors
-// (those answered with 500) are passed to rec, so a logging middleware can
-// log them without the client ever seeing their text.
-func WithErrorRecorder(r *http.Request, rec func(error)) *http.Request {
-	return r.WithContext(context.WithValue(r.Context(), errorRecorderKey{}, rec))
 }
