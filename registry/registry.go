@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/npm"
 	"github.com/unireg/unireg/registry/oci"
 	"github.com/unireg/unireg/registry/storage"
 )
@@ -64,6 +65,8 @@ type Config struct {
 
 	// OCI configures the OCI Distribution API.
 	OCI OCIConfig
+	// NPM configures the npm registry.
+	NPM NPMConfig
 
 	// Logger receives one line per request and background messages; nil
 	// discards them.
@@ -100,17 +103,37 @@ type OCIConfig struct {
 	DisableReferrers bool
 }
 
+// NPMConfig configures the npm side.
+type NPMConfig struct {
+	// Disabled turns the npm registry off.
+	Disabled bool
+	// Prefix is where it is mounted (default "/npm").
+	Prefix string
+	// MaxDocumentSize bounds a publish body without its tarball (default 16 MiB).
+	MaxDocumentSize int
+	// MaxTarballSize bounds one tarball (default 256 MiB).
+	MaxTarballSize int64
+	// DisablePublish, DisableUnpublish, DisableSearch and DisableTokenAPI
+	// turn those features off; they answer with an npm error.
+	DisablePublish, DisableUnpublish, DisableSearch, DisableTokenAPI bool
+}
+
 // Event describes a successful write.
 type Event struct {
-	// Protocol is "oci" (or "npm").
+	// Protocol is "oci" or "npm".
 	Protocol string
-	// Action names the write, e.g. "manifest.pushed" or "tag.moved".
-	Action     string
+	// Action names the write, e.g. "manifest.pushed", "tag.moved",
+	// "package.published", "token.created".
+	Action string
+	// Repository is the OCI repository or the npm package.
 	Repository string
 	Digest     string
-	Tag        string
-	MediaType  string
-	Identity   *auth.Identity
+	// Tag is the OCI tag or the npm dist-tag.
+	Tag       string
+	MediaType string
+	// Version is the npm version.
+	Version  string
+	Identity *auth.Identity
 }
 
 // ReadyCheck is one check of /readyz.
@@ -129,6 +152,7 @@ type Registry struct {
 	echo    *echo.Echo
 	auth    *auth.Service
 	oci     *oci.Handler
+	npm     *npm.Handler
 	metrics *metrics
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -156,16 +180,29 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 		}
 		cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
 	}
-	gate, err := newGate(cfg)
+	r := &Registry{cfg: cfg, done: make(chan struct{})}
+	if !cfg.NPM.Disabled {
+		r.npm = r.newNPM()
+		if !cfg.NPM.DisableTokenAPI {
+			// Tokens made with `npm token create` authenticate too, and
+			// `npm logout` revokes any token.
+			tokens := r.npm.Tokens()
+			r.cfg.Authenticator = auth.WithRevocations(auth.Chain{cfg.Authenticator, tokens}, tokens)
+		}
+	}
+	gate, err := newGate(r.cfg)
 	if err != nil {
 		return nil, err
 	}
-	r := &Registry{cfg: cfg, auth: gate, done: make(chan struct{})}
+	r.auth = gate
+	if r.npm != nil && gate != nil {
+		r.npm.SetGate(gate)
+	}
 	r.metrics = newMetrics(cfg.Metrics)
 	if !cfg.OCI.Disabled {
 		r.oci = r.newOCI()
-		r.metrics.watchUploads(r.oci.UploadsInProgress)
 	}
+	r.metrics.watchUploads(r.uploadsInProgress)
 	r.echo = r.routes()
 
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -232,6 +269,39 @@ func (r *Registry) newOCI() *oci.Handler {
 	return oci.New(o)
 }
 
+func (r *Registry) newNPM() *npm.Handler {
+	o := npm.Options{
+		Storage:          r.cfg.Storage,
+		Prefix:           r.cfg.NPM.Prefix,
+		BaseURL:          r.BaseURL,
+		MaxDocumentSize:  r.cfg.NPM.MaxDocumentSize,
+		MaxTarballSize:   r.cfg.NPM.MaxTarballSize,
+		DisablePublish:   r.cfg.NPM.DisablePublish,
+		DisableUnpublish: r.cfg.NPM.DisableUnpublish,
+		DisableSearch:    r.cfg.NPM.DisableSearch,
+		DisableTokenAPI:  r.cfg.NPM.DisableTokenAPI,
+		Logger:           r.cfg.Logger,
+	}
+	if r.cfg.OnEvent != nil {
+		o.OnEvent = func(ctx context.Context, e npm.Event) {
+			r.cfg.OnEvent(ctx, Event{Protocol: "npm", Action: e.Action, Repository: e.Package,
+				Version: e.Version, Tag: e.Tag, Identity: e.Identity})
+		}
+	}
+	return npm.New(o)
+}
+
+func (r *Registry) uploadsInProgress() int64 {
+	var n int64
+	if r.oci != nil {
+		n += r.oci.UploadsInProgress()
+	}
+	if r.npm != nil {
+		n += r.npm.UploadsInProgress()
+	}
+	return n
+}
+
 // BaseURL is the registry's external base URL for a request: PublicURL when
 // set, else the request's scheme (X-Forwarded-Proto honoured) and Host
 // (X-Forwarded-Host honoured).
@@ -264,6 +334,9 @@ func (r *Registry) Auth() *auth.Service { return r.auth }
 
 // OCI returns the OCI API handler, nil when the OCI side is disabled.
 func (r *Registry) OCI() *oci.Handler { return r.oci }
+
+// NPM returns the npm registry handler, nil when the npm side is disabled.
+func (r *Registry) NPM() *npm.Handler { return r.npm }
 
 // Metrics returns the Prometheus registry the metrics live in.
 func (r *Registry) Metrics() *prometheus.Registry { return r.cfg.Metrics }

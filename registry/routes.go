@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/npm"
 	"github.com/unireg/unireg/registry/oci"
 	"github.com/unireg/unireg/registry/requestlog"
 )
@@ -51,6 +52,11 @@ func (r *Registry) routes() *echo.Echo {
 	})
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(r.cfg.Metrics, promhttp.HandlerOpts{})))
 
+	if r.npm != nil {
+		h := echo.WrapHandler(r.npm)
+		e.Any(r.npm.Prefix(), h)
+		e.Any(r.npm.Prefix()+"/*", h)
+	}
 	if r.oci != nil {
 		h := echo.WrapHandler(r.oci)
 		e.Any(r.oci.Prefix(), h)
@@ -65,7 +71,13 @@ func (r *Registry) routes() *echo.Echo {
 }
 
 // routeOf names a request's route for metrics and logs.
-func (r *Registry) routeOf(path string) string {
+func (r *Registry) routeOf(req *http.Request) string {
+	path := req.URL.Path
+	if r.npm != nil {
+		if rest, ok := strings.CutPrefix(req.URL.EscapedPath(), r.npm.Prefix()); ok && (rest == "" || rest[0] == '/') {
+			return "npm_" + npm.RouteOf(rest)
+		}
+	}
 	if r.oci != nil {
 		if rest, ok := strings.CutPrefix(path, r.oci.Prefix()); ok && (rest == "" || rest[0] == '/') {
 			return "oci_" + oci.RouteOf(rest)
@@ -109,7 +121,7 @@ func (r *Registry) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			c.Error(err)
 		}
-		route := r.routeOf(req.URL.Path)
+		route := r.routeOf(req)
 		status := c.Response().Status
 		elapsed := time.Since(start)
 		r.metrics.observe(route, req.Method, status, elapsed, body.n, c.Response().Size)

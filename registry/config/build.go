@@ -98,6 +98,12 @@ func (o *Options) Build(ctx context.Context, log *slog.Logger) (*Built, error) {
 		PublicURL:       o.PublicURL,
 		Logger:          log,
 		Metrics:         metrics,
+		NPM: registry.NPMConfig{
+			Disabled:        !o.NPMEnabled,
+			Prefix:          o.NPMPrefix,
+			MaxDocumentSize: o.NPMMaxDocumentSize,
+			MaxTarballSize:  o.NPMMaxTarballSize,
+		},
 		OCI: registry.OCIConfig{
 			Disabled:            !o.OCIEnabled,
 			MaxManifestSize:     o.MaxManifestSize,

@@ -31,6 +31,10 @@ type Options struct {
 	OCIReferrers        bool
 	OCIAllowSparse      bool
 	MaxManifestSize     int64
+	NPMEnabled          bool
+	NPMPrefix           string
+	NPMMaxDocumentSize  int
+	NPMMaxTarballSize   int64
 	UploadMaxAge        time.Duration
 	UploadPurgeInterval time.Duration
 	LogLevel            string
@@ -62,6 +66,10 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.OCIReferrers, "oci-referrers", true, "serve the OCI referrers API")
 	fs.BoolVar(&o.OCIAllowSparse, "oci-allow-sparse", false, "accept image manifests whose layers are not in the repository (the config blob must be)")
 	fs.Int64Var(&o.MaxManifestSize, "max-manifest-size", 4<<20, "largest manifest accepted, in bytes")
+	fs.BoolVar(&o.NPMEnabled, "npm-enabled", true, "serve the npm registry under --npm-prefix")
+	fs.StringVar(&o.NPMPrefix, "npm-prefix", "/npm", "path prefix of the npm registry (clients use http://HOST/npm/ as registry URL)")
+	fs.IntVar(&o.NPMMaxDocumentSize, "npm-max-document-size", 16<<20, "largest npm publish document without its tarball, in bytes")
+	fs.Int64Var(&o.NPMMaxTarballSize, "npm-max-tarball-size", 256<<20, "largest npm tarball, in bytes")
 	fs.DurationVar(&o.UploadMaxAge, "upload-max-age", 24*time.Hour, "age after which an untouched upload session is purged")
 	fs.DurationVar(&o.UploadPurgeInterval, "upload-purge-interval", 10*time.Minute, "how often abandoned uploads are purged")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")

@@ -1,0 +1,78 @@
+package npm
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+
+	"github.com/unireg/unireg/registry/auth"
+)
+
+// setDistTag handles PUT /-/package/:pkg/dist-tags/:tag with a JSON string.
+func (h *Handler) setDistTag(q *request) error {
+	name, tag := q.route.pkg, q.route.arg
+	if err := h.require(q, name, auth.ActionWrite); err != nil {
+		return err
+	}
+	if !validTag(tag) {
+		return newError(http.StatusBadRequest, "invalid dist-tag %q: it must start with a letter and must not be a version", truncate(tag))
+	}
+	b, err := io.ReadAll(io.LimitReader(q.r.Body, 1024))
+	if err != nil {
+		return newError(http.StatusBadRequest, "read body: %v", err)
+	}
+	var version string
+	if err := json.Unmarshal(b, &version); err != nil {
+		return newError(http.StatusBadRequest, "the body must be a JSON string naming a version")
+	}
+	next, err := h.packages.update(q.r.Context(), name, func(cur packument) (packument, error) {
+		if cur == nil {
+			return nil, newError(http.StatusNotFound, "package %s not found", name)
+		}
+		if cur.version(version) == nil {
+			return nil, newError(http.StatusBadRequest, "version %s of %s is not published", version, name)
+		}
+		cur.distTags()[tag] = version
+		ts := now()
+		cur.times()["modified"] = ts
+		cur["_rev"] = nextRev(str(cur["_rev"]), []byte(tag+version+ts))
+		return cur, nil
+	})
+	if err != nil {
+		return err
+	}
+	h.emit(q, Event{Action: "dist-tag.set", Package: name, Tag: tag, Version: version})
+	writeJSON(q.w, q.r, http.StatusCreated, next.distTags())
+	return nil
+}
+
+// removeDistTag handles DELETE /-/package/:pkg/dist-tags/:tag. `latest`
+// cannot be removed: yarn and pnpm need it.
+func (h *Handler) removeDistTag(q *request) error {
+	name, tag := q.route.pkg, q.route.arg
+	if err := h.require(q, name, auth.ActionWrite); err != nil {
+		return err
+	}
+	if tag == "latest" {
+		return newError(http.StatusBadRequest, "the latest dist-tag cannot be removed; point it at another version instead")
+	}
+	next, err := h.packages.update(q.r.Context(), name, func(cur packument) (packument, error) {
+		if cur == nil {
+			return nil, newError(http.StatusNotFound, "package %s not found", name)
+		}
+		if _, ok := cur.distTags()[tag]; !ok {
+			return nil, newError(http.StatusNotFound, "dist-tag %s of %s not found", tag, name)
+		}
+		delete(cur.distTags(), tag)
+		ts := now()
+		cur.times()["modified"] = ts
+		cur["_rev"] = nextRev(str(cur["_rev"]), []byte("rm"+tag+ts))
+		return cur, nil
+	})
+	if err != nil {
+		return err
+	}
+	h.emit(q, Event{Action: "dist-tag.removed", Package: name, Tag: tag})
+	writeJSON(q.w, q.r, http.StatusOK, next.distTags())
+	return nil
+}

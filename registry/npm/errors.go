@@ -1,0 +1,46 @@
+package npm
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/unireg/unireg/registry/requestlog"
+)
+
+// Error is an npm-style error: an HTTP status and {"error": message}.
+type Error struct {
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+func newError(status int, format string, args ...any) *Error {
+	return &Error{Status: status, Message: fmt.Sprintf(format, args...)}
+}
+
+// writeError answers err as npm clients expect. Errors that are not *Error
+// are internal: answered 500 with a generic message, their text passed to the
+// request log through requestlog.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = &Error{Status: http.StatusInternalServerError, Message: "internal error"}
+		requestlog.Record(r, err)
+	}
+	writeJSON(w, r, e.Status, map[string]string{"error": e.Message})
+}
+
+func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		w.Write(b)
+	}
+}

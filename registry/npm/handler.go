@@ -1,0 +1,307 @@
+// Package npm implements the npm registry API (what the npm, pnpm and yarn
+// clients use) over a storage.Driver. It is a plain http.Handler, mounted
+// under a path prefix (/npm by default) by the registry.
+package npm
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+
+	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/storage"
+)
+
+// Gate identifies requests and decides accesses; *auth.Service is one.
+type Gate interface {
+	Identify(r *http.Request) (*auth.Identity, error)
+	Allowed(ctx context.Context, id *auth.Identity, a auth.Access) bool
+}
+
+// Event describes a successful write, for audit hooks.
+type Event struct {
+	// Action is one of "package.published", "package.unpublished",
+	// "version.unpublished", "package.changed", "dist-tag.set",
+	// "dist-tag.removed", "token.created", "token.revoked".
+	Action   string
+	Package  string
+	Version  string
+	Tag      string
+	Identity *auth.Identity
+}
+
+// Options configure a Handler. Only Storage is required.
+type Options struct {
+	Storage storage.Driver
+	// Gate decides who may do what; nil allows everything.
+	Gate Gate
+	// Prefix is the path the handler is mounted at (default "/npm").
+	Prefix string
+	// BaseURL returns the externally visible scheme and host for a request
+	// (tarball URLs are absolute); nil uses the request's Host.
+	BaseURL func(r *http.Request) string
+	// MaxDocumentSize bounds a publish body without its tarball (default 16 MiB).
+	MaxDocumentSize int
+	// MaxTarballSize bounds one tarball (default 256 MiB).
+	MaxTarballSize int64
+	// DisablePublish, DisableUnpublish, DisableSearch and DisableTokenAPI
+	// answer those endpoints with an npm error instead.
+	DisablePublish, DisableUnpublish, DisableSearch, DisableTokenAPI bool
+	// OnEvent is called after every successful write.
+	OnEvent func(ctx context.Context, e Event)
+	// Logger receives background messages.
+	Logger *slog.Logger
+}
+
+// Handler serves the npm API.
+type Handler struct {
+	opts     Options
+	store    storage.Driver
+	packages *packages
+	tokens   *Tokens
+	uploads  atomic.Int64
+}
+
+// New returns a Handler.
+func New(o Options) *Handler {
+	if o.Prefix == "" {
+		o.Prefix = "/npm"
+	}
+	o.Prefix = "/" + strings.Trim(o.Prefix, "/")
+	if o.MaxDocumentSize <= 0 {
+		o.MaxDocumentSize = 16 << 20
+	}
+	if o.MaxTarballSize <= 0 {
+		o.MaxTarballSize = 256 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{
+		opts:     o,
+		store:    o.Storage,
+		packages: &packages{store: o.Storage, cache: newDocCache(4096)},
+		tokens:   NewTokens(o.Storage),
+	}
+}
+
+// Prefix returns the path the handler serves under.
+func (h *Handler) Prefix() string { return h.opts.Prefix }
+
+// Tokens returns the token store of the npm token API: an Authenticator for
+// the tokens it created, and the list of tokens revoked by `npm logout`.
+func (h *Handler) Tokens() *Tokens { return h.tokens }
+
+// UploadsInProgress returns how many publish bodies are streaming now.
+func (h *Handler) UploadsInProgress() int64 { return h.uploads.Load() }
+
+type request struct {
+	w     http.ResponseWriter
+	r     *http.Request
+	route route
+	id    *auth.Identity
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	escaped, ok := strings.CutPrefix(r.URL.EscapedPath(), h.opts.Prefix)
+	if !ok || (escaped != "" && escaped[0] != '/') {
+		writeError(w, r, newError(http.StatusNotFound, "not found"))
+		return
+	}
+	q := &request{w: w, r: r, route: parsePath(escaped)}
+	if q.route.nameErr != nil {
+		writeError(w, r, newError(http.StatusBadRequest, "invalid package name: %v", q.route.nameErr))
+		return
+	}
+	if err := h.dispatch(q); err != nil {
+		writeError(w, r, err)
+	}
+}
+
+func (h *Handler) dispatch(q *request) error {
+	m := q.r.Method
+	get := m == http.MethodGet || m == http.MethodHead
+	switch q.route.kind {
+	case RoutePing:
+		return h.ping(q)
+	case RouteWhoami:
+		return h.whoami(q)
+	case RouteSearch:
+		if get {
+			return h.search(q)
+		}
+	case RouteLogin:
+		// Web login is not offered: any 4xx makes npm fall back to the
+		// legacy login, where the password is a registry token.
+		return newError(http.StatusNotFound, "web login is not supported; use a registry token as the password")
+	case RouteUser:
+		switch m {
+		case http.MethodPut:
+			return h.login(q)
+		case http.MethodGet:
+			return h.getUser(q)
+		}
+	case RouteLogout:
+		if m == http.MethodDelete {
+			return h.logout(q)
+		}
+	case RouteTokens:
+		switch m {
+		case http.MethodGet:
+			return h.listTokens(q)
+		case http.MethodPost:
+			return h.createToken(q)
+		}
+	case RouteToken:
+		if m == http.MethodDelete {
+			return h.revokeToken(q)
+		}
+	case RouteAudit:
+		if m == http.MethodPost {
+			return h.audit(q)
+		}
+	case RouteDistTags:
+		if get {
+			return h.listDistTags(q)
+		}
+	case RouteDistTag:
+		switch m {
+		case http.MethodPut, http.MethodPost:
+			return h.setDistTag(q)
+		case http.MethodDelete:
+			return h.removeDistTag(q)
+		}
+	case RoutePackument:
+		switch {
+		case get:
+			return h.getPackument(q)
+		case m == http.MethodPut:
+			return h.putPackage(q)
+		}
+	case RoutePackageRev:
+		switch m {
+		case http.MethodPut:
+			return h.putPackage(q)
+		case http.MethodDelete:
+			return h.unpublishPackage(q)
+		}
+	case RouteTarball:
+		if get {
+			return h.getTarball(q)
+		}
+	case RouteTarballRev:
+		if m == http.MethodDelete {
+			return h.deleteTarball(q)
+		}
+	case RouteVersion:
+		if get {
+			return h.getVersion(q)
+		}
+	default:
+		return newError(http.StatusNotFound, "not found")
+	}
+	return newError(http.StatusMethodNotAllowed, "method %s not allowed here", m)
+}
+
+func access(name, action string) auth.Access {
+	return auth.Access{Protocol: auth.ProtocolNPM, Type: auth.TypePackage, Name: name, Action: action}
+}
+
+// identify authenticates the request once. Wrong credentials are a 401 with
+// an npm error body, and never a WWW-Authenticate that would make npm ask
+// for a one-time password.
+func (h *Handler) identify(q *request) error {
+	if q.id != nil {
+		return nil
+	}
+	if h.opts.Gate == nil {
+		q.id = &auth.Identity{Anonymous: true}
+		return nil
+	}
+	id, err := h.opts.Gate.Identify(q.r)
+	if err != nil {
+		return newError(http.StatusUnauthorized, "invalid or revoked token")
+	}
+	q.id = id
+	return nil
+}
+
+func (h *Handler) allowed(q *request, name, action string) bool {
+	return h.opts.Gate == nil || h.opts.Gate.Allowed(q.r.Context(), q.id, access(name, action))
+}
+
+// require checks an action on a package: 401 for anonymous callers, 403 for
+// authenticated ones lacking the scope.
+func (h *Handler) require(q *request, name, action string) error {
+	if err := h.identify(q); err != nil {
+		return err
+	}
+	if h.allowed(q, name, action) {
+		return nil
+	}
+	if q.id.Anonymous {
+		return newError(http.StatusUnauthorized, "authentication required to %s %s", action, name)
+	}
+	return newError(http.StatusForbidden, "%s may not %s %s (scope npm:package:%s:%s needed)", subjectOf(q.id), action, name, name, action)
+}
+
+// requireUser checks that the caller is authenticated.
+func (h *Handler) requireUser(q *request) error {
+	if err := h.identify(q); err != nil {
+		return err
+	}
+	if q.id.Anonymous {
+		return newError(http.StatusUnauthorized, "authentication required")
+	}
+	return nil
+}
+
+func subjectOf(id *auth.Identity) string {
+	if id == nil || id.Subject == "" {
+		return "anonymous"
+	}
+	return id.Subject
+}
+
+// npmRoot is the externally visible URL of the npm prefix.
+func (h *Handler) npmRoot(r *http.Request) string {
+	base := ""
+	if h.opts.BaseURL != nil {
+		base = h.opts.BaseURL(r)
+	} else {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		base = scheme + "://" + r.Host
+	}
+	return strings.TrimSuffix(base, "/") + h.opts.Prefix
+}
+
+func (h *Handler) emit(q *request, e Event) {
+	if h.opts.OnEvent != nil {
+		e.Identity = q.id
+		h.opts.OnEvent(q.r.Context(), e)
+	}
+}
+
+func (h *Handler) ping(q *request) error {
+	writeJSON(q.w, q.r, http.StatusOK, map[string]any{})
+	return nil
+}
+
+func (h *Handler) whoami(q *request) error {
+	if err := h.requireUser(q); err != nil {
+		return err
+	}
+	writeJSON(q.w, q.r, http.StatusOK, map[string]string{"username": subjectOf(q.id)})
+	return nil
+}
+
+// SetGate sets the gate after construction: the registry builds the npm
+// handler first, because its token store is part of the authentication chain
+// that the gate is built from.
+func (h *Handler) SetGate(g Gate) { h.opts.Gate = g }

@@ -1,0 +1,127 @@
+package npm
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// packument is a package document as stored: the JSON object npm clients
+// know, with each version's dist.tarball relative to the npm prefix
+// ("<name>/-/<file>"), made absolute when served. Unknown fields are kept.
+type packument map[string]any
+
+func decodePackument(b []byte) (packument, error) {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber() // keep numbers as written
+	var p packument
+	if err := d.Decode(&p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func obj(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+// child returns p[key] as an object, creating it when missing.
+func child(p map[string]any, key string) map[string]any {
+	m := obj(p[key])
+	if m == nil {
+		m = map[string]any{}
+		p[key] = m
+	}
+	return m
+}
+
+func (p packument) name() string                    { return str(p["name"]) }
+func (p packument) versions() map[string]any        { return child(p, "versions") }
+func (p packument) distTags() map[string]any        { return child(p, "dist-tags") }
+func (p packument) times() map[string]any           { return child(p, "time") }
+func (p packument) version(v string) map[string]any { return obj(p.versions()[v]) }
+
+// distOf returns a version's dist object.
+func distOf(version map[string]any) map[string]any { return obj(version["dist"]) }
+
+// tarballFile returns the file name of a version's tarball.
+func tarballFile(version map[string]any) string {
+	t := str(distOf(version)["tarball"])
+	return t[strings.LastIndexByte(t, '/')+1:]
+}
+
+// semverRE is SemVer 2.0's grammar.
+var semverRE = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$`)
+
+func validVersion(v string) bool { return len(v) <= 256 && semverRE.MatchString(v) }
+
+// validTag: a dist-tag must not look like a version or a range.
+var tagRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9._-]{0,63}$`)
+
+func validTag(t string) bool { return tagRE.MatchString(t) && !semverRE.MatchString(t) }
+
+// nextRev returns the revision after rev, CouchDB style "N-hex".
+func nextRev(rev string, body []byte) string {
+	n := 0
+	fmt.Sscanf(rev, "%d-", &n)
+	return fmt.Sprintf("%d-%x", n+1, fnv32(body))
+}
+
+func fnv32(b []byte) uint32 {
+	h := uint32(2166136261)
+	for _, c := range b {
+		h ^= uint32(c)
+		h *= 16777619
+	}
+	return h
+}
+
+func now() string { return time.Now().UTC().Format("2006-01-02T15:04:05.000Z") }
+
+// latestRemaining picks the version that `latest` should point at when the
+// one it named is gone: the most recently published remaining version.
+func (p packument) latestRemaining() string {
+	best, bestTime := "", ""
+	times := p.times()
+	for v := range p.versions() {
+		t := str(times[v])
+		if best == "" || t > bestTime || (t == bestTime && v > best) {
+			best, bestTime = v, t
+		}
+	}
+	return best
+}
+
+// fixDistTags drops tags pointing at missing versions and makes sure
+// `latest` exists while any version does (yarn and pnpm require it).
+func (p packument) fixDistTags() {
+	tags, versions := p.distTags(), p.versions()
+	for t, v := range tags {
+		if _, ok := versions[str(v)]; !ok {
+			delete(tags, t)
+		}
+	}
+	if _, ok := tags["latest"]; !ok && len(versions) > 0 {
+		tags["latest"] = p.latestRemaining()
+	}
+}
+
+// sortedVersions lists the versions, sorted as strings, for stable output.
+func (p packument) sortedVersions() []string {
+	vs := make([]string, 0, len(p.versions()))
+	for v := range p.versions() {
+		vs = append(vs, v)
+	}
+	sort.Strings(vs)
+	return vs
+}

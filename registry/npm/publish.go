@@ -1,0 +1,274 @@
+package npm
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/sha512"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/storage"
+)
+
+// staged is a tarball received into a staging object, with its digests.
+type staged struct {
+	key    string
+	size   int64
+	sha512 []byte
+	sha1   []byte
+}
+
+// putPackage handles PUT /:pkg and PUT /:pkg/-rev/:rev: a publish when the
+// body carries an attachment, else a change of the document (deprecate,
+// unpublish a version, owners, star).
+func (h *Handler) putPackage(q *request) error {
+	name := q.route.pkg
+	if err := h.identify(q); err != nil {
+		return err
+	}
+	var st *staged
+	defer func() {
+		if st != nil && st.key != "" {
+			h.store.Delete(context.WithoutCancel(q.r.Context()), st.key)
+		}
+	}()
+	h.uploads.Add(1)
+	meta, atts, err := splitPublishBody(q.r.Body, h.opts.MaxDocumentSize, func(file string, data io.Reader) error {
+		if st != nil {
+			return newError(http.StatusBadRequest, "a publish carries exactly one attachment")
+		}
+		if err := h.require(q, name, auth.ActionWrite); err != nil {
+			return err
+		}
+		var err error
+		st, err = h.stage(q.r.Context(), data)
+		return err
+	})
+	h.uploads.Add(-1)
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			return e
+		}
+		if errors.Is(err, errBodyTooLarge) {
+			return newError(http.StatusRequestEntityTooLarge, "document exceeds %d bytes", h.opts.MaxDocumentSize)
+		}
+		return newError(http.StatusBadRequest, "invalid request body: %v", err)
+	}
+	incoming, err := decodePackument(meta)
+	if err != nil {
+		return newError(http.StatusBadRequest, "invalid JSON document: %v", err)
+	}
+	if len(atts) == 0 {
+		return h.changePackage(q, incoming)
+	}
+	if h.opts.DisablePublish {
+		return newError(http.StatusMethodNotAllowed, "publishing is disabled on this registry")
+	}
+	if st == nil {
+		return newError(http.StatusBadRequest, "attachment %s has no data", atts[0].Name)
+	}
+	return h.publish(q, incoming, atts[0], st)
+}
+
+// stage streams a decoded tarball into a staging object, hashing it.
+func (h *Handler) stage(ctx context.Context, data io.Reader) (*staged, error) {
+	id := make([]byte, 16)
+	rand.Read(id)
+	st := &staged{key: "npm/staging/" + hex.EncodeToString(id)}
+	s512, s1 := sha512.New(), sha1.New()
+	limited := &io.LimitedReader{R: base64.NewDecoder(base64.StdEncoding, data), N: h.opts.MaxTarballSize + 1}
+	info, err := h.store.Put(ctx, st.key, io.TeeReader(limited, io.MultiWriter(s512, s1)), storage.Condition{})
+	if err != nil {
+		var ce base64.CorruptInputError
+		if errors.As(err, &ce) {
+			return nil, newError(http.StatusBadRequest, "attachment data is not valid base64")
+		}
+		return nil, fmt.Errorf("stage tarball: %w", err)
+	}
+	if info.Size > h.opts.MaxTarballSize {
+		h.store.Delete(ctx, st.key)
+		return nil, newError(http.StatusRequestEntityTooLarge, "tarball exceeds %d bytes", h.opts.MaxTarballSize)
+	}
+	st.size, st.sha512, st.sha1 = info.Size, s512.Sum(nil), s1.Sum(nil)
+	return st, nil
+}
+
+// publish checks a new version against its tarball, stores the tarball under
+// its content digest and merges the version into the document. Nothing
+// becomes visible unless all of it succeeds.
+func (h *Handler) publish(q *request, incoming packument, att attachment, st *staged) error {
+	name := q.route.pkg
+	version, vm, err := checkPublish(name, incoming, att, st)
+	if err != nil {
+		return err
+	}
+	ctx := q.r.Context()
+	sum := hex.EncodeToString(st.sha512)
+	final := tarballKey(name, sum)
+	if err := h.store.Move(ctx, st.key, final); err != nil {
+		return fmt.Errorf("store tarball: %w", err)
+	}
+	st.key = final // from here on, the deferred cleanup must not delete blindly
+	committed := false
+	defer func() {
+		if !committed {
+			h.dropUnreferencedTarball(context.WithoutCancel(ctx), name, sum)
+		}
+		st.key = ""
+	}()
+
+	tags := map[string]string{}
+	for t, v := range incoming.distTags() {
+		if s := str(v); s == version && validTag(t) {
+			tags[t] = s
+		}
+	}
+	if len(tags) == 0 {
+		tags["latest"] = version
+	}
+	user := subjectOf(q.id)
+	next, err := h.packages.update(ctx, name, func(cur packument) (packument, error) {
+		return mergePublish(cur, incoming, name, version, vm, tags, user)
+	})
+	if err != nil {
+		return err
+	}
+	committed = true
+	h.emit(q, Event{Action: "package.published", Package: name, Version: version})
+	writeJSON(q.w, q.r, http.StatusCreated, map[string]any{"ok": true, "id": name, "rev": next["_rev"]})
+	return nil
+}
+
+// checkPublish validates the publish document against the received tarball.
+func checkPublish(name string, incoming packument, att attachment, st *staged) (string, map[string]any, error) {
+	bad := func(format string, args ...any) (string, map[string]any, error) {
+		return "", nil, newError(http.StatusBadRequest, format, args...)
+	}
+	if n := incoming.name(); n != name {
+		return bad("document name %q does not match the URL's package %q", n, name)
+	}
+	if id := str(incoming["_id"]); id != "" && id != name {
+		return bad("document _id %q does not match the package %q", id, name)
+	}
+	versions := incoming.versions()
+	if len(versions) != 1 {
+		return bad("a publish carries exactly one version, got %d", len(versions))
+	}
+	var version string
+	var vm map[string]any
+	for v, m := range versions {
+		version, vm = v, obj(m)
+	}
+	if !validVersion(version) {
+		return bad("version %q is not a valid semantic version", version)
+	}
+	if vm == nil || str(vm["name"]) != name || str(vm["version"]) != version {
+		return bad("versions[%q] must have name %q and version %q", version, name, version)
+	}
+	// npm names the attachment after the full name (@scope/name-1.0.0.tgz);
+	// the tarball's file name drops the scope.
+	if want := name + "-" + version + ".tgz"; att.Name != want && att.Name != tarballFileName(name, version) {
+		return bad("attachment is named %q; for %s@%s it must be %q", att.Name, name, version, want)
+	}
+	if att.Length >= 0 && att.Length != st.size {
+		return bad("attachment declares %d bytes but carries %d", att.Length, st.size)
+	}
+	dist := distOf(vm)
+	if dist == nil {
+		return bad("versions[%q].dist is missing", version)
+	}
+	integrity := str(dist["integrity"])
+	want512 := "sha512-" + base64.StdEncoding.EncodeToString(st.sha512)
+	if integrity == "" {
+		return bad("versions[%q].dist.integrity (sha512) is missing", version)
+	}
+	if hexSum, ok := sha512HexOfIntegrity(integrity); !ok || hexSum != hex.EncodeToString(st.sha512) {
+		return bad("integrity mismatch: the tarball is %s, dist.integrity says %s", want512, truncate(integrity))
+	}
+	if shasum := str(dist["shasum"]); shasum != "" && shasum != hex.EncodeToString(st.sha1) {
+		return bad("shasum mismatch: the tarball is %s, dist.shasum says %s", hex.EncodeToString(st.sha1), truncate(shasum))
+	}
+	return version, vm, nil
+}
+
+// mergePublish adds a version to the current document (nil for a new
+// package). It is called again on every compare-and-swap retry.
+func mergePublish(cur, incoming packument, name, version string, vm map[string]any, tags map[string]string, user string) (packument, error) {
+	ts := now()
+	if cur == nil {
+		cur = packument{"_id": name, "name": name, "time": map[string]any{"created": ts}}
+		if m, ok := incoming["maintainers"].([]any); ok && len(m) > 0 {
+			cur["maintainers"] = m
+		} else {
+			cur["maintainers"] = []any{map[string]any{"name": user, "email": ""}}
+		}
+	}
+	if cur.version(version) != nil {
+		return nil, newError(http.StatusForbidden, "You cannot publish over the previously published versions: %s", version)
+	}
+	if _, ok := cur.times()[version]; ok {
+		return nil, newError(http.StatusForbidden, "You cannot publish over the previously published versions: %s (it was unpublished)", version)
+	}
+	stored := make(map[string]any, len(vm)+1)
+	for k, v := range vm {
+		stored[k] = v
+	}
+	stored["_id"] = name + "@" + version
+	dist := map[string]any{}
+	for k, v := range distOf(vm) {
+		dist[k] = v
+	}
+	dist["tarball"] = name + "/-/" + tarballFileName(name, version)
+	stored["dist"] = dist
+	cur.versions()[version] = stored
+	for t, v := range tags {
+		cur.distTags()[t] = v
+	}
+	cur.fixDistTags()
+	times := cur.times()
+	times[version] = ts
+	times["modified"] = ts
+	// The package's description and readme follow its latest version.
+	if str(cur.distTags()["latest"]) == version {
+		for _, f := range []string{"description", "readme", "readmeFilename", "keywords", "license", "homepage", "repository", "bugs", "author"} {
+			if v, ok := incoming[f]; ok {
+				cur[f] = v
+			} else if v, ok := vm[f]; ok {
+				cur[f] = v
+			}
+		}
+	}
+	cur["_rev"] = nextRev(str(cur["_rev"]), []byte(version+ts))
+	return cur, nil
+}
+
+// dropUnreferencedTarball deletes a stored tarball unless the package's
+// current document points at it (another publish of identical content).
+func (h *Handler) dropUnreferencedTarball(ctx context.Context, name, sum string) {
+	cur, _, err := h.packages.load(ctx, name)
+	if err != nil {
+		return
+	}
+	if cur != nil {
+		for _, v := range cur.versions() {
+			if s, ok := sha512HexOfIntegrity(str(distOf(obj(v))["integrity"])); ok && s == sum {
+				return
+			}
+		}
+	}
+	h.store.Delete(ctx, tarballKey(name, sum))
+}
+
+func truncate(s string) string {
+	if len(s) > 100 {
+		return s[:100] + "..."
+	}
+	return s
+}

@@ -1,0 +1,149 @@
+package npm
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/storage"
+)
+
+const mediaTypeAbbreviated = "application/vnd.npm.install-v1+json"
+
+// packageOr404 loads the cached package, or answers 404.
+func (h *Handler) packageOr404(q *request) (*cachedDoc, error) {
+	c, err := h.packages.cached(q.r.Context(), q.route.pkg)
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return nil, newError(http.StatusNotFound, "package %s not found", q.route.pkg)
+	}
+	return c, nil
+}
+
+// getPackument serves the full document, or the abbreviated one to clients
+// that ask for application/vnd.npm.install-v1+json, gzipped to clients that
+// accept it, with an ETag for If-None-Match.
+func (h *Handler) getPackument(q *request) error {
+	if err := h.require(q, q.route.pkg, auth.ActionRead); err != nil {
+		return err
+	}
+	c, err := h.packageOr404(q)
+	if err != nil {
+		return err
+	}
+	abbreviated := strings.Contains(q.r.Header.Get("Accept"), mediaTypeAbbreviated) && q.r.URL.Query().Get("write") != "true"
+	rd, err := c.render(h.npmRoot(q.r), abbreviated)
+	if err != nil {
+		return err
+	}
+	hd := q.w.Header()
+	hd.Set("ETag", rd.etag)
+	hd.Set("Vary", "Accept, Accept-Encoding")
+	hd.Set("Cache-Control", "no-cache")
+	ct := "application/json"
+	if abbreviated {
+		ct = mediaTypeAbbreviated
+	}
+	hd.Set("Content-Type", ct)
+	if etagMatches(q.r.Header.Get("If-None-Match"), rd.etag) {
+		q.w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	body := rd.plain
+	if acceptsGzip(q.r) {
+		hd.Set("Content-Encoding", "gzip")
+		body = rd.gzipped
+	}
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	q.w.WriteHeader(http.StatusOK)
+	if q.r.Method != http.MethodHead {
+		q.w.Write(body)
+	}
+	return nil
+}
+
+func etagMatches(header, etag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == etag || t == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		enc, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.TrimSpace(enc) == "gzip" && strings.ReplaceAll(params, " ", "") != "q=0" {
+			return true
+		}
+	}
+	return false
+}
+
+// getVersion serves one version's manifest, by version or dist-tag.
+func (h *Handler) getVersion(q *request) error {
+	if err := h.require(q, q.route.pkg, auth.ActionRead); err != nil {
+		return err
+	}
+	c, err := h.packageOr404(q)
+	if err != nil {
+		return err
+	}
+	v := q.route.arg
+	if tagged := str(c.doc.distTags()[v]); tagged != "" {
+		v = tagged
+	}
+	vm := c.doc.version(v)
+	if vm == nil {
+		return newError(http.StatusNotFound, "version %s of %s not found", q.route.arg, q.route.pkg)
+	}
+	writeJSON(q.w, q.r, http.StatusOK, versionWithURL(vm, h.npmRoot(q.r)))
+	return nil
+}
+
+// getTarball streams a tarball from storage.
+func (h *Handler) getTarball(q *request) error {
+	if err := h.require(q, q.route.pkg, auth.ActionRead); err != nil {
+		return err
+	}
+	c, err := h.packageOr404(q)
+	if err != nil {
+		return err
+	}
+	sum, ok := c.files[q.route.arg]
+	if !ok {
+		return newError(http.StatusNotFound, "tarball %s of %s not found", q.route.arg, q.route.pkg)
+	}
+	obj, err := h.store.Open(q.r.Context(), tarballKey(q.route.pkg, sum))
+	if errors.Is(err, storage.ErrNotFound) {
+		return newError(http.StatusNotFound, "tarball %s of %s not found", q.route.arg, q.route.pkg)
+	}
+	if err != nil {
+		return err
+	}
+	defer obj.Close()
+	hd := q.w.Header()
+	hd.Set("Content-Type", "application/octet-stream")
+	hd.Set("ETag", `"`+sum[:32]+`"`)
+	hd.Set("Cache-Control", "public, max-age=31536000, immutable")
+	serveObject(q.w, q.r, obj)
+	return nil
+}
+
+func (h *Handler) listDistTags(q *request) error {
+	if err := h.require(q, q.route.pkg, auth.ActionRead); err != nil {
+		return err
+	}
+	c, err := h.packageOr404(q)
+	if err != nil {
+		return err
+	}
+	writeJSON(q.w, q.r, http.StatusOK, c.doc.distTags())
+	return nil
+}

@@ -1,0 +1,230 @@
+package npm
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/unireg/unireg/registry/storage"
+)
+
+// The npm side's storage layout (docs/storage-layout.md):
+//
+//	npm/packages/<name>/packument.json          the package document
+//	npm/packages/<name>/tarballs/<sha512 hex>   tarballs, by content
+//	npm/staging/<id>                            a tarball being received
+//	npm/tokens/<sha256 hex>                     tokens created with `npm token create`
+//	npm/revoked/<sha256 hex>                    tokens revoked by `npm logout`
+//
+// A scoped name takes two segments (@scope/name). Tarballs are stored by
+// content so that two racing publishes of one version can never overwrite the
+// tarball the winning packument points at.
+
+func packageKey(name string) string   { return "npm/packages/" + name }
+func packumentKey(name string) string { return packageKey(name) + "/packument.json" }
+func tarballKey(name, sha512hex string) string {
+	return packageKey(name) + "/tarballs/" + sha512hex
+}
+
+const packagesKey = "npm/packages"
+
+// maxUpdateAttempts bounds the compare-and-swap loop of one write.
+const maxUpdateAttempts = 64
+
+// packages reads and writes packuments: cached reads, serialised writes.
+type packages struct {
+	store storage.Driver
+	locks sync.Map // name -> *sync.Mutex
+	cache *docCache
+}
+
+// load returns the package's document and its storage version, or
+// (nil, "", nil) when the package does not exist.
+func (ps *packages) load(ctx context.Context, name string) (packument, string, error) {
+	b, info, err := storage.ReadAll(ctx, ps.store, packumentKey(name))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	p, err := decodePackument(b)
+	if err != nil {
+		return nil, "", fmt.Errorf("decode packument of %s: %w", name, err)
+	}
+	return p, info.Version, nil
+}
+
+// cached returns the package's current cache entry, re-reading the document
+// only when its storage version changed (also by another process), or nil
+// when the package does not exist.
+func (ps *packages) cached(ctx context.Context, name string) (*cachedDoc, error) {
+	info, err := ps.store.Stat(ctx, packumentKey(name))
+	if errors.Is(err, storage.ErrNotFound) {
+		ps.cache.drop(name)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if c := ps.cache.get(name); c != nil && c.version == info.Version {
+		return c, nil
+	}
+	p, version, err := ps.load(ctx, name)
+	if err != nil || p == nil {
+		return nil, err
+	}
+	c := newCachedDoc(p, version)
+	ps.cache.put(name, c)
+	return c, nil
+}
+
+// update applies change to the package's document under a per-package lock
+// and a compare-and-swap write, retrying when another writer (another
+// process on the same storage) got in between. change receives nil for a new
+// package and returns the new document, or nil to delete the package.
+func (ps *packages) update(ctx context.Context, name string, change func(cur packument) (packument, error)) (packument, error) {
+	mu, _ := ps.locks.LoadOrStore(name, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
+	for range maxUpdateAttempts {
+		cur, version, err := ps.load(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		next, err := change(cur)
+		if err != nil {
+			return nil, err
+		}
+		if next == nil {
+			if cur == nil {
+				return nil, nil
+			}
+			err := ps.store.Delete(ctx, packumentKey(name))
+			if err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return nil, err
+			}
+			return nil, nil
+		}
+		body, err := json.Marshal(next)
+		if err != nil {
+			return nil, err
+		}
+		cond := storage.Condition{IfMatch: version}
+		if cur == nil {
+			cond = storage.Condition{IfNoneMatch: true}
+		}
+		_, err = ps.store.Put(ctx, packumentKey(name), bytes.NewReader(body), cond)
+		if errors.Is(err, storage.ErrPreconditionFailed) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("write packument of %s: %w", name, err)
+		}
+		return next, nil
+	}
+	return nil, newError(503, "too many concurrent changes to %s; try again", name)
+}
+
+// docCache keeps decoded packuments and their rendered forms.
+type docCache struct {
+	mu      sync.Mutex
+	entries map[string]*cachedDoc
+	max     int
+}
+
+func newDocCache(max int) *docCache { return &docCache{entries: map[string]*cachedDoc{}, max: max} }
+
+func (c *docCache) get(name string) *cachedDoc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.entries[name]
+}
+
+func (c *docCache) put(name string, d *cachedDoc) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= c.max {
+		for k := range c.entries { // evict an arbitrary entry
+			delete(c.entries, k)
+			break
+		}
+	}
+	c.entries[name] = d
+}
+
+func (c *docCache) drop(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, name)
+}
+
+// cachedDoc is one version of a packument with what is derived from it.
+type cachedDoc struct {
+	version string
+	doc     packument
+	files   map[string]string // tarball file name -> sha512 hex of its content
+
+	mu       sync.Mutex
+	rendered map[renderKey]*rendered
+}
+
+type renderKey struct {
+	base        string
+	abbreviated bool
+}
+
+// rendered is a document serialised once, plain and gzipped.
+type rendered struct {
+	plain, gzipped []byte
+	etag           string
+}
+
+func newCachedDoc(p packument, version string) *cachedDoc {
+	c := &cachedDoc{version: version, doc: p, files: map[string]string{}, rendered: map[renderKey]*rendered{}}
+	for _, v := range p.versions() {
+		vm := obj(v)
+		if hexSum, ok := sha512HexOfIntegrity(str(distOf(vm)["integrity"])); ok {
+			c.files[tarballFile(vm)] = hexSum
+		}
+	}
+	return c
+}
+
+// render returns the document for a base URL, serialising it once.
+func (c *cachedDoc) render(base string, abbreviated bool) (*rendered, error) {
+	k := renderKey{base, abbreviated}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r := c.rendered[k]; r != nil {
+		return r, nil
+	}
+	var v any
+	if abbreviated {
+		v = abbreviate(c.doc, base)
+	} else {
+		v = withTarballURLs(c.doc, base)
+	}
+	plain, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
+	zw.Write(plain)
+	zw.Close()
+	kind := "full"
+	if abbreviated {
+		kind = "abbr"
+	}
+	r := &rendered{plain: plain, gzipped: gz.Bytes(), etag: fmt.Sprintf(`"%s-%s-%x"`, c.version, kind, fnv32([]byte(base)))}
+	if len(c.rendered) > 8 { // many Host names: do not grow without bound
+		clear(c.rendered)
+	}
+	c.rendered[k] = r
+	return r, nil
+}

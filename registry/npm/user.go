@@ -1,0 +1,199 @@
+package npm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/unireg/unireg/registry/auth"
+)
+
+// CredentialChecker authenticates credentials that arrive in a body (npm
+// login, token creation); *auth.Service is one.
+type CredentialChecker interface {
+	IdentifyCredentials(ctx context.Context, c auth.Credentials) (*auth.Identity, error)
+}
+
+func readJSON(q *request, max int64, v any) error {
+	b, err := io.ReadAll(io.LimitReader(q.r.Body, max+1))
+	if err != nil {
+		return newError(http.StatusBadRequest, "read body: %v", err)
+	}
+	if int64(len(b)) > max {
+		return newError(http.StatusRequestEntityTooLarge, "body exceeds %d bytes", max)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return newError(http.StatusBadRequest, "invalid JSON body: %v", err)
+	}
+	return nil
+}
+
+// login is npm's legacy login: the password is a registry token, and the
+// answer hands that same token back, so `npm login` works with any token a
+// user was given.
+func (h *Handler) login(q *request) error {
+	var body struct {
+		Name     string `json:"name"`
+		Password string `json:"password"`
+	}
+	if err := readJSON(q, 64<<10, &body); err != nil {
+		return err
+	}
+	if body.Password == "" {
+		return newError(http.StatusBadRequest, "the password must be a registry token")
+	}
+	checker, ok := h.opts.Gate.(CredentialChecker)
+	if !ok {
+		return newError(http.StatusNotImplemented, "login is not available on this registry")
+	}
+	id, err := checker.IdentifyCredentials(q.r.Context(), auth.Credentials{Username: body.Name, Password: body.Password})
+	if err != nil {
+		return newError(http.StatusUnauthorized, "invalid token: use a registry token as the password")
+	}
+	writeJSON(q.w, q.r, http.StatusCreated, map[string]any{
+		"ok": true, "id": "org.couchdb.user:" + q.route.arg, "token": body.Password, "username": subjectOf(id),
+	})
+	return nil
+}
+
+// getUser answers the user lookup `npm owner add` makes.
+func (h *Handler) getUser(q *request) error {
+	if err := h.requireUser(q); err != nil {
+		return err
+	}
+	writeJSON(q.w, q.r, http.StatusOK, map[string]any{"_id": "org.couchdb.user:" + q.route.arg, "name": q.route.arg, "email": ""})
+	return nil
+}
+
+// logout revokes the token the request is made with.
+func (h *Handler) logout(q *request) error {
+	if err := h.requireUser(q); err != nil {
+		return err
+	}
+	presented := auth.CredentialsFrom(q.r)
+	token := presented.Bearer
+	if token == "" {
+		token = presented.Password
+	}
+	if token == "" || token != q.route.arg {
+		return newError(http.StatusForbidden, "only the token used for this request can be logged out")
+	}
+	if err := h.tokens.Revoke(q.r.Context(), token); err != nil {
+		return err
+	}
+	h.emit(q, Event{Action: "token.revoked"})
+	writeJSON(q.w, q.r, http.StatusOK, map[string]any{"ok": true})
+	return nil
+}
+
+type tokenView struct {
+	Key           string    `json:"key"`
+	Token         string    `json:"token"`
+	Created       time.Time `json:"created"`
+	Updated       time.Time `json:"updated"`
+	Readonly      bool      `json:"readonly"`
+	CIDRWhitelist []string  `json:"cidr_whitelist"`
+}
+
+func viewOf(st *storedToken, token string) tokenView {
+	if token == "" {
+		token = st.Preview + "…"
+	}
+	return tokenView{Key: st.Key, Token: token, Created: st.Created, Updated: st.Created, Readonly: st.Readonly, CIDRWhitelist: st.CIDR}
+}
+
+func (h *Handler) listTokens(q *request) error {
+	if h.opts.DisableTokenAPI {
+		return newError(http.StatusNotFound, "the token API is disabled on this registry")
+	}
+	if err := h.requireUser(q); err != nil {
+		return err
+	}
+	list, err := h.tokens.list(q.r.Context(), subjectOf(q.id))
+	if err != nil {
+		return err
+	}
+	objects := make([]tokenView, 0, len(list))
+	for _, st := range list {
+		objects = append(objects, viewOf(st, ""))
+	}
+	writeJSON(q.w, q.r, http.StatusOK, map[string]any{"objects": objects, "total": len(objects), "urls": map[string]any{}})
+	return nil
+}
+
+// createToken makes a token that carries at most the caller's scopes (their
+// read-only form when asked), stored hashed.
+func (h *Handler) createToken(q *request) error {
+	if h.opts.DisableTokenAPI {
+		return newError(http.StatusNotFound, "the token API is disabled on this registry")
+	}
+	if err := h.requireUser(q); err != nil {
+		return err
+	}
+	var body struct {
+		Password string   `json:"password"`
+		Readonly bool     `json:"readonly"`
+		CIDR     []string `json:"cidr_whitelist"`
+	}
+	if err := readJSON(q, 64<<10, &body); err != nil {
+		return err
+	}
+	if len(body.CIDR) > 0 {
+		return newError(http.StatusBadRequest, "CIDR-restricted tokens are not supported")
+	}
+	if len(q.id.Scopes) == 0 {
+		return newError(http.StatusForbidden, "%s has no scopes to hand to a new token", subjectOf(q.id))
+	}
+	scopes := q.id.Scopes.Strings()
+	if body.Readonly {
+		scopes = readonlyScopes(q.id.Scopes)
+	}
+	token, st, err := h.tokens.create(q.r.Context(), subjectOf(q.id), scopes, body.Readonly, nil)
+	if err != nil {
+		return err
+	}
+	h.emit(q, Event{Action: "token.created"})
+	writeJSON(q.w, q.r, http.StatusOK, viewOf(st, token))
+	return nil
+}
+
+func (h *Handler) revokeToken(q *request) error {
+	if h.opts.DisableTokenAPI {
+		return newError(http.StatusNotFound, "the token API is disabled on this registry")
+	}
+	if err := h.requireUser(q); err != nil {
+		return err
+	}
+	key := q.route.arg
+	if len(key) < 6 || strings.ContainsAny(key, "/.") {
+		return newError(http.StatusBadRequest, "invalid token key")
+	}
+	// The client may send a prefix of the key; resolve it among the
+	// caller's own tokens.
+	list, err := h.tokens.list(q.r.Context(), subjectOf(q.id))
+	if err != nil {
+		return err
+	}
+	var match []string
+	for _, st := range list {
+		if strings.HasPrefix(st.Key, key) {
+			match = append(match, st.Key)
+		}
+	}
+	if len(match) != 1 {
+		return newError(http.StatusNotFound, "no single token of %s matches %s", subjectOf(q.id), key)
+	}
+	if err := h.tokens.delete(q.r.Context(), subjectOf(q.id), match[0]); err != nil {
+		if errors.Is(err, errTokenNotFound) {
+			return newError(http.StatusNotFound, "token %s not found", key)
+		}
+		return err
+	}
+	h.emit(q, Event{Action: "token.revoked"})
+	q.w.WriteHeader(http.StatusNoContent)
+	return nil
+}
