@@ -145,6 +145,17 @@ func (h *Handler) createToken(q *request) error {
 	if len(body.CIDR) > 0 {
 		return newError(http.StatusBadRequest, "CIDR-restricted tokens are not supported")
 	}
+	// npm asks for the password first: it must be a token of the same user.
+	if body.Password != "" {
+		checker, ok := h.opts.Gate.(CredentialChecker)
+		if !ok {
+			return newError(http.StatusNotImplemented, "token creation is not available on this registry")
+		}
+		again, err := checker.IdentifyCredentials(q.r.Context(), auth.Credentials{Password: body.Password})
+		if err != nil || again.Subject != q.id.Subject {
+			return newError(http.StatusUnauthorized, "the password must be a valid token of %s", subjectOf(q.id))
+		}
+	}
 	if len(q.id.Scopes) == 0 {
 		return newError(http.StatusForbidden, "%s has no scopes to hand to a new token", subjectOf(q.id))
 	}
