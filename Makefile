@@ -31,7 +31,7 @@ check-fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 .PHONY: unit
-unit: client-tools ## Go tests (unit and integration, with the race detector).
+unit: client-tools npm-clients ## Go tests (unit and integration, with the race detector).
 	$(GO) test -race -count=1 ./...
 
 .PHONY: client-tools
@@ -42,6 +42,10 @@ $(BIN)/oras: hack/tools/go.mod hack/tools/go.sum
 
 $(BIN)/crane: hack/tools/go.mod hack/tools/go.sum
 	cd hack/tools && $(GO) build -o $(BIN)/crane github.com/google/go-containerregistry/cmd/crane
+
+.PHONY: npm-clients
+npm-clients: ## pnpm, yarn classic and yarn berry for the npm client suite (pinned in hack/npm-clients).
+	hack/install-npm-clients.sh
 
 .PHONY: conformance-tool
 conformance-tool: $(BIN)/oci-conformance

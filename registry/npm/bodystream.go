@@ -68,7 +68,7 @@ func splitPublishBody(r io.Reader, maxMeta int, onData func(name string, data io
 		return nil, nil, fmt.Errorf("body is not a JSON object")
 	}
 	j.emit('{')
-	first := true
+	first, emitted := true, false
 	for {
 		c, err := j.next()
 		if err != nil {
@@ -85,6 +85,7 @@ func splitPublishBody(r io.Reader, maxMeta int, onData func(name string, data io
 				return nil, nil, err
 			}
 		}
+		first = false
 		key, err := j.readKey(c)
 		if err != nil {
 			return nil, nil, err
@@ -95,12 +96,12 @@ func splitPublishBody(r io.Reader, maxMeta int, onData func(name string, data io
 			}
 			continue
 		}
-		if !first {
+		if emitted {
 			if err := j.emit(','); err != nil {
 				return nil, nil, err
 			}
 		}
-		first = false
+		emitted = true
 		kb, _ := json.Marshal(key)
 		if err := j.emit(append(kb, ':')...); err != nil {
 			return nil, nil, err

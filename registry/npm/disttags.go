@@ -42,7 +42,8 @@ func (h *Handler) setDistTag(q *request) error {
 		return err
 	}
 	h.emit(q, Event{Action: "dist-tag.set", Package: name, Tag: tag, Version: version})
-	writeJSON(q.w, q.r, http.StatusCreated, next.distTags())
+	// yarn classic checks for ok; npm ignores the body.
+	writeJSON(q.w, q.r, http.StatusCreated, map[string]any{"ok": true, "dist-tags": next.distTags()})
 	return nil
 }
 
@@ -73,6 +74,6 @@ func (h *Handler) removeDistTag(q *request) error {
 		return err
 	}
 	h.emit(q, Event{Action: "dist-tag.removed", Package: name, Tag: tag})
-	writeJSON(q.w, q.r, http.StatusOK, next.distTags())
+	writeJSON(q.w, q.r, http.StatusOK, map[string]any{"ok": true, "dist-tags": next.distTags()})
 	return nil
 }

@@ -34,6 +34,17 @@ type storedToken struct {
 	// Preview is the token's first characters, to recognise it in a list.
 	Preview string   `json:"preview"`
 	CIDR    []string `json:"cidrWhitelist,omitempty"`
+	Name    string   `json:"name,omitempty"`
+	// Expires, when set, is the instant from which the token is refused.
+	Expires time.Time `json:"expires,omitzero"`
+}
+
+// tokenSpec is what a new token is made of.
+type tokenSpec struct {
+	user, name string
+	scopes     []string
+	readonly   bool
+	expires    time.Time
 }
 
 func tokenKey(hashHex string) string   { return "npm/tokens/" + hashHex }
@@ -53,6 +64,9 @@ func (t *Tokens) Authenticate(ctx context.Context, c auth.Credentials) (*auth.Id
 	st, err := t.get(ctx, hashHex(token))
 	if err != nil {
 		return nil, err
+	}
+	if !st.Expires.IsZero() && !time.Now().Before(st.Expires) {
+		return nil, fmt.Errorf("token expired: %w", auth.ErrInvalidCredentials)
 	}
 	scopes, err := auth.ParseScopes(st.Scopes)
 	if err != nil {
@@ -97,14 +111,14 @@ func (t *Tokens) Revoke(ctx context.Context, token string) error {
 	return nil
 }
 
-// create stores a new token for user with the given scopes.
-func (t *Tokens) create(ctx context.Context, user string, scopes []string, readonly bool, cidr []string) (string, *storedToken, error) {
+// create stores a new token.
+func (t *Tokens) create(ctx context.Context, spec tokenSpec) (string, *storedToken, error) {
 	token, err := auth.NewToken()
 	if err != nil {
 		return "", nil, err
 	}
-	st := &storedToken{Key: hashHex(token), User: user, Scopes: scopes, Readonly: readonly,
-		Created: time.Now().UTC(), Preview: token[:len(auth.TokenPrefix)+4], CIDR: cidr}
+	st := &storedToken{Key: hashHex(token), User: spec.user, Scopes: spec.scopes, Readonly: spec.readonly,
+		Created: time.Now().UTC(), Preview: token[:len(auth.TokenPrefix)+4], Name: spec.name, Expires: spec.expires}
 	b, _ := json.Marshal(st)
 	if _, err := t.store.Put(ctx, tokenKey(st.Key), bytes.NewReader(b), storage.Condition{IfNoneMatch: true}); err != nil {
 		return "", nil, fmt.Errorf("store token: %w", err)

@@ -91,19 +91,72 @@ func (h *Handler) logout(q *request) error {
 }
 
 type tokenView struct {
-	Key           string    `json:"key"`
-	Token         string    `json:"token"`
-	Created       time.Time `json:"created"`
-	Updated       time.Time `json:"updated"`
-	Readonly      bool      `json:"readonly"`
-	CIDRWhitelist []string  `json:"cidr_whitelist"`
+	Key           string     `json:"key"`
+	Token         string     `json:"token"`
+	Name          string     `json:"name,omitempty"`
+	Expires       *time.Time `json:"expires,omitempty"`
+	Created       time.Time  `json:"created"`
+	Updated       time.Time  `json:"updated"`
+	Readonly      bool       `json:"readonly"`
+	CIDRWhitelist []string   `json:"cidr_whitelist"`
 }
 
 func viewOf(st *storedToken, token string) tokenView {
 	if token == "" {
 		token = st.Preview + "…"
 	}
-	return tokenView{Key: st.Key, Token: token, Created: st.Created, Updated: st.Created, Readonly: st.Readonly, CIDRWhitelist: st.CIDR}
+	v := tokenView{Key: st.Key, Token: token, Name: st.Name, Created: st.Created, Updated: st.Created, Readonly: st.Readonly, CIDRWhitelist: st.CIDR}
+	if !st.Expires.IsZero() {
+		v.Expires = &st.Expires
+	}
+	return v
+}
+
+// narrowToPackages limits a token to the named packages and npm scopes
+// (@acme): for each, the actions the creator has there. OCI grants are
+// dropped: the request names npm packages only.
+func narrowToPackages(creator auth.Scopes, packages, npmScopes []string) (auth.Scopes, error) {
+	var names []string
+	for _, p := range packages {
+		if err := ValidName(p); err != nil {
+			return nil, newError(http.StatusBadRequest, "packages: %v", err)
+		}
+		names = append(names, p)
+	}
+	for _, s := range npmScopes {
+		s = "@" + strings.TrimPrefix(s, "@")
+		if err := ValidName(s + "/x"); err != nil {
+			return nil, newError(http.StatusBadRequest, "scopes: %v", err)
+		}
+		names = append(names, s+"/*")
+	}
+	var out auth.Scopes
+	for _, n := range names {
+		for _, action := range []string{auth.ActionRead, auth.ActionWrite, auth.ActionDelete} {
+			if coversPattern(creator, n, action) {
+				out = append(out, auth.Scope{Protocol: auth.ProtocolNPM, Type: auth.TypePackage, Name: n, Action: action})
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, newError(http.StatusForbidden, "you have no access to the packages and scopes asked for")
+	}
+	return out, nil
+}
+
+// coversPattern reports whether the creator's grants include action on every
+// name the pattern (a name, or @scope/*) matches.
+func coversPattern(creator auth.Scopes, pattern, action string) bool {
+	prefix, isGlob := strings.CutSuffix(pattern, "*")
+	for _, s := range creator {
+		if !s.Allows(access(strings.ReplaceAll(pattern, "*", "x"), action)) {
+			continue
+		}
+		if !isGlob || s.Name == "*" || (strings.HasSuffix(s.Name, "*") && strings.HasPrefix(prefix, strings.TrimSuffix(s.Name, "*"))) {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *Handler) listTokens(q *request) error {
@@ -134,10 +187,16 @@ func (h *Handler) createToken(q *request) error {
 	if err := h.requireUser(q); err != nil {
 		return err
 	}
+	// npm 11 sends granular-token fields; older clients send readonly.
 	var body struct {
-		Password string   `json:"password"`
-		Readonly bool     `json:"readonly"`
-		CIDR     []string `json:"cidr_whitelist"`
+		Password    string   `json:"password"`
+		Readonly    bool     `json:"readonly"`
+		CIDR        []string `json:"cidr_whitelist"`
+		Name        string   `json:"name"`
+		Packages    []string `json:"packages"`
+		Scopes      []string `json:"scopes"`
+		Permission  string   `json:"packages_and_scopes_permission"`
+		ExpiresDays int      `json:"expires"`
 	}
 	if err := readJSON(q, 64<<10, &body); err != nil {
 		return err
@@ -159,11 +218,25 @@ func (h *Handler) createToken(q *request) error {
 	if len(q.id.Scopes) == 0 {
 		return newError(http.StatusForbidden, "%s has no scopes to hand to a new token", subjectOf(q.id))
 	}
-	scopes := q.id.Scopes.Strings()
-	if body.Readonly {
-		scopes = readonlyScopes(q.id.Scopes)
+	readonly := body.Readonly || body.Permission == "read-only"
+	granted := q.id.Scopes
+	if len(body.Packages) > 0 || len(body.Scopes) > 0 {
+		var err error
+		if granted, err = narrowToPackages(q.id.Scopes, body.Packages, body.Scopes); err != nil {
+			return err
+		}
 	}
-	token, st, err := h.tokens.create(q.r.Context(), subjectOf(q.id), scopes, body.Readonly, nil)
+	scopes := granted.Strings()
+	if readonly {
+		scopes = readonlyScopes(granted)
+	}
+	var expires time.Time
+	if body.ExpiresDays > 0 {
+		expires = time.Now().UTC().AddDate(0, 0, body.ExpiresDays)
+	}
+	token, st, err := h.tokens.create(q.r.Context(), tokenSpec{
+		user: subjectOf(q.id), name: body.Name, scopes: scopes, readonly: readonly, expires: expires,
+	})
 	if err != nil {
 		return err
 	}
