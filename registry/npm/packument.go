@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
-	"sort"
 	"strings"
 	"time"
 )
@@ -114,14 +113,4 @@ func (p packument) fixDistTags() {
 	if _, ok := tags["latest"]; !ok && len(versions) > 0 {
 		tags["latest"] = p.latestRemaining()
 	}
-}
-
-// sortedVersions lists the versions, sorted as strings, for stable output.
-func (p packument) sortedVersions() []string {
-	vs := make([]string, 0, len(p.versions()))
-	for v := range p.versions() {
-		vs = append(vs, v)
-	}
-	sort.Strings(vs)
-	return vs
 }
