@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // ErrInvalidCredentials is returned by an Authenticator for credentials that
@@ -22,6 +23,9 @@ type Identity struct {
 	Scopes Scopes
 	// TokenID is a short, non-secret fingerprint of the credential used.
 	TokenID string
+	// ExpiresAt is when the credential used stops working; zero: never.
+	// Credentials made from this one must not outlive it.
+	ExpiresAt time.Time
 
 	// issued marks identities carried by a JWT of our own issuer: their
 	// scopes are exactly the JWT's access, whatever the Authorizer says.

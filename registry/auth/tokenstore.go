@@ -169,7 +169,7 @@ func (s *TokenStore) Authenticate(_ context.Context, c Credentials) (*Identity, 
 	if !st.expiresAt.IsZero() && !s.now().Before(st.expiresAt) {
 		return nil, fmt.Errorf("token expired: %w", ErrInvalidCredentials)
 	}
-	return &Identity{Subject: st.user, Scopes: slices.Clone(st.scopes), TokenID: TokenID(hash)}, nil
+	return &Identity{Subject: st.user, Scopes: slices.Clone(st.scopes), TokenID: TokenID(hash), ExpiresAt: st.expiresAt}, nil
 }
 
 // watch follows the file's directory, so that editors' rename-into-place and

@@ -2,12 +2,10 @@ package npm
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"reflect"
 
 	"github.com/unireg/unireg/registry/auth"
-	"github.com/unireg/unireg/registry/storage"
 )
 
 // changePackage applies a document sent back by a client (after GET
@@ -61,6 +59,15 @@ func (h *Handler) changePackage(q *request, incoming packument) error {
 			}
 		}
 		if len(removed) > 0 {
+			// Versions missing from a document read before the last write
+			// may have been published since: refuse, as CouchDB does.
+			rev := str(incoming["_rev"])
+			if rev == "" {
+				rev = q.route.rev
+			}
+			if rev != "" && rev != str(cur["_rev"]) {
+				return nil, newError(http.StatusConflict, "%s changed since revision %s was read; fetch it again", name, rev)
+			}
 			if h.opts.DisableUnpublish {
 				return nil, newError(http.StatusMethodNotAllowed, "unpublishing is disabled on this registry")
 			}
@@ -103,7 +110,8 @@ func (h *Handler) changePackage(q *request, incoming packument) error {
 		h.emit(q, Event{Action: "version.unpublished", Package: name, Version: v})
 	}
 	if next == nil {
-		h.store.DeleteAll(ctx, packageKey(name))
+		// The tarballs went above, one by one: a DeleteAll of the package's
+		// prefix would also take a publish that landed since the update.
 		h.emit(q, Event{Action: "package.unpublished", Package: name})
 		writeJSON(q.w, q.r, http.StatusOK, map[string]any{"ok": true, "id": name})
 		return nil
@@ -149,8 +157,17 @@ func (h *Handler) unpublishPackage(q *request) error {
 		return err
 	}
 	found := false
+	var sums []string
 	_, err := h.packages.update(q.r.Context(), name, func(cur packument) (packument, error) {
-		found = cur != nil
+		found, sums = cur != nil, nil
+		if cur == nil {
+			return nil, nil
+		}
+		for _, v := range cur.versions() {
+			if s, ok := sha512HexOfIntegrity(str(distOf(obj(v))["integrity"])); ok {
+				sums = append(sums, s)
+			}
+		}
 		return nil, nil
 	})
 	if err != nil {
@@ -159,8 +176,11 @@ func (h *Handler) unpublishPackage(q *request) error {
 	if !found {
 		return newError(http.StatusNotFound, "package %s not found", name)
 	}
-	if err := h.store.DeleteAll(context.WithoutCancel(q.r.Context()), packageKey(name)); err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return err
+	// Tarball by tarball, each unless the current document uses it: a
+	// DeleteAll of the prefix would also take a publish that landed since.
+	ctx := context.WithoutCancel(q.r.Context())
+	for _, s := range sums {
+		h.dropUnreferencedTarball(ctx, name, s)
 	}
 	h.emit(q, Event{Action: "package.unpublished", Package: name})
 	writeJSON(q.w, q.r, http.StatusOK, map[string]any{"ok": true, "id": name})

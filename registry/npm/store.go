@@ -42,8 +42,9 @@ type packages struct {
 	cache *docCache
 }
 
-// load returns the package's document and its storage version, or
-// (nil, "", nil) when the package does not exist.
+// load returns the package's document and its storage version. A package
+// that does not exist has a nil document, and the version of its tombstone
+// when it was deleted (else "").
 func (ps *packages) load(ctx context.Context, name string) (packument, string, error) {
 	b, info, err := storage.ReadAll(ctx, ps.store, packumentKey(name))
 	if errors.Is(err, storage.ErrNotFound) {
@@ -56,7 +57,18 @@ func (ps *packages) load(ctx context.Context, name string) (packument, string, e
 	if err != nil {
 		return nil, "", fmt.Errorf("decode packument of %s: %w", name, err)
 	}
+	if deleted, _ := p["_deleted"].(bool); deleted {
+		return nil, info.Version, nil
+	}
 	return p, info.Version, nil
+}
+
+// tombstone replaces a deleted package's document. Storage has no
+// conditional delete, so deleting is a compare-and-swap write too: a publish
+// racing the deletion in another process then either lands before it (and
+// the deletion retries) or after it, on top of the tombstone; never lost.
+func tombstone(name string) packument {
+	return packument{"_id": name, "name": name, "_deleted": true, "time": map[string]any{"unpublished": now()}}
 }
 
 // cached returns the package's current cache entry, re-reading the document
@@ -76,6 +88,7 @@ func (ps *packages) cached(ctx context.Context, name string) (*cachedDoc, error)
 	}
 	p, version, err := ps.load(ctx, name)
 	if err != nil || p == nil {
+		ps.cache.drop(name)
 		return nil, err
 	}
 	c := newCachedDoc(p, version)
@@ -100,22 +113,19 @@ func (ps *packages) update(ctx context.Context, name string, change func(cur pac
 		if err != nil {
 			return nil, err
 		}
-		if next == nil {
-			if cur == nil {
-				return nil, nil
-			}
-			err := ps.store.Delete(ctx, packumentKey(name))
-			if err != nil && !errors.Is(err, storage.ErrNotFound) {
-				return nil, err
-			}
+		if next == nil && cur == nil {
 			return nil, nil
 		}
-		body, err := json.Marshal(next)
+		doc := next
+		if doc == nil {
+			doc = tombstone(name)
+		}
+		body, err := json.Marshal(doc)
 		if err != nil {
 			return nil, err
 		}
 		cond := storage.Condition{IfMatch: version}
-		if cur == nil {
+		if version == "" {
 			cond = storage.Condition{IfNoneMatch: true}
 		}
 		_, err = ps.store.Put(ctx, packumentKey(name), bytes.NewReader(body), cond)
@@ -125,7 +135,7 @@ func (ps *packages) update(ctx context.Context, name string, change func(cur pac
 		if err != nil {
 			return nil, fmt.Errorf("write packument of %s: %w", name, err)
 		}
-		return next, nil
+		return next, nil // nil after a deletion
 	}
 	return nil, newError(503, "too many concurrent changes to %s; try again", name)
 }

@@ -72,7 +72,7 @@ func (t *Tokens) Authenticate(ctx context.Context, c auth.Credentials) (*auth.Id
 	if err != nil {
 		return nil, fmt.Errorf("stored token %s: %w", auth.TokenID(st.Key), err)
 	}
-	return &auth.Identity{Subject: st.User, Scopes: scopes, TokenID: auth.TokenID(st.Key)}, nil
+	return &auth.Identity{Subject: st.User, Scopes: scopes, TokenID: auth.TokenID(st.Key), ExpiresAt: st.Expires}, nil
 }
 
 func (t *Tokens) get(ctx context.Context, key string) (*storedToken, error) {

@@ -234,6 +234,10 @@ func (h *Handler) createToken(q *request) error {
 	if body.ExpiresDays > 0 {
 		expires = time.Now().UTC().AddDate(0, 0, body.ExpiresDays)
 	}
+	// A token made with an expiring token must not outlive it.
+	if limit := q.id.ExpiresAt; !limit.IsZero() && (expires.IsZero() || expires.After(limit)) {
+		expires = limit.UTC()
+	}
 	token, st, err := h.tokens.create(q.r.Context(), tokenSpec{
 		user: subjectOf(q.id), name: body.Name, scopes: scopes, readonly: readonly, expires: expires,
 	})
