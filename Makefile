@@ -31,7 +31,7 @@ check-fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 .PHONY: unit
-unit: client-tools npm-clients ## Go tests (unit and integration, with the race detector).
+unit: client-tools npm-clients minio ## Go tests (unit and integration, with the race detector).
 	$(GO) test -race -count=1 ./...
 
 .PHONY: client-tools
@@ -53,10 +53,16 @@ conformance-tool: $(BIN)/oci-conformance
 $(BIN)/oci-conformance: hack/conformance/go.mod hack/conformance/go.sum
 	cd hack/conformance && $(GO) build -o $(BIN)/oci-conformance github.com/opencontainers/distribution-spec/conformance
 
+.PHONY: minio
+minio: ## The MinIO server the S3 tests run against (built from the Go module proxy into tools/bin).
+	hack/install-minio.sh
+
 .PHONY: conformance
-conformance: build conformance-tool ## OCI conformance suite, every toggle on: token auth, then anonymous.
+conformance: build conformance-tool minio ## OCI conformance suite, every toggle on: token auth and anonymous, on the filesystem and on S3 (MinIO).
 	hack/run-conformance.sh token
 	hack/run-conformance.sh anonymous
+	hack/with-minio.sh hack/run-conformance.sh token
+	hack/with-minio.sh hack/run-conformance.sh anonymous
 
 .PHONY: test
 test: check-fmt vet unit conformance ## Everything CI runs.

@@ -5,6 +5,8 @@
 #   token:     the server bootstraps its admin token; the suite authenticates
 #              with it (Basic at the token realm, then Bearer JWTs).
 #   anonymous: the server grants `*` to anonymous callers; no credentials.
+# With UNIREG_S3_ENDPOINT set (hack/with-minio.sh does), the server stores
+# everything in a fresh bucket there instead of the filesystem.
 # Needs bin/registry and bin/oci-conformance (make build conformance-tool).
 # KEEP=1 keeps the work folder (logs, results) even on success.
 set -euo pipefail
@@ -13,6 +15,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/unireg-conformance.XXXXXX")
 args=(--listen 127.0.0.1:0 --data-dir "$work/data" --oci-allow-sparse --log-format json)
 [ "$mode" = anonymous ] && args+=(--anonymous '*')
+backend=filesystem
+if [ -n "${UNIREG_S3_ENDPOINT:-}" ]; then
+  backend=s3
+  args+=(--s3-endpoint "$UNIREG_S3_ENDPOINT" --s3-bucket "conformance-$mode-$$")
+fi
 
 "$root/bin/registry" "${args[@]}" >"$work/registry.log" 2>&1 &
 pid=$!
@@ -41,7 +48,7 @@ rc=$?
 set -e
 count() { grep -E "^\s*$1\.+:" "$work/conformance.log" | grep -oE '[0-9]+$' || echo 0; }
 pass=$(count Pass) fail=$(count FAIL) skip=$(count Skip)
-echo "OCI conformance ($mode, every toggle on): pass=$pass fail=$fail skip=$skip (exit $rc)"
+echo "OCI conformance ($mode, $backend, every toggle on): pass=$pass fail=$fail skip=$skip (exit $rc)"
 if [ "$rc" -ne 0 ] || [ "$fail" != 0 ] || [ "$skip" != 0 ] || [ "$pass" = 0 ]; then
   grep 'failed test' "$work/conformance.log" | head -40 || true
   echo "conformance ($mode) FAILED; logs and results in $work" >&2

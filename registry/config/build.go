@@ -21,7 +21,9 @@ import (
 	"github.com/unireg/unireg/registry"
 	"github.com/unireg/unireg/registry/auth"
 	"github.com/unireg/unireg/registry/authstore"
+	"github.com/unireg/unireg/registry/storage"
 	"github.com/unireg/unireg/registry/storage/filesystem"
+	"github.com/unireg/unireg/registry/storage/s3"
 )
 
 // File names inside --data-dir.
@@ -79,7 +81,7 @@ func (o *Options) Build(ctx context.Context, log *slog.Logger) (*Built, error) {
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	store, err := filesystem.New(filepath.Join(o.DataDir, StorageDirName))
+	store, err := o.storage(ctx, log)
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +173,46 @@ func openTokenStore(path string, log *slog.Logger, metrics *prometheus.Registry)
 	}
 	metrics.MustRegister(reloadErrors, healthy, tokens)
 	return ts, nil
+}
+
+// storage opens the S3 bucket when --s3-bucket is set, else the filesystem
+// under DATA_DIR/storage.
+func (o *Options) storage(ctx context.Context, log *slog.Logger) (storage.Driver, error) {
+	if o.S3Bucket == "" {
+		return filesystem.New(filepath.Join(o.DataDir, StorageDirName))
+	}
+	if o.S3Endpoint == "" {
+		return nil, errors.New("--s3-bucket needs --s3-endpoint")
+	}
+	access, secret := o.S3AccessKey, o.S3SecretKey
+	for _, f := range []struct {
+		path string
+		dst  *string
+	}{{o.S3AccessKeyFile, &access}, {o.S3SecretKeyFile, &secret}} {
+		if f.path == "" {
+			continue
+		}
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			return nil, fmt.Errorf("S3 key file: %w", err)
+		}
+		*f.dst = strings.TrimSpace(string(b))
+	}
+	d, err := s3.New(ctx, s3.Options{
+		Endpoint: o.S3Endpoint, Bucket: o.S3Bucket, Region: o.S3Region, Prefix: o.S3Prefix,
+		AccessKey: access, SecretKey: secret, SessionToken: o.S3SessionToken,
+		VirtualHost: o.S3VirtualHost, InsecureSkipVerify: o.S3InsecureSkipVerify,
+		PartSize: o.S3PartSize, CreateBucket: true, Lazy: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("S3 storage: %w", err)
+	}
+	// A bucket that does not answer yet is not fatal: /readyz says why
+	// until it does, and Ping creates it when missing.
+	if err := d.Ping(ctx); err != nil {
+		log.Warn("S3 storage not reachable yet; /readyz reports it", "error", err)
+	}
+	return d, nil
 }
 
 // jwtKey reads the key file, generating DATA_DIR/jwt.key when no file was

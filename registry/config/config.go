@@ -17,30 +17,43 @@ import (
 
 // Options are the settings of cmd/registry.
 type Options struct {
-	ConfigFile          string
-	Listen              string
-	DataDir             string
-	AuthStore           string
-	Anonymous           string
-	JWTKeyFile          string
-	TokenService        string
-	TokenTTL            time.Duration
-	PublicURL           string
-	OCIEnabled          bool
-	OCIDelete           bool
-	OCIReferrers        bool
-	OCIAllowSparse      bool
-	MaxManifestSize     int64
-	NPMEnabled          bool
-	NPMPrefix           string
-	NPMMaxDocumentSize  int
-	NPMMaxTarballSize   int64
-	UploadMaxAge        time.Duration
-	UploadPurgeInterval time.Duration
-	LogLevel            string
-	LogFormat           string
-	ShutdownTimeout     time.Duration
-	ReadHeaderTimeout   time.Duration
+	ConfigFile           string
+	Listen               string
+	DataDir              string
+	AuthStore            string
+	Anonymous            string
+	JWTKeyFile           string
+	TokenService         string
+	TokenTTL             time.Duration
+	PublicURL            string
+	OCIEnabled           bool
+	OCIDelete            bool
+	OCIReferrers         bool
+	OCIAllowSparse       bool
+	MaxManifestSize      int64
+	NPMEnabled           bool
+	NPMPrefix            string
+	NPMMaxDocumentSize   int
+	NPMMaxTarballSize    int64
+	UploadMaxAge         time.Duration
+	UploadPurgeInterval  time.Duration
+	S3Endpoint           string
+	S3Bucket             string
+	S3Region             string
+	S3Prefix             string
+	S3VirtualHost        bool
+	S3InsecureSkipVerify bool
+	S3AccessKeyFile      string
+	S3SecretKeyFile      string
+	S3PartSize           uint64
+	// S3AccessKey, S3SecretKey and S3SessionToken come from the standard
+	// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN
+	// variables (never from flags, which other users of the machine see).
+	S3AccessKey, S3SecretKey, S3SessionToken string
+	LogLevel                                 string
+	LogFormat                                string
+	ShutdownTimeout                          time.Duration
+	ReadHeaderTimeout                        time.Duration
 }
 
 // EnvName is the environment variable of a flag: UNIREG_ and the flag name in
@@ -72,6 +85,15 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.Int64Var(&o.NPMMaxTarballSize, "npm-max-tarball-size", 256<<20, "largest npm tarball, in bytes")
 	fs.DurationVar(&o.UploadMaxAge, "upload-max-age", 24*time.Hour, "age after which an untouched upload session is purged")
 	fs.DurationVar(&o.UploadPurgeInterval, "upload-purge-interval", 10*time.Minute, "how often abandoned uploads are purged")
+	fs.StringVar(&o.S3Bucket, "s3-bucket", "", "store content in this S3 bucket instead of DATA_DIR/storage (credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, or the key files)")
+	fs.StringVar(&o.S3Endpoint, "s3-endpoint", "", "S3 API URL, http:// or https:// (e.g. http://minio:9000); required with --s3-bucket")
+	fs.StringVar(&o.S3Region, "s3-region", "us-east-1", "S3 region")
+	fs.StringVar(&o.S3Prefix, "s3-prefix", "", "key prefix inside the bucket, so several registries can share one")
+	fs.BoolVar(&o.S3VirtualHost, "s3-virtual-host", false, "address the bucket as BUCKET.host instead of path-style host/BUCKET")
+	fs.BoolVar(&o.S3InsecureSkipVerify, "s3-insecure-skip-verify", false, "accept any TLS certificate from the S3 endpoint")
+	fs.StringVar(&o.S3AccessKeyFile, "s3-access-key-file", "", "file holding the S3 access key (e.g. a mounted Secret)")
+	fs.StringVar(&o.S3SecretKeyFile, "s3-secret-key-file", "", "file holding the S3 secret key")
+	fs.Uint64Var(&o.S3PartSize, "s3-part-size", 16<<20, "multipart part size in bytes (at least 5 MiB); each streaming upload buffers one part")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "auto", "json, text, or auto (JSON unless stderr is a terminal)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests")
@@ -125,6 +147,7 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Optio
 			return nil, err
 		}
 	}
+	o.S3AccessKey, o.S3SecretKey, o.S3SessionToken = getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"), getenv("AWS_SESSION_TOKEN")
 	return o, nil
 }
 

@@ -76,9 +76,12 @@ type Driver interface {
 	// object held past offset are discarded first: the caller's record of the
 	// offset (an upload session's state) is the truth, even after a crash
 	// between writing data and recording it. Data is durable when Append
-	// returns; a failed Append leaves the object at its previous size.
+	// returns; a failed Append leaves the object no shorter than offset and
+	// with nothing of r. Appends to one key must not run concurrently (upload
+	// sessions serialise them through a compare-and-swap of their state).
 	Append(ctx context.Context, key string, offset int64, r io.Reader) (int64, error)
-	// Move renames src to dst atomically, replacing dst.
+	// Move renames src to dst, replacing dst: dst appears atomically, whole;
+	// src is removed afterwards (on S3 a crash in between leaves both).
 	Move(ctx context.Context, src, dst string) error
 	// Delete removes one object. Deleting a missing object returns ErrNotFound.
 	Delete(ctx context.Context, key string) error
