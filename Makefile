@@ -34,6 +34,10 @@ check-fmt:
 unit: client-tools npm-clients minio ## Go tests (unit and integration, with the race detector).
 	$(GO) test -race -count=1 ./...
 
+.PHONY: unit-s3
+unit-s3: client-tools npm-clients minio build ## The tests that run the real binary (OCI and npm clients, concurrency, 1 GiB memory), on S3 (MinIO).
+	hack/with-minio.sh $(GO) test -count=1 ./cmd/registry/
+
 .PHONY: client-tools
 client-tools: $(BIN)/oras $(BIN)/crane ## The OCI client CLIs the tests drive (pinned in hack/tools).
 
@@ -65,7 +69,7 @@ conformance: build conformance-tool minio ## OCI conformance suite, every toggle
 	hack/with-minio.sh hack/run-conformance.sh anonymous
 
 .PHONY: test
-test: check-fmt vet unit conformance ## Everything CI runs.
+test: check-fmt vet unit unit-s3 conformance ## Everything CI runs.
 
 .PHONY: help
 help:

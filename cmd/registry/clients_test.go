@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -287,5 +288,45 @@ func TestSIGTERMLetsInFlightUploadFinish(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("server still running 10s after SIGTERM with nothing in flight")
+	}
+}
+
+// TestUploadStartedOnOneProcessFinishesOnAnother: two servers on one storage
+// (one data dir, or one bucket in the S3 run), a chunked upload started on
+// the first and finished on the second.
+func TestUploadStartedOnOneProcessFinishesOnAnother(t *testing.T) {
+	dir := t.TempDir()
+	a := startServer(t, dir)
+	b := startServer(t, dir)
+	token := a.adminToken()
+	content := bytes.Repeat([]byte("replica "), 1<<17) // 1 MiB
+	resp := a.request("POST", "/v2/shared/blobs/uploads/", token, nil)
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	req, _ := http.NewRequest("PATCH", a.url+loc, bytes.NewReader(content[:300000]))
+	req.SetBasicAuth("u", token)
+	req.Header.Set("Content-Range", "0-299999")
+	patch(t, req, "0-299999")
+
+	sum := sha256.Sum256(content)
+	dg := "sha256:" + hex.EncodeToString(sum[:])
+	req, _ = http.NewRequest("PUT", b.url+loc+"?digest="+dg, bytes.NewReader(content[300000:]))
+	req.SetBasicAuth("u", token)
+	req.Header.Set("Content-Range", fmt.Sprintf("300000-%d", len(content)-1))
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != 201 {
+		t.Fatalf("finish on the second process: %s", r.Status)
+	}
+	for _, srv := range []*server{a, b} {
+		got := srv.request("GET", "/v2/shared/blobs/"+dg, token, nil)
+		body, _ := io.ReadAll(got.Body)
+		got.Body.Close()
+		if !bytes.Equal(body, content) {
+			t.Fatalf("%s serves %d bytes, not the uploaded blob", srv.url, len(body))
+		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -57,6 +58,7 @@ func (b *syncBuffer) String() string {
 }
 
 type server struct {
+	bucket  string // the S3 bucket when the suite runs on S3, else ""
 	t       *testing.T
 	cmd     *exec.Cmd
 	url     string
@@ -76,6 +78,11 @@ func startServer(t *testing.T, dataDir string, args ...string) *server {
 	}
 	s := &server{t: t, dataDir: dataDir, logs: &syncBuffer{}, exited: make(chan error, 1)}
 	all := append([]string{"--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-format", "json"}, args...)
+	if endpoint := os.Getenv("UNIREG_S3_ENDPOINT"); endpoint != "" {
+		// The S3 run (make unit-s3): servers sharing a data dir share a bucket.
+		s.bucket = fmt.Sprintf("t-%x", sha256.Sum256([]byte(dataDir)))[:40]
+		all = append(all, "--s3-endpoint", endpoint, "--s3-bucket", s.bucket)
+	}
 	s.cmd = exec.Command(registryBin, all...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {

@@ -386,6 +386,9 @@ func TestNPMPublishRefusesBadIntegrity(t *testing.T) {
 	if got := s.status("GET", "/npm/bad-integrity", s.adminToken()); got != 404 {
 		t.Fatalf("package exists after a refused publish: %d", got)
 	}
+	if s.bucket != "" {
+		return // the storage is a bucket; the storage suites check S3 leaves nothing
+	}
 	entries, _ := os.ReadDir(filepath.Join(s.dataDir, "storage", "npm"))
 	for _, e := range entries {
 		if e.Name() == "packages" || e.Name() == "staging" {

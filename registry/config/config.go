@@ -93,7 +93,7 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.S3InsecureSkipVerify, "s3-insecure-skip-verify", false, "accept any TLS certificate from the S3 endpoint")
 	fs.StringVar(&o.S3AccessKeyFile, "s3-access-key-file", "", "file holding the S3 access key (e.g. a mounted Secret)")
 	fs.StringVar(&o.S3SecretKeyFile, "s3-secret-key-file", "", "file holding the S3 secret key")
-	fs.Uint64Var(&o.S3PartSize, "s3-part-size", 16<<20, "multipart part size in bytes (at least 5 MiB); each streaming upload buffers one part")
+	fs.Uint64Var(&o.S3PartSize, "s3-part-size", 8<<20, "multipart part size in bytes (at least 5 MiB); each streaming upload buffers one part")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "auto", "json, text, or auto (JSON unless stderr is a terminal)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests")

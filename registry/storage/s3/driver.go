@@ -22,7 +22,7 @@ import (
 
 const (
 	defaultRegion   = "us-east-1"
-	defaultPartSize = 16 << 20
+	defaultPartSize = 8 << 20
 	// minPartSize is the S3 minimum for every part of a multipart upload or
 	// a composition but the last.
 	minPartSize = 5 << 20
@@ -65,7 +65,8 @@ type Options struct {
 	// InsecureSkipVerify accepts any TLS certificate (test setups only).
 	InsecureSkipVerify bool
 	// PartSize is the part size of multipart uploads, and the buffer each
-	// streaming write holds: 16 MiB when 0, at least 5 MiB.
+	// streaming write holds: 8 MiB when 0, at least 5 MiB. S3 allows 10,000
+	// parts, so 8 MiB parts carry objects up to 80 GB.
 	PartSize uint64
 	// CreateBucket makes New (or, with Lazy, Ping) create the bucket when
 	// it is missing.
