@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/unireg/unireg/registry/requestlog"
+	"github.com/unireg/unireg/registry/storage"
 )
 
 // Error is an npm-style error: an HTTP status and {"error": message}.
@@ -26,7 +27,14 @@ func newError(status int, format string, args ...any) *Error {
 // request log through requestlog.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
-	if !errors.As(err, &e) {
+	switch {
+	case errors.As(err, &e):
+	case storage.IsUnavailable(err):
+		// Throttled or unreachable storage: the client may retry.
+		e = &Error{Status: http.StatusServiceUnavailable, Message: "storage is unavailable; retry later"}
+		w.Header().Set("Retry-After", "1")
+		requestlog.Record(r, err)
+	default:
 		e = &Error{Status: http.StatusInternalServerError, Message: "internal error"}
 		requestlog.Record(r, err)
 	}

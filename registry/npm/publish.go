@@ -33,6 +33,7 @@ func (h *Handler) putPackage(q *request) error {
 		return err
 	}
 	var st *staged
+	var stageErr error // storage trouble while receiving, not a bad body
 	defer func() {
 		if st != nil && st.key != "" {
 			h.store.Delete(context.WithoutCancel(q.r.Context()), st.key)
@@ -48,9 +49,16 @@ func (h *Handler) putPackage(q *request) error {
 		}
 		var err error
 		st, err = h.stage(q.r.Context(), data)
+		var e *Error
+		if err != nil && !errors.As(err, &e) {
+			stageErr = err
+		}
 		return err
 	})
 	h.uploads.Add(-1)
+	if stageErr != nil {
+		return stageErr
+	}
 	if err != nil {
 		var e *Error
 		if errors.As(err, &e) {
@@ -89,6 +97,9 @@ func (h *Handler) stage(ctx context.Context, data io.Reader) (*staged, error) {
 		var ce base64.CorruptInputError
 		if errors.As(err, &ce) {
 			return nil, newError(http.StatusBadRequest, "attachment data is not valid base64")
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, newError(http.StatusBadRequest, "the request body ended inside the attachment")
 		}
 		return nil, fmt.Errorf("stage tarball: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/unireg/unireg/registry/requestlog"
+	"github.com/unireg/unireg/registry/storage"
 )
 
 // Error is an error of the distribution spec: a code, an HTTP status and a
@@ -42,6 +43,7 @@ const (
 	CodeTooManyRequests     = "TOOMANYREQUESTS"
 	CodeRangeInvalid        = "RANGE_INVALID"
 	CodeUnknown             = "UNKNOWN"
+	CodeUnavailable         = "UNAVAILABLE" // as Distribution, for 503
 )
 
 type errorBody struct {
@@ -59,7 +61,14 @@ type errorEntry struct {
 // through requestlog, never to the client.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
-	if !errors.As(err, &e) {
+	switch {
+	case errors.As(err, &e):
+	case storage.IsUnavailable(err):
+		// Throttled or unreachable storage: the client may retry.
+		e = &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "storage is unavailable; retry later"}
+		w.Header().Set("Retry-After", "1")
+		requestlog.Record(r, err)
+	default:
 		e = &Error{Status: http.StatusInternalServerError, Code: CodeUnknown, Message: "internal error"}
 		requestlog.Record(r, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"time"
 )
@@ -31,7 +32,24 @@ var (
 	ErrInvalidOffset = errors.New("storage: append offset does not match size")
 	// ErrInvalidKey means a key would escape the store or is malformed.
 	ErrInvalidKey = errors.New("storage: invalid key")
+	// ErrUnavailable means the store cannot answer now (throttled, timed
+	// out, unreachable); the same request may succeed later.
+	ErrUnavailable = errors.New("storage: unavailable")
 )
+
+// IsUnavailable reports whether err means the store could not answer now:
+// ErrUnavailable, a network error or a deadline. Protocol handlers answer
+// such errors with 503 and Retry-After instead of 500.
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne)
+}
 
 // Info describes a stored object.
 type Info struct {

@@ -270,6 +270,9 @@ func (d *Driver) mapErr(err error) error {
 		// concurrent conditional writes: for the caller it lost the race.
 		return storage.ErrPreconditionFailed
 	}
+	if IsUnavailable(err) {
+		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
+	}
 	return err
 }
 
