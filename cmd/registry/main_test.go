@@ -73,17 +73,26 @@ var listeningRE = regexp.MustCompile(`"msg":"listening","address":"([^"]+)"`)
 // port and waits until it listens.
 func startServer(t *testing.T, dataDir string, args ...string) *server {
 	t.Helper()
+	return startServerEnv(t, dataDir, nil, args...)
+}
+
+// startServerEnv is startServer with extra environment variables; flags in
+// args come last, so they win over the S3 run's.
+func startServerEnv(t *testing.T, dataDir string, env []string, args ...string) *server {
+	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
 	s := &server{t: t, dataDir: dataDir, logs: &syncBuffer{}, exited: make(chan error, 1)}
-	all := append([]string{"--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-format", "json"}, args...)
+	all := []string{"--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-format", "json"}
 	if endpoint := os.Getenv("UNIREG_S3_ENDPOINT"); endpoint != "" {
 		// The S3 run (make unit-s3): servers sharing a data dir share a bucket.
 		s.bucket = fmt.Sprintf("t-%x", sha256.Sum256([]byte(dataDir)))[:40]
 		all = append(all, "--s3-endpoint", endpoint, "--s3-bucket", s.bucket)
 	}
+	all = append(all, args...)
 	s.cmd = exec.Command(registryBin, all...)
+	s.cmd.Env = append(os.Environ(), env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)

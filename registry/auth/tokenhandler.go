@@ -2,6 +2,7 @@ package auth
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -57,6 +58,12 @@ func (h TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, err := h.Service.IdentifyCredentials(r.Context(), creds)
+	if err != nil && !errors.Is(err, ErrInvalidCredentials) {
+		// The credentials could not be checked (storage down): retry later.
+		w.Header().Set("Retry-After", "1")
+		writeTokenError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "credentials cannot be checked now; retry later")
+		return
+	}
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Basic realm="unireg"`)
 		writeTokenError(w, http.StatusUnauthorized, "UNAUTHORIZED", "invalid credentials")

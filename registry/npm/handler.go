@@ -5,6 +5,8 @@ package npm
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -222,8 +224,11 @@ func (h *Handler) identify(q *request) error {
 		return nil
 	}
 	id, err := h.opts.Gate.Identify(q.r)
-	if err != nil {
+	if errors.Is(err, auth.ErrInvalidCredentials) {
 		return newError(http.StatusUnauthorized, "invalid or revoked token")
+	}
+	if err != nil {
+		return fmt.Errorf("identify: %w", err) // e.g. storage down: 503
 	}
 	q.id = id
 	return nil

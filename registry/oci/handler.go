@@ -7,6 +7,8 @@ import (
 	"context"
 	_ "crypto/sha256" // digest algorithms must be linked in for go-digest
 	_ "crypto/sha512"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -191,8 +193,11 @@ func (h *Handler) identify(q *request) error {
 		return nil
 	}
 	id, err := h.opts.Gate.Identify(q.r)
-	if err != nil {
+	if errors.Is(err, auth.ErrInvalidCredentials) {
 		return h.challenge(q, nil, "authentication failed")
+	}
+	if err != nil {
+		return fmt.Errorf("identify: %w", err) // e.g. storage down: 503
 	}
 	q.id = id
 	return nil
