@@ -97,6 +97,9 @@ type OCIConfig struct {
 	// AllowSparse accepts image manifests whose layers are not in the
 	// repository (the config must be); indexes are always accepted sparse.
 	AllowSparse bool
+	// RedirectBlobs answers blob downloads with a 307 to a short-lived URL
+	// of the storage itself (S3 presigned URLs), when the backend offers one.
+	RedirectBlobs bool
 	// DisableDelete refuses deletion of manifests, tags and blobs.
 	DisableDelete bool
 	// DisableReferrers turns the referrers API off.
@@ -251,6 +254,7 @@ func (r *Registry) newOCI() *oci.Handler {
 		MaxManifestSize:  r.cfg.OCI.MaxManifestSize,
 		UploadMaxAge:     r.cfg.OCI.UploadMaxAge,
 		AllowSparse:      r.cfg.OCI.AllowSparse,
+		RedirectBlobs:    r.cfg.OCI.RedirectBlobs,
 		DisableDelete:    r.cfg.OCI.DisableDelete,
 		DisableReferrers: r.cfg.OCI.DisableReferrers,
 		Logger:           r.cfg.Logger,

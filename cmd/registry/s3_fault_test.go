@@ -181,3 +181,52 @@ func sha256Sum(b []byte) []byte {
 	s := sha256.Sum256(b)
 	return s[:]
 }
+
+// TestS3RedirectServesBlobsFromTheBucket: with --s3-redirect a blob GET is a
+// 307 to a presigned URL of the bucket, which serves the blob without
+// registry credentials; crane (following the redirect) pulls through it.
+func TestS3RedirectServesBlobsFromTheBucket(t *testing.T) {
+	if os.Getenv("UNIREG_S3_ENDPOINT") != "" {
+		t.Skip("brings its own MinIO: it runs once, in the filesystem pass")
+	}
+	m := newMinio(t)
+	s := startServerEnv(t, "", []string{"AWS_ACCESS_KEY_ID=" + m.accessKey, "AWS_SECRET_ACCESS_KEY=" + m.secretKey},
+		"--s3-endpoint", "http://"+m.addr, "--s3-bucket", "redirect", "--s3-redirect")
+	token := s.adminToken()
+	blob := []byte("served by the bucket itself")
+	dg := fmt.Sprintf("sha256:%x", sha256Sum(blob))
+	r := s.request("POST", "/v2/a/blobs/uploads/?digest="+dg, token, bytes.NewReader(blob))
+	r.Body.Close()
+	if r.StatusCode != 201 {
+		t.Fatalf("push: %s", r.Status)
+	}
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest("GET", s.url+"/v2/a/blobs/"+dg, nil)
+	req.SetBasicAuth("u", token)
+	resp, err := noFollow.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(loc, "http://"+m.addr+"/redirect/") {
+		t.Fatalf("blob GET: %s, Location %q; want 307 to the bucket", resp.Status, loc)
+	}
+	got, err := http.Get(loc) // no registry credentials
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(got.Body)
+	got.Body.Close()
+	if !bytes.Equal(body, blob) {
+		t.Fatalf("presigned URL served %q", body)
+	}
+	// HEAD still answers from the registry, and a blob the repository does
+	// not have is never redirected.
+	if got := s.status("HEAD", "/v2/a/blobs/"+dg, token); got != 200 {
+		t.Fatalf("HEAD: %d", got)
+	}
+	if got := s.status("GET", "/v2/b/blobs/"+dg, token); got != 404 {
+		t.Fatalf("GET in another repository: %d", got)
+	}
+}

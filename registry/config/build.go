@@ -112,6 +112,7 @@ func (o *Options) Build(ctx context.Context, log *slog.Logger) (*Built, error) {
 			UploadMaxAge:        o.UploadMaxAge,
 			UploadPurgeInterval: o.UploadPurgeInterval,
 			AllowSparse:         o.OCIAllowSparse,
+			RedirectBlobs:       o.S3Redirect,
 			DisableDelete:       !o.OCIDelete,
 			DisableReferrers:    !o.OCIReferrers,
 		},

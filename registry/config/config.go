@@ -46,6 +46,7 @@ type Options struct {
 	S3AccessKeyFile      string
 	S3SecretKeyFile      string
 	S3PartSize           uint64
+	S3Redirect           bool
 	// S3AccessKey, S3SecretKey and S3SessionToken come from the standard
 	// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN
 	// variables (never from flags, which other users of the machine see).
@@ -94,6 +95,7 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.S3AccessKeyFile, "s3-access-key-file", "", "file holding the S3 access key (e.g. a mounted Secret)")
 	fs.StringVar(&o.S3SecretKeyFile, "s3-secret-key-file", "", "file holding the S3 secret key")
 	fs.Uint64Var(&o.S3PartSize, "s3-part-size", 8<<20, "multipart part size in bytes (at least 5 MiB); each streaming upload buffers one part")
+	fs.BoolVar(&o.S3Redirect, "s3-redirect", false, "answer blob downloads with a 307 to a presigned S3 URL (clients must reach the S3 endpoint)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "auto", "json, text, or auto (JSON unless stderr is a terminal)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -35,6 +36,19 @@ func (h *Handler) getBlob(q *request) error {
 	}
 	if !ok {
 		return newError(http.StatusNotFound, CodeBlobUnknown, "blob %s unknown to repository %s", d, name)
+	}
+	if h.opts.RedirectBlobs && q.r.Method == http.MethodGet {
+		if rd, ok := h.store.(storage.Redirector); ok {
+			// As Distribution does: the client fetches the content from the
+			// storage itself, with a short-lived presigned URL.
+			u, err := rd.RedirectURL(q.r.Context(), blobKey(d), 20*time.Minute)
+			if err != nil {
+				return err
+			}
+			q.w.Header().Set("Docker-Content-Digest", d.String())
+			http.Redirect(q.w, q.r, u, http.StatusTemporaryRedirect)
+			return nil
+		}
 	}
 	obj, err := h.store.Open(q.r.Context(), blobKey(d))
 	if errors.Is(err, storage.ErrNotFound) {

@@ -56,6 +56,9 @@ type Options struct {
 	// AllowSparse accepts image manifests whose layers are not (yet) in the
 	// repository, as indexes always are; the config blob is still required.
 	AllowSparse bool
+	// RedirectBlobs answers blob GETs with a redirect to the storage (307 to
+	// a presigned URL) when the backend is a storage.Redirector.
+	RedirectBlobs bool
 	// DisableDelete answers every DELETE with UNSUPPORTED.
 	DisableDelete bool
 	// DisableReferrers answers the referrers API with UNSUPPORTED.

@@ -114,6 +114,15 @@ type Driver interface {
 	Ping(ctx context.Context) error
 }
 
+// Redirector is implemented by backends whose objects clients can fetch
+// directly (S3 presigned URLs). Handlers may redirect a download there
+// instead of streaming it through the registry.
+type Redirector interface {
+	// RedirectURL returns a URL from which the object at key can be fetched
+	// without credentials, valid for expiry.
+	RedirectURL(ctx context.Context, key string, expiry time.Duration) (string, error)
+}
+
 // Join builds a key from segments, refusing anything that could escape the
 // store or alias another key.
 func Join(segments ...string) (string, error) {
