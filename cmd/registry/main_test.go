@@ -59,7 +59,7 @@ func (b *syncBuffer) String() string {
 
 type server struct {
 	bucket  string // the S3 bucket when the suite runs on S3, else ""
-	t       *testing.T
+	t       testing.TB
 	cmd     *exec.Cmd
 	url     string
 	dataDir string
@@ -71,14 +71,14 @@ var listeningRE = regexp.MustCompile(`"msg":"listening","address":"([^"]+)"`)
 
 // startServer runs the registry with a fresh (or given) data dir on a free
 // port and waits until it listens.
-func startServer(t *testing.T, dataDir string, args ...string) *server {
+func startServer(t testing.TB, dataDir string, args ...string) *server {
 	t.Helper()
 	return startServerEnv(t, dataDir, nil, args...)
 }
 
 // startServerEnv is startServer with extra environment variables; flags in
 // args come last, so they win over the S3 run's.
-func startServerEnv(t *testing.T, dataDir string, env []string, args ...string) *server {
+func startServerEnv(t testing.TB, dataDir string, env []string, args ...string) *server {
 	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
@@ -159,7 +159,7 @@ func (s *server) status(method, path, token string) int {
 }
 
 // eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {

@@ -19,13 +19,13 @@ import (
 // minio is a MinIO server this test controls: it can be stopped and started
 // again on the same address and data.
 type minio struct {
-	t                    *testing.T
+	t                    testing.TB
 	bin, dir, addr       string
 	accessKey, secretKey string
 	cmd                  *exec.Cmd
 }
 
-func newMinio(t *testing.T) *minio {
+func newMinio(t testing.TB) *minio {
 	t.Helper()
 	bin := os.Getenv("UNIREG_MINIO")
 	if bin == "" {
