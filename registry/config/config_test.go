@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/storage/s3"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -120,5 +121,45 @@ func TestJWTKeyFileMustBeLongEnough(t *testing.T) {
 	o, _ := Load([]string{"--data-dir", dir, "--jwt-key-file", key}, env(nil), io.Discard)
 	if _, err := o.Build(context.Background(), slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "at least 32") {
 		t.Fatalf("short key accepted: %v", err)
+	}
+}
+
+func TestS3FlagsSelectTheS3BackendLazily(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "access"), []byte("AKIAFROMFILE\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "secret"), []byte("secret-from-file\n"), 0o600)
+	// Nothing listens on port 9 of loopback: the server must start anyway,
+	// with the problem reported by readiness (Ping).
+	o, err := Load([]string{"--data-dir", dir, "--s3-bucket", "reg", "--s3-endpoint", "http://127.0.0.1:9",
+		"--s3-access-key-file", filepath.Join(dir, "access"), "--s3-secret-key-file", filepath.Join(dir, "secret")}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := o.Build(context.Background(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("Build with an unreachable S3 endpoint: %v", err)
+	}
+	defer b.Close()
+	if _, ok := b.Config.Storage.(*s3.Driver); !ok {
+		t.Fatalf("storage is %T, want the S3 driver", b.Config.Storage)
+	}
+	err = b.Config.Storage.Ping(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:9") || strings.Contains(err.Error(), "secret-from-file") {
+		t.Fatalf("Ping = %v; want an error naming the endpoint and no secret", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, StorageDirName)); err == nil {
+		t.Fatal("DATA_DIR/storage was created although S3 is the storage")
+	}
+
+	o2, _ := Load([]string{"--data-dir", dir, "--s3-bucket", "reg"}, env(nil), io.Discard)
+	if _, err := o2.Build(context.Background(), slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "--s3-endpoint") {
+		t.Fatalf("--s3-bucket without --s3-endpoint: %v", err)
+	}
+}
+
+func TestAWSCredentialsComeFromTheEnvironment(t *testing.T) {
+	o, err := Load(nil, env(map[string]string{"AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK", "AWS_SESSION_TOKEN": "ST"}), io.Discard)
+	if err != nil || o.S3AccessKey != "AK" || o.S3SecretKey != "SK" || o.S3SessionToken != "ST" {
+		t.Fatalf("credentials from AWS_*: %+v, %v", o, err)
 	}
 }
