@@ -57,11 +57,19 @@ type npmWorld struct {
 func newNPMWorld(t *testing.T, s *server, token string) *npmWorld {
 	t.Helper()
 	home := t.TempDir()
-	w := &npmWorld{t: t, s: s, home: home, env: append(os.Environ(),
+	// CI=true (as CI sets it) makes yarn berry refuse to write lockfiles;
+	// each world sets what it needs instead.
+	var inherited []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CI=") {
+			inherited = append(inherited, kv)
+		}
+	}
+	w := &npmWorld{t: t, s: s, home: home, env: append(inherited,
 		"HOME="+home, "npm_config_cache="+filepath.Join(home, ".npm"), "npm_config_update_notifier=false",
 		"npm_config_fund=false", "YARN_ENABLE_TELEMETRY=0", "YARN_ENABLE_GLOBAL_CACHE=false",
 		"XDG_CONFIG_HOME="+filepath.Join(home, ".config"), "XDG_DATA_HOME="+filepath.Join(home, ".local"),
-		"COREPACK_ENABLE_STRICT=0")}
+		"COREPACK_ENABLE_STRICT=0", "YARN_ENABLE_IMMUTABLE_INSTALLS=false")}
 	host := strings.TrimPrefix(s.url, "http://")
 	npmrc := "registry=" + s.url + "/npm/\n"
 	if token != "" {
