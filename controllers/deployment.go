@@ -1,0 +1,112 @@
+package controllers
+
+import (
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	uniregv1 "github.com/unireg/unireg/api/v1alpha1"
+)
+
+// Paths inside the registry container.
+const (
+	dataMount = "/data"
+	authMount = "/etc/unireg/auth"
+	jwtMount  = "/etc/unireg/jwt"
+	tmpMount  = "/tmp"
+)
+
+// podTemplate is the registry's pod: cmd/registry with flags from the spec,
+// non-root, read-only root filesystem, probes on /healthz and /readyz.
+func (r *RegistryReconciler) podTemplate(reg *uniregv1.Registry) corev1.PodTemplateSpec {
+	image := reg.Spec.Image
+	if image == "" {
+		image = r.DefaultImage
+	}
+	args := []string{
+		fmt.Sprintf("--listen=:%d", containerPort),
+		"--data-dir=" + dataMount,
+		"--auth-store=" + authMount + "/" + keyAuthStore,
+		"--jwt-key-file=" + jwtMount + "/" + keyJWT,
+		"--public-url=" + publicURL(reg),
+		fmt.Sprintf("--oci-enabled=%t", enabled(reg.Spec.OCI.Enabled)),
+		fmt.Sprintf("--npm-enabled=%t", enabled(reg.Spec.NPM.Enabled)),
+		"--npm-prefix=" + npmPrefix(reg),
+		"--log-format=json",
+	}
+	if len(reg.Spec.AnonymousScopes) > 0 {
+		args = append(args, "--anonymous="+strings.Join(reg.Spec.AnonymousScopes, ","))
+	}
+	var env []corev1.EnvVar
+	dataVolume := corev1.Volume{Name: "data"}
+	switch st := reg.Spec.Storage; {
+	case st.S3 != nil:
+		args = append(args, "--s3-endpoint="+st.S3.Endpoint, "--s3-bucket="+st.S3.Bucket)
+		if st.S3.Region != "" {
+			args = append(args, "--s3-region="+st.S3.Region)
+		}
+		if st.S3.Prefix != "" {
+			args = append(args, "--s3-prefix="+st.S3.Prefix)
+		}
+		for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
+			env = append(env, corev1.EnvVar{Name: k, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: st.S3.CredentialsSecretRef, Key: k,
+			}}})
+		}
+		dataVolume.EmptyDir = &corev1.EmptyDirVolumeSource{} // local state only
+	case st.EmptyDir != nil:
+		dataVolume.EmptyDir = &corev1.EmptyDirVolumeSource{}
+	default:
+		dataVolume.PersistentVolumeClaim = &corev1.PersistentVolumeClaimVolumeSource{ClaimName: dataClaimName(reg)}
+	}
+	probe := func(path string) *corev1.Probe {
+		return &corev1.Probe{
+			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(containerPort)}},
+			PeriodSeconds: 5, TimeoutSeconds: 3, FailureThreshold: 3,
+		}
+	}
+	secretVolume := func(name, secret string) corev1.Volume {
+		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: secret, DefaultMode: ptr.To[int32](0o400)}}}
+	}
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: selectorLabels(reg), Annotations: reg.Spec.PodTemplate.Annotations},
+		Spec: corev1.PodSpec{
+			NodeSelector:                  reg.Spec.PodTemplate.NodeSelector,
+			Tolerations:                   reg.Spec.PodTemplate.Tolerations,
+			AutomountServiceAccountToken:  ptr.To(false),
+			TerminationGracePeriodSeconds: ptr.To[int64](40),
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](65532), RunAsGroup: ptr.To[int64](65532),
+				FSGroup: ptr.To[int64](65532), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+			Containers: []corev1.Container{{
+				Name: "registry", Image: image, ImagePullPolicy: corev1.PullIfNotPresent,
+				Args: args, Env: env,
+				Ports:          []corev1.ContainerPort{{Name: "http", ContainerPort: containerPort, Protocol: corev1.ProtocolTCP}},
+				LivenessProbe:  probe("/healthz"),
+				ReadinessProbe: probe("/readyz"),
+				Resources:      reg.Spec.Resources,
+				SecurityContext: &corev1.SecurityContext{
+					AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
+					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+				},
+				VolumeMounts: []corev1.VolumeMount{
+					{Name: "data", MountPath: dataMount},
+					{Name: "auth", MountPath: authMount, ReadOnly: true},
+					{Name: "jwt", MountPath: jwtMount, ReadOnly: true},
+					{Name: "tmp", MountPath: tmpMount},
+				},
+			}},
+			Volumes: []corev1.Volume{
+				dataVolume,
+				secretVolume("auth", authSecretName(reg)),
+				secretVolume("jwt", jwtSecretName(reg)),
+				{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			},
+		},
+	}
+}

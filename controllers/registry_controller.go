@@ -1,0 +1,396 @@
+package controllers
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/tools/record"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	uniregv1 "github.com/unireg/unireg/api/v1alpha1"
+	"github.com/unireg/unireg/registry/authstore"
+)
+
+// annotationSpecHash on a child records the hash of what the operator last
+// wanted it to be: comparing hashes, not objects the API server defaulted,
+// keeps a steady state free of writes.
+const annotationSpecHash = "unireg.dev/spec-hash"
+
+// RegistryReconciler turns a Registry into a running registry: its
+// Deployment, Service, JWT key and auth-store Secrets and data volume, and
+// projects the Registry's Ready tokens into the auth store.
+type RegistryReconciler struct {
+	client.Client
+	Scheme   *runtime.Scheme
+	Recorder record.EventRecorder
+	// DefaultImage runs Registries that do not name one.
+	DefaultImage string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// +kubebuilder:rbac:groups=unireg.dev,resources=registries,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=unireg.dev,resources=registries/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=unireg.dev,resources=registries/finalizers,verbs=update
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=services;secrets;persistentvolumeclaims,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+
+// Reconcile brings one Registry's children to what its spec says.
+func (r *RegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	reg := &uniregv1.Registry{}
+	if err := r.Get(ctx, req.NamespacedName, reg); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	before := reg.Status.DeepCopy()
+	result, err := r.reconcile(ctx, reg)
+	if err != nil {
+		meta.SetStatusCondition(&reg.Status.Conditions, metav1.Condition{
+			Type: uniregv1.ConditionReady, Status: metav1.ConditionFalse, Reason: "ReconcileError",
+			Message: err.Error(), ObservedGeneration: reg.Generation,
+		})
+	} else {
+		reg.Status.ObservedGeneration = reg.Generation
+	}
+	if !equality.Semantic.DeepEqual(before, &reg.Status) {
+		if uerr := r.Status().Update(ctx, reg); uerr != nil && err == nil {
+			err = uerr
+		}
+	}
+	return result, err
+}
+
+func (r *RegistryReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *RegistryReconciler) reconcile(ctx context.Context, reg *uniregv1.Registry) (ctrl.Result, error) {
+	if err := r.reconcileJWTKey(ctx, reg); err != nil {
+		return ctrl.Result{}, fmt.Errorf("jwt key: %w", err)
+	}
+	nextExpiry, err := r.reconcileAuthStore(ctx, reg)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("auth store: %w", err)
+	}
+	if err := r.reconcileClaim(ctx, reg); err != nil {
+		return ctrl.Result{}, fmt.Errorf("data volume: %w", err)
+	}
+	if err := r.reconcileService(ctx, reg); err != nil {
+		return ctrl.Result{}, fmt.Errorf("service: %w", err)
+	}
+	dep, err := r.reconcileDeployment(ctx, reg)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("deployment: %w", err)
+	}
+	r.setStatus(reg, dep)
+	if !nextExpiry.IsZero() {
+		return ctrl.Result{RequeueAfter: nextExpiry.Sub(r.now()) + time.Second}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// reconcileJWTKey creates the JWT signing key once; it is never rotated by
+// accident (an existing key is kept whatever it holds).
+func (r *RegistryReconciler) reconcileJWTKey(ctx context.Context, reg *uniregv1.Registry) error {
+	s := &corev1.Secret{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: reg.Namespace, Name: jwtSecretName(reg)}, s)
+	if err == nil || !apierrors.IsNotFound(err) {
+		return err
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	s = &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: jwtSecretName(reg), Labels: commonLabels(reg)},
+		Data:       map[string][]byte{keyJWT: []byte(hex.EncodeToString(key))},
+	}
+	if err := controllerutil.SetControllerReference(reg, s, r.Scheme); err != nil {
+		return err
+	}
+	return r.Create(ctx, s)
+}
+
+// reconcileAuthStore projects every Ready, unexpired token of the Registry
+// (hash, user, its scopes and its RegistryScopes' scopes, expiry) into the
+// auth-store Secret, in the format of docs/auth-store.md. It returns the
+// earliest expiry to come, so the token drops out on time.
+func (r *RegistryReconciler) reconcileAuthStore(ctx context.Context, reg *uniregv1.Registry) (time.Time, error) {
+	file, next, err := r.projection(ctx, reg)
+	if err != nil {
+		return time.Time{}, err
+	}
+	body, err := authstore.Marshal(file)
+	if err != nil {
+		return time.Time{}, err
+	}
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: authSecretName(reg)}}
+	op, err := controllerutil.CreateOrUpdate(ctx, r.Client, s, func() error {
+		s.Labels = commonLabels(reg)
+		s.Data = map[string][]byte{keyAuthStore: body}
+		return controllerutil.SetControllerReference(reg, s, r.Scheme)
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	if op != controllerutil.OperationResultNone {
+		log.FromContext(ctx).Info("auth store projected", "tokens", len(file.Tokens), "operation", op)
+	}
+	reg.Status.Tokens = int32(len(file.Tokens))
+	return next, nil
+}
+
+func (r *RegistryReconciler) projection(ctx context.Context, reg *uniregv1.Registry) (*authstore.File, time.Time, error) {
+	var tokens uniregv1.RegistryTokenList
+	if err := r.List(ctx, &tokens, client.InNamespace(reg.Namespace), client.MatchingFields{indexRegistryRef: reg.Name}); err != nil {
+		return nil, time.Time{}, err
+	}
+	now := r.now()
+	var next time.Time
+	file := &authstore.File{Version: authstore.Version, Tokens: []authstore.Token{}}
+	for i := range tokens.Items {
+		t := &tokens.Items[i]
+		if !meta.IsStatusConditionTrue(t.Status.Conditions, uniregv1.ConditionReady) || t.Status.SecretName == "" {
+			continue
+		}
+		var expires *time.Time
+		if t.Status.ExpiresAt != nil {
+			e := t.Status.ExpiresAt.Time
+			if !now.Before(e) {
+				continue
+			}
+			expires = &e
+			if next.IsZero() || e.Before(next) {
+				next = e
+			}
+		}
+		secret := &corev1.Secret{}
+		if err := r.Get(ctx, types.NamespacedName{Namespace: reg.Namespace, Name: t.Status.SecretName}, secret); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return nil, time.Time{}, err
+		}
+		hash := secret.Annotations[annotationTokenHash]
+		if hash == "" {
+			continue
+		}
+		scopes, err := tokenScopes(ctx, r.Client, t)
+		if err != nil {
+			continue // a missing RegistryScope: the token controller marks it not Ready
+		}
+		file.Tokens = append(file.Tokens, authstore.Token{Hash: hash, User: tokenUser(t), Scopes: scopes, ExpiresAt: expires})
+	}
+	sort.Slice(file.Tokens, func(i, j int) bool { return file.Tokens[i].Hash < file.Tokens[j].Hash })
+	return file, next, nil
+}
+
+func (r *RegistryReconciler) reconcileClaim(ctx context.Context, reg *uniregv1.Registry) error {
+	st := reg.Spec.Storage
+	if st.EmptyDir != nil || st.S3 != nil {
+		return nil
+	}
+	pvc := &corev1.PersistentVolumeClaim{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: reg.Namespace, Name: dataClaimName(reg)}, pvc)
+	if err == nil || !apierrors.IsNotFound(err) {
+		return err // claims are created once; their size is the user's to grow
+	}
+	size := resource.MustParse("10Gi")
+	var class *string
+	if st.Filesystem != nil {
+		if !st.Filesystem.Size.IsZero() {
+			size = st.Filesystem.Size
+		}
+		class = st.Filesystem.StorageClassName
+	}
+	pvc = &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: dataClaimName(reg), Labels: commonLabels(reg)},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: class,
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}},
+		},
+	}
+	if err := controllerutil.SetControllerReference(reg, pvc, r.Scheme); err != nil {
+		return err
+	}
+	return r.Create(ctx, pvc)
+}
+
+func (r *RegistryReconciler) reconcileService(ctx context.Context, reg *uniregv1.Registry) error {
+	typ := reg.Spec.Service.Type
+	if typ == "" {
+		typ = corev1.ServiceTypeClusterIP
+	}
+	want := corev1.ServiceSpec{
+		Type:     typ,
+		Selector: selectorLabels(reg),
+		Ports: []corev1.ServicePort{{
+			Name: "http", Port: servicePort(reg), TargetPort: intstr.FromInt32(containerPort), Protocol: corev1.ProtocolTCP,
+		}},
+	}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: reg.Name}}
+	return r.applyHashed(ctx, reg, svc, want, func() {
+		svc.Spec.Type, svc.Spec.Selector, svc.Spec.Ports = want.Type, want.Selector, want.Ports
+	})
+}
+
+// applyHashed creates obj or updates it when the hash of want changed; set
+// copies want into obj.
+func (r *RegistryReconciler) applyHashed(ctx context.Context, reg *uniregv1.Registry, obj client.Object, want any, set func()) error {
+	hash, err := specHash(want)
+	if err != nil {
+		return err
+	}
+	err = r.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	exists := err == nil
+	if exists && obj.GetAnnotations()[annotationSpecHash] == hash {
+		return nil
+	}
+	set()
+	obj.SetLabels(commonLabels(reg))
+	ann := obj.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[annotationSpecHash] = hash
+	obj.SetAnnotations(ann)
+	if err := controllerutil.SetControllerReference(reg, obj, r.Scheme); err != nil {
+		return err
+	}
+	if exists {
+		return r.Update(ctx, obj)
+	}
+	return r.Create(ctx, obj)
+}
+
+func specHash(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8]), nil
+}
+
+func (r *RegistryReconciler) reconcileDeployment(ctx context.Context, reg *uniregv1.Registry) (*appsv1.Deployment, error) {
+	replicas := int32(1)
+	if reg.Spec.Replicas != nil {
+		replicas = *reg.Spec.Replicas
+	}
+	want := struct {
+		Replicas int32
+		Template corev1.PodTemplateSpec
+	}{replicas, r.podTemplate(reg)}
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: reg.Name}}
+	err := r.applyHashed(ctx, reg, dep, want, func() {
+		dep.Spec.Replicas = &want.Replicas
+		dep.Spec.Template = want.Template
+		if dep.Spec.Selector == nil { // immutable once created
+			dep.Spec.Selector = &metav1.LabelSelector{MatchLabels: selectorLabels(reg)}
+		}
+		if reg.Spec.Storage.S3 == nil {
+			// A volume cannot be shared by a new pod and an old one.
+			dep.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
+		} else {
+			dep.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType}
+		}
+	})
+	return dep, err
+}
+
+func (r *RegistryReconciler) setStatus(reg *uniregv1.Registry, dep *appsv1.Deployment) {
+	reg.Status.URL = serviceURL(reg)
+	reg.Status.ReadyReplicas = dep.Status.ReadyReplicas
+	want := int32(1)
+	if reg.Spec.Replicas != nil {
+		want = *reg.Spec.Replicas
+	}
+	gen := reg.Generation
+	available := dep.Status.ReadyReplicas > 0 || want == 0
+	rolledOut := dep.Status.ObservedGeneration >= dep.Generation && dep.Status.UpdatedReplicas == want && dep.Status.Replicas == want
+	set := func(typ string, ok bool, reason, msg string) {
+		status := metav1.ConditionFalse
+		if ok {
+			status = metav1.ConditionTrue
+		}
+		meta.SetStatusCondition(&reg.Status.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen})
+	}
+	set(uniregv1.ConditionAvailable, available, map[bool]string{true: "ReplicasReady", false: "NoReplicaReady"}[available],
+		fmt.Sprintf("%d of %d replicas ready", dep.Status.ReadyReplicas, want))
+	set(uniregv1.ConditionProgressing, !rolledOut, map[bool]string{true: "RollingOut", false: "RolledOut"}[!rolledOut], "")
+	degraded := dep.Status.ReadyReplicas < want && rolledOut
+	set(uniregv1.ConditionDegraded, degraded, map[bool]string{true: "MissingReplicas", false: "AsExpected"}[degraded], "")
+	ready := available && !degraded
+	set(uniregv1.ConditionReady, ready, map[bool]string{true: "Serving", false: "NotServing"}[ready],
+		fmt.Sprintf("%d of %d replicas ready at %s", dep.Status.ReadyReplicas, want, reg.Status.URL))
+}
+
+// SetupWithManager registers the controller: Registries, their children,
+// and the tokens, scopes and token Secrets that feed their auth stores.
+func (r *RegistryReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := indexTokensByRegistry(mgr); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&uniregv1.Registry{}).
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.Secret{}).
+		Owns(&corev1.PersistentVolumeClaim{}).
+		Watches(&uniregv1.RegistryToken{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			t := o.(*uniregv1.RegistryToken)
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: t.Namespace, Name: t.Spec.RegistryRef.Name}}}
+		})).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			name := o.GetLabels()[labelRegistry]
+			if name == "" {
+				return nil
+			}
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+		})).
+		Watches(&uniregv1.RegistryScope{}, handler.EnqueueRequestsFromMapFunc(r.registriesInNamespace)).
+		Named("registry").
+		Complete(r)
+}
+
+// registriesInNamespace enqueues every Registry of an object's namespace
+// (a RegistryScope may feed any of them).
+func (r *RegistryReconciler) registriesInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+	var list uniregv1.RegistryList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for _, reg := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&reg)})
+	}
+	return out
+}
