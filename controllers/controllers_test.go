@@ -12,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,15 +51,35 @@ func get(ns, name string, obj client.Object) error {
 // authStore reads the projected auth store of a Registry.
 func authStore(t *testing.T, ns, reg string) *authstore.File {
 	t.Helper()
+	f, err := tryAuthStore(ns, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// tryAuthStore is authStore for polling: an absent Secret is an error.
+func tryAuthStore(ns, reg string) (*authstore.File, error) {
 	s := &corev1.Secret{}
 	if err := get(ns, reg+"-auth", s); err != nil {
-		t.Fatalf("auth store Secret: %v", err)
+		return nil, fmt.Errorf("auth store Secret: %w", err)
 	}
 	f, err := authstore.Parse(s.Data[keyAuthStore])
 	if err != nil {
-		t.Fatalf("auth store does not parse: %v\n%s", err, s.Data[keyAuthStore])
+		return nil, fmt.Errorf("auth store does not parse: %w\n%s", err, s.Data[keyAuthStore])
 	}
-	return f
+	return f, nil
+}
+
+// projectedTokens polls the number of tokens in a Registry's auth store.
+func projectedTokens(ns, reg string) func() (int, error) {
+	return func() (int, error) {
+		f, err := tryAuthStore(ns, reg)
+		if err != nil {
+			return -1, err
+		}
+		return len(f.Tokens), nil
+	}
 }
 
 func TestEmptyRegistryGetsWorkingDefaults(t *testing.T) {
@@ -75,7 +96,7 @@ func TestEmptyRegistryGetsWorkingDefaults(t *testing.T) {
 	if c.Image != "unireg/registry:test" {
 		t.Errorf("image = %s, want the operator's default", c.Image)
 	}
-	for _, want := range []string{"--listen=:5000", "--data-dir=/data", "--auth-store=/etc/unireg/auth/auth-store.yaml",
+	for _, want := range []string{"--listen=:5000", "--data-dir=/data", "--auth-store-secret=" + ns + "/reg-auth",
 		"--jwt-key-file=/etc/unireg/jwt/jwt.key", "--public-url=http://reg." + ns + ".svc:5000", "--npm-prefix=/npm", "--oci-enabled=true"} {
 		if !slices.Contains(c.Args, want) {
 			t.Errorf("args %v lack %s", c.Args, want)
@@ -86,6 +107,14 @@ func TestEmptyRegistryGetsWorkingDefaults(t *testing.T) {
 	}
 	if !*pod.SecurityContext.RunAsNonRoot || !*c.SecurityContext.ReadOnlyRootFilesystem {
 		t.Error("the registry must run as non-root with a read-only root filesystem")
+	}
+	role := &rbacv1.Role{}
+	if err := get(ns, "reg-registry", role); err != nil || len(role.Rules) != 1 ||
+		!slices.Equal(role.Rules[0].ResourceNames, []string{"reg-auth"}) || !slices.Equal(role.Rules[0].Verbs, []string{"get", "list", "watch"}) {
+		t.Fatalf("the registry's Role must read only its auth Secret: %v %+v", err, role.Rules)
+	}
+	if pod.ServiceAccountName != "reg-registry" {
+		t.Errorf("pods run as %q, want reg-registry", pod.ServiceAccountName)
 	}
 	if pod.Volumes[0].PersistentVolumeClaim == nil || pod.Volumes[0].PersistentVolumeClaim.ClaimName != "reg-data" {
 		t.Errorf("data volume = %+v, want the reg-data claim", pod.Volumes[0])
@@ -187,8 +216,8 @@ func TestTokenBecomesSecretAndProjection(t *testing.T) {
 		t.Fatalf("status %+v", tok.Status)
 	}
 	eventually(t, "token projected", func() (bool, error) {
-		f := authStore(t, ns, "reg")
-		return len(f.Tokens) == 1 && f.Tokens[0].Hash == authstore.HashToken(token), nil
+		f, err := tryAuthStore(ns, "reg")
+		return err == nil && len(f.Tokens) == 1 && f.Tokens[0].Hash == authstore.HashToken(token), err
 	})
 	f := authStore(t, ns, "reg")
 	if got := f.Tokens[0]; got.User != "ci-bot" || !slices.Equal(got.Scopes, []string{"npm:package:@acme/*:write", "oci:repository:acme/*:push"}) {
@@ -210,8 +239,8 @@ func TestTokenBecomesSecretAndProjection(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "scope change projected", func() (bool, error) {
-		f := authStore(t, ns, "reg")
-		return len(f.Tokens) == 1 && slices.Contains(f.Tokens[0].Scopes, "npm:package:@acme/*:read"), nil
+		f, err := tryAuthStore(ns, "reg")
+		return err == nil && len(f.Tokens) == 1 && slices.Contains(f.Tokens[0].Scopes, "npm:package:@acme/*:read"), err
 	})
 	eventually(t, "scope status counts the token", func() (bool, error) { err := get(ns, "ci", rs); return rs.Status.Tokens == 1, err })
 
@@ -219,7 +248,7 @@ func TestTokenBecomesSecretAndProjection(t *testing.T) {
 	if err := k8sClient.Delete(context.Background(), tok); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "revoked token dropped", func() (bool, error) { return len(authStore(t, ns, "reg").Tokens) == 0, nil })
+	eventually(t, "revoked token dropped", func() (bool, error) { n, err := projectedTokens(ns, "reg")(); return n == 0, err })
 }
 
 func TestTokenWithMissingRegistryOrScopeIsNotReady(t *testing.T) {
@@ -256,8 +285,8 @@ func TestExpiredTokenDropsOut(t *testing.T) {
 	create(t, &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "short"}, Spec: uniregv1.RegistryTokenSpec{
 		RegistryRef: corev1.LocalObjectReference{Name: "reg"}, Scopes: []string{"oci:repository:*:pull"}, ExpiresAt: &expires}})
 	eventually(t, "projected with its expiry", func() (bool, error) {
-		f := authStore(t, ns, "reg")
-		return len(f.Tokens) == 1 && f.Tokens[0].ExpiresAt != nil && f.Tokens[0].ExpiresAt.Equal(expires.Time), nil
+		f, err := tryAuthStore(ns, "reg")
+		return err == nil && len(f.Tokens) == 1 && f.Tokens[0].ExpiresAt != nil && f.Tokens[0].ExpiresAt.Equal(expires.Time), err
 	})
 	clock.Set(expires.Add(time.Minute))
 	defer clock.Set(expires.Add(-time.Hour))
@@ -276,7 +305,7 @@ func TestExpiredTokenDropsOut(t *testing.T) {
 		c := meta.FindStatusCondition(tok.Status.Conditions, uniregv1.ConditionReady)
 		return c != nil && c.Reason == ReasonExpired, err
 	})
-	eventually(t, "dropped from the auth store", func() (bool, error) { return len(authStore(t, ns, "reg").Tokens) == 0, nil })
+	eventually(t, "dropped from the auth store", func() (bool, error) { n, err := projectedTokens(ns, "reg")(); return n == 0, err })
 }
 
 func TestInvalidSpecsAreRejectedByTheAPIServer(t *testing.T) {
@@ -318,7 +347,7 @@ func TestSteadyStateMakesNoWrites(t *testing.T) {
 	create(t, &uniregv1.Registry{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reg"}})
 	create(t, &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tok"}, Spec: uniregv1.RegistryTokenSpec{
 		RegistryRef: corev1.LocalObjectReference{Name: "reg"}, Scopes: []string{"*"}}})
-	eventually(t, "settled", func() (bool, error) { return len(authStore(t, ns, "reg").Tokens) == 1, nil })
+	eventually(t, "settled", func() (bool, error) { n, err := projectedTokens(ns, "reg")(); return n == 1, err })
 	time.Sleep(2 * time.Second) // let every queued reconcile run
 	versions := func() map[string]string {
 		out := map[string]string{}

@@ -15,7 +15,6 @@ import (
 // Paths inside the registry container.
 const (
 	dataMount = "/data"
-	authMount = "/etc/unireg/auth"
 	jwtMount  = "/etc/unireg/jwt"
 	tmpMount  = "/tmp"
 )
@@ -30,7 +29,9 @@ func (r *RegistryReconciler) podTemplate(reg *uniregv1.Registry) corev1.PodTempl
 	args := []string{
 		fmt.Sprintf("--listen=:%d", containerPort),
 		"--data-dir=" + dataMount,
-		"--auth-store=" + authMount + "/" + keyAuthStore,
+		// The auth store comes through the API, not a mounted Secret, so a
+		// revoked token stops working within seconds in every replica.
+		"--auth-store-secret=" + reg.Namespace + "/" + authSecretName(reg),
 		"--jwt-key-file=" + jwtMount + "/" + keyJWT,
 		"--public-url=" + publicURL(reg),
 		fmt.Sprintf("--oci-enabled=%t", enabled(reg.Spec.OCI.Enabled)),
@@ -77,7 +78,8 @@ func (r *RegistryReconciler) podTemplate(reg *uniregv1.Registry) corev1.PodTempl
 		Spec: corev1.PodSpec{
 			NodeSelector:                  reg.Spec.PodTemplate.NodeSelector,
 			Tolerations:                   reg.Spec.PodTemplate.Tolerations,
-			AutomountServiceAccountToken:  ptr.To(false),
+			ServiceAccountName:            serviceAccountName(reg),
+			AutomountServiceAccountToken:  ptr.To(true), // to watch its auth-store Secret
 			TerminationGracePeriodSeconds: ptr.To[int64](40),
 			SecurityContext: &corev1.PodSecurityContext{
 				RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](65532), RunAsGroup: ptr.To[int64](65532),
@@ -96,14 +98,12 @@ func (r *RegistryReconciler) podTemplate(reg *uniregv1.Registry) corev1.PodTempl
 				},
 				VolumeMounts: []corev1.VolumeMount{
 					{Name: "data", MountPath: dataMount},
-					{Name: "auth", MountPath: authMount, ReadOnly: true},
 					{Name: "jwt", MountPath: jwtMount, ReadOnly: true},
 					{Name: "tmp", MountPath: tmpMount},
 				},
 			}},
 			Volumes: []corev1.Volume{
 				dataVolume,
-				secretVolume("auth", authSecretName(reg)),
 				secretVolume("jwt", jwtSecretName(reg)),
 				{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 			},

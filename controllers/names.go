@@ -34,6 +34,10 @@ func jwtSecretName(r *uniregv1.Registry) string  { return r.Name + "-jwt" }
 func authSecretName(r *uniregv1.Registry) string { return r.Name + "-auth" }
 func dataClaimName(r *uniregv1.Registry) string  { return r.Name + "-data" }
 
+// serviceAccountName is the identity of the registry's pods: it may read
+// only the Registry's auth-store Secret.
+func serviceAccountName(r *uniregv1.Registry) string { return r.Name + "-registry" }
+
 func selectorLabels(r *uniregv1.Registry) map[string]string {
 	return map[string]string{labelName: "unireg", labelInstance: r.Name}
 }

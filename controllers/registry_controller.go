@@ -12,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -56,6 +57,8 @@ type RegistryReconciler struct {
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=services;secrets;persistentvolumeclaims,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
 
 // Reconcile brings one Registry's children to what its spec says.
 func (r *RegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -95,6 +98,9 @@ func (r *RegistryReconciler) reconcile(ctx context.Context, reg *uniregv1.Regist
 	nextExpiry, err := r.reconcileAuthStore(ctx, reg)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("auth store: %w", err)
+	}
+	if err := r.reconcileAccess(ctx, reg); err != nil {
+		return ctrl.Result{}, fmt.Errorf("service account: %w", err)
 	}
 	if err := r.reconcileClaim(ctx, reg); err != nil {
 		return ctrl.Result{}, fmt.Errorf("data volume: %w", err)
@@ -207,6 +213,28 @@ func (r *RegistryReconciler) projection(ctx context.Context, reg *uniregv1.Regis
 	}
 	sort.Slice(file.Tokens, func(i, j int) bool { return file.Tokens[i].Hash < file.Tokens[j].Hash })
 	return file, next, nil
+}
+
+// reconcileAccess gives the registry's pods a ServiceAccount that may get,
+// list and watch the Registry's auth-store Secret, and nothing else.
+func (r *RegistryReconciler) reconcileAccess(ctx context.Context, reg *uniregv1.Registry) error {
+	name := serviceAccountName(reg)
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: name}}
+	if err := r.applyHashed(ctx, reg, sa, "v1", func() {}); err != nil {
+		return err
+	}
+	rules := []rbacv1.PolicyRule{{
+		APIGroups: []string{""}, Resources: []string{"secrets"},
+		ResourceNames: []string{authSecretName(reg)}, Verbs: []string{"get", "list", "watch"},
+	}}
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: name}}
+	if err := r.applyHashed(ctx, reg, role, rules, func() { role.Rules = rules }); err != nil {
+		return err
+	}
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: name}}
+	ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}
+	subjects := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: reg.Namespace}}
+	return r.applyHashed(ctx, reg, binding, []any{ref, subjects}, func() { binding.RoleRef, binding.Subjects = ref, subjects })
 }
 
 func (r *RegistryReconciler) reconcileClaim(ctx context.Context, reg *uniregv1.Registry) error {
@@ -365,6 +393,9 @@ func (r *RegistryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Service{}).
 		Owns(&corev1.Secret{}).
 		Owns(&corev1.PersistentVolumeClaim{}).
+		Owns(&corev1.ServiceAccount{}).
+		Owns(&rbacv1.Role{}).
+		Owns(&rbacv1.RoleBinding{}).
 		Watches(&uniregv1.RegistryToken{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			t := o.(*uniregv1.RegistryToken)
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: t.Namespace, Name: t.Spec.RegistryRef.Name}}}

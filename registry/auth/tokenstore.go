@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -123,7 +124,48 @@ func (s *TokenStore) reload() error {
 	if err != nil {
 		return fmt.Errorf("read auth store: %w", err)
 	}
-	if cur := s.table.Load(); cur != nil && bytes.Equal(cur.raw, raw) {
+	return s.apply(raw)
+}
+
+// Apply loads an auth store given as bytes (from a Kubernetes Secret watched
+// through the API, say). On error the previous tokens stay in force, and Err
+// reports it, as with a file.
+func (s *TokenStore) Apply(raw []byte) error {
+	err := s.apply(raw)
+	if err != nil && errors.Is(s.Err(), ErrNotLoaded) {
+		err = fmt.Errorf("%w: %w", ErrNotLoaded, err)
+	}
+	s.errMu.Lock()
+	s.err = err
+	s.errMu.Unlock()
+	if s.onLoad != nil {
+		s.onLoad(err)
+	}
+	if err != nil {
+		s.log.Error("auth store update refused; keeping the previous tokens", "error", err)
+	}
+	return err
+}
+
+// NewTokenStore returns a store with no tokens yet, to be fed with Apply;
+// Err reports that nothing was loaded until the first Apply.
+func NewTokenStore(opts TokenStoreOptions) *TokenStore {
+	s := &TokenStore{log: opts.Logger, now: opts.Now, onLoad: opts.OnReload, err: ErrNotLoaded}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.table.Store(&tokenTable{byHash: map[string]*storedToken{}})
+	return s
+}
+
+// ErrNotLoaded is the error of a store that never loaded any version.
+var ErrNotLoaded = errors.New("auth store not loaded yet")
+
+func (s *TokenStore) apply(raw []byte) error {
+	if cur := s.table.Load(); cur != nil && cur.raw != nil && bytes.Equal(cur.raw, raw) {
 		return nil
 	}
 	f, err := authstore.Parse(raw)
@@ -135,7 +177,7 @@ func (s *TokenStore) reload() error {
 		return err
 	}
 	s.table.Store(t)
-	s.log.Info("auth store loaded", "path", s.path, "tokens", len(t.byHash))
+	s.log.Info("auth store loaded", "source", s.path, "tokens", len(t.byHash))
 	return nil
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/unireg/unireg/registry"
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/auth/k8ssecret"
 	"github.com/unireg/unireg/registry/authstore"
 	"github.com/unireg/unireg/registry/storage"
 	"github.com/unireg/unireg/registry/storage/filesystem"
@@ -120,6 +121,16 @@ func (o *Options) Build(ctx context.Context, log *slog.Logger) (*Built, error) {
 	if _, err := auth.ParseScopes(b.Config.AnonymousScopes); err != nil {
 		return nil, fmt.Errorf("--anonymous: %w", err)
 	}
+	if o.AuthStoreSecret != "" {
+		ts, err := o.watchAuthSecret(ctx, log, metrics)
+		if err != nil {
+			return nil, err
+		}
+		b.TokenStore = ts
+		b.Config.Authenticator = ts
+		b.Config.ReadyChecks = append(b.Config.ReadyChecks, authStoreChecks(ts)...)
+		return b, nil
+	}
 	storePath := o.AuthStore
 	if storePath == "" && len(b.Config.AnonymousScopes) == 0 {
 		if storePath, err = o.bootstrapAdmin(log); err != nil {
@@ -133,11 +144,57 @@ func (o *Options) Build(ctx context.Context, log *slog.Logger) (*Built, error) {
 		}
 		b.TokenStore = ts
 		b.Config.Authenticator = ts
-		b.Config.ReadyChecks = append(b.Config.ReadyChecks, registry.ReadyCheck{
-			Name: "auth store", WarnOnly: true, Check: func(context.Context) error { return ts.Err() },
-		})
+		b.Config.ReadyChecks = append(b.Config.ReadyChecks, authStoreChecks(ts)...)
 	}
 	return b, nil
+}
+
+// authStoreChecks: never loaded is unready; a failed reload only warns (the
+// previous tokens stay in force).
+func authStoreChecks(ts *auth.TokenStore) []registry.ReadyCheck {
+	return []registry.ReadyCheck{
+		{Name: "auth store", Check: func(context.Context) error {
+			if err := ts.Err(); errors.Is(err, auth.ErrNotLoaded) {
+				return err
+			}
+			return nil
+		}},
+		{Name: "auth store", WarnOnly: true, Check: func(context.Context) error { return ts.Err() }},
+	}
+}
+
+// watchAuthSecret feeds a token store from the Secret NAMESPACE/NAME.
+func (o *Options) watchAuthSecret(ctx context.Context, log *slog.Logger, metrics *prometheus.Registry) (*auth.TokenStore, error) {
+	ns, name, ok := strings.Cut(o.AuthStoreSecret, "/")
+	if !ok || ns == "" || name == "" {
+		return nil, fmt.Errorf("--auth-store-secret %q: want NAMESPACE/NAME", o.AuthStoreSecret)
+	}
+	cfg, err := k8ssecret.Config()
+	if err != nil {
+		return nil, fmt.Errorf("--auth-store-secret: %w", err)
+	}
+	reloadErrors := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "unireg_auth_store_reload_errors_total", Help: "Failed loads of the auth store.",
+	})
+	ts := auth.NewTokenStore(auth.TokenStoreOptions{Logger: log, OnReload: func(err error) {
+		if err != nil {
+			reloadErrors.Inc()
+		}
+	}})
+	metrics.MustRegister(reloadErrors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "unireg_auth_store_tokens", Help: "Tokens in force from the auth store.",
+	}, func() float64 { return float64(ts.Len()) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "unireg_auth_store_healthy", Help: "1 when the last load of the auth store succeeded.",
+	}, func() float64 {
+		if ts.Err() == nil {
+			return 1
+		}
+		return 0
+	}))
+	if err := k8ssecret.Watch(ctx, cfg, ns, name, ts, log); err != nil {
+		return nil, err
+	}
+	return ts, nil
 }
 
 func openTokenStore(path string, log *slog.Logger, metrics *prometheus.Registry) (*auth.TokenStore, error) {

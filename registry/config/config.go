@@ -21,6 +21,7 @@ type Options struct {
 	Listen               string
 	DataDir              string
 	AuthStore            string
+	AuthStoreSecret      string
 	Anonymous            string
 	JWTKeyFile           string
 	TokenService         string
@@ -70,6 +71,7 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.Listen, "listen", ":5000", "address to listen on")
 	fs.StringVar(&o.DataDir, "data-dir", "./data", "directory for content (DATA_DIR/storage) and local state (admin token, JWT key)")
 	fs.StringVar(&o.AuthStore, "auth-store", "", "auth-store file listing tokens by hash (docs/auth-store.md); reloaded on change. Default: DATA_DIR/auth-store.yaml with a generated admin token, unless --anonymous is set")
+	fs.StringVar(&o.AuthStoreSecret, "auth-store-secret", "", "NAMESPACE/NAME of a Kubernetes Secret holding the auth store (key auth-store.yaml), watched through the API so changes apply within seconds; needs get, list and watch on it")
 	fs.StringVar(&o.Anonymous, "anonymous", "", "comma-separated scopes granted to unauthenticated requests, e.g. 'oci:repository:*:pull' (default none)")
 	fs.StringVar(&o.JWTKeyFile, "jwt-key-file", "", "file holding the HS256 key of the token flow (at least 32 bytes). Default: DATA_DIR/jwt.key, generated when absent")
 	fs.StringVar(&o.TokenService, "token-service", "unireg", "service name of the Docker token flow (the JWT audience)")
