@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -46,6 +47,21 @@ func create(t *testing.T, obj client.Object) {
 
 func get(ns, name string, obj client.Object) error {
 	return k8sClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, obj)
+}
+
+// update changes an object, retrying when a controller wrote it meanwhile.
+func update(t *testing.T, ns, name string, obj client.Object, change func()) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := get(ns, name, obj); err != nil {
+			return err
+		}
+		change()
+		return k8sClient.Update(context.Background(), obj)
+	})
+	if err != nil {
+		t.Fatalf("update %T %s: %v", obj, name, err)
+	}
 }
 
 // authStore reads the projected auth store of a Registry.
@@ -167,11 +183,7 @@ func TestSpecChangesRollTheDeployment(t *testing.T) {
 	if err := get(ns, "reg-data", &corev1.PersistentVolumeClaim{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("a claim exists for S3 storage: %v", err)
 	}
-	get(ns, "reg", reg)
-	reg.Spec.AnonymousScopes = []string{"oci:repository:*:pull"}
-	if err := k8sClient.Update(context.Background(), reg); err != nil {
-		t.Fatal(err)
-	}
+	update(t, ns, "reg", reg, func() { reg.Spec.AnonymousScopes = []string{"oci:repository:*:pull"} })
 	eventually(t, "the Deployment picks up --anonymous", func() (bool, error) {
 		err := get(ns, "reg", dep)
 		return slices.Contains(dep.Spec.Template.Spec.Containers[0].Args, "--anonymous=oci:repository:*:pull"), err
@@ -233,11 +245,7 @@ func TestTokenBecomesSecretAndProjection(t *testing.T) {
 
 	// A scope change reaches the auth store.
 	rs := &uniregv1.RegistryScope{}
-	get(ns, "ci", rs)
-	rs.Spec.Scopes = []string{"npm:package:@acme/*:read"}
-	if err := k8sClient.Update(context.Background(), rs); err != nil {
-		t.Fatal(err)
-	}
+	update(t, ns, "ci", rs, func() { rs.Spec.Scopes = []string{"npm:package:@acme/*:read"} })
 	eventually(t, "scope change projected", func() (bool, error) {
 		f, err := tryAuthStore(ns, "reg")
 		return err == nil && len(f.Tokens) == 1 && slices.Contains(f.Tokens[0].Scopes, "npm:package:@acme/*:read"), err
@@ -273,6 +281,8 @@ func TestTokenWithMissingRegistryOrScopeIsNotReady(t *testing.T) {
 		c := meta.FindStatusCondition(tok.Status.Conditions, uniregv1.ConditionReady)
 		return c != nil && c.Reason == ReasonScopeNotFound, err
 	})
+	eventually(t, "only the Ready token projected", func() (bool, error) { n, err := projectedTokens(ns, "nope")(); return n == 1, err })
+	time.Sleep(time.Second)
 	if f := authStore(t, ns, "nope"); len(f.Tokens) != 1 {
 		t.Fatalf("the token with a missing scope is projected: %+v", f.Tokens)
 	}
@@ -281,7 +291,7 @@ func TestTokenWithMissingRegistryOrScopeIsNotReady(t *testing.T) {
 func TestExpiredTokenDropsOut(t *testing.T) {
 	ns := namespace(t)
 	create(t, &uniregv1.Registry{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reg"}})
-	expires := metav1.NewTime(clock.Now().Add(time.Hour))
+	expires := metav1.NewTime(clock.Now().Add(time.Hour).Truncate(time.Second)) // API times have whole seconds
 	create(t, &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "short"}, Spec: uniregv1.RegistryTokenSpec{
 		RegistryRef: corev1.LocalObjectReference{Name: "reg"}, Scopes: []string{"oci:repository:*:pull"}, ExpiresAt: &expires}})
 	eventually(t, "projected with its expiry", func() (bool, error) {
@@ -291,14 +301,10 @@ func TestExpiredTokenDropsOut(t *testing.T) {
 	clock.Set(expires.Add(time.Minute))
 	defer clock.Set(expires.Add(-time.Hour))
 	// Touch the objects so they reconcile now rather than at the real-time requeue.
-	for _, obj := range []client.Object{&uniregv1.RegistryToken{}, &uniregv1.Registry{}} {
-		name := map[bool]string{true: "short", false: "reg"}[fmt.Sprintf("%T", obj) == "*v1alpha1.RegistryToken"]
-		get(ns, name, obj)
-		obj.SetAnnotations(map[string]string{"test/touch": "1"})
-		if err := k8sClient.Update(context.Background(), obj); err != nil {
-			t.Fatal(err)
-		}
-	}
+	touched := &uniregv1.RegistryToken{}
+	update(t, ns, "short", touched, func() { touched.SetAnnotations(map[string]string{"test/touch": "1"}) })
+	touchedReg := &uniregv1.Registry{}
+	update(t, ns, "reg", touchedReg, func() { touchedReg.SetAnnotations(map[string]string{"test/touch": "1"}) })
 	tok := &uniregv1.RegistryToken{}
 	eventually(t, "Expired", func() (bool, error) {
 		err := get(ns, "short", tok)
@@ -366,17 +372,9 @@ func TestSteadyStateMakesNoWrites(t *testing.T) {
 	}
 	before := versions()
 	// Wake every controller: a label on the Registry and on the token.
-	for _, obj := range []client.Object{&uniregv1.Registry{}, &uniregv1.RegistryToken{}} {
-		name := "reg"
-		if _, ok := obj.(*uniregv1.RegistryToken); ok {
-			name = "tok"
-		}
-		get(ns, name, obj)
-		obj.SetLabels(map[string]string{"test/wake": "1"})
-		if err := k8sClient.Update(context.Background(), obj); err != nil {
-			t.Fatal(err)
-		}
-	}
+	wakeReg, wakeTok := &uniregv1.Registry{}, &uniregv1.RegistryToken{}
+	update(t, ns, "reg", wakeReg, func() { wakeReg.SetLabels(map[string]string{"test/wake": "1"}) })
+	update(t, ns, "tok", wakeTok, func() { wakeTok.SetLabels(map[string]string{"test/wake": "1"}) })
 	time.Sleep(2 * time.Second)
 	after := versions()
 	for name, v := range before {
