@@ -6,6 +6,13 @@ import (
 	"net/http"
 )
 
+// Gate is what the protocol handlers need of the auth core: who is asking,
+// and may they do this. *Service is the implementation.
+type Gate interface {
+	Identify(r *http.Request) (*Identity, error)
+	Allowed(ctx context.Context, id *Identity, a Access) bool
+}
+
 // Service is the gate both protocols call: it identifies a request and decides
 // each access. The Authenticator and Authorizer are pluggable; the JWT issuer
 // is always the service's own, so JWTs it issued are checked against exactly

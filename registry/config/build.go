@@ -121,32 +121,79 @@ func (o *Options) Build(ctx context.Context, log *slog.Logger) (*Built, error) {
 	if _, err := auth.ParseScopes(b.Config.AnonymousScopes); err != nil {
 		return nil, fmt.Errorf("--anonymous: %w", err)
 	}
-	if o.AuthStoreSecret != "" {
-		ts, err := o.watchAuthSecret(ctx, log, metrics)
-		if err != nil {
-			return nil, err
-		}
-		b.TokenStore = ts
-		b.Config.Authenticator = ts
-		b.Config.ReadyChecks = append(b.Config.ReadyChecks, authStoreChecks(ts)...)
-		return b, nil
+	ts, err := o.tokenStore(ctx, log, metrics, len(b.Config.AnonymousScopes) > 0)
+	if err != nil {
+		return nil, err
 	}
-	storePath := o.AuthStore
-	if storePath == "" && len(b.Config.AnonymousScopes) == 0 {
-		if storePath, err = o.bootstrapAdmin(log); err != nil {
-			return nil, err
-		}
-	}
-	if storePath != "" {
-		ts, err := openTokenStore(storePath, log, metrics)
-		if err != nil {
-			return nil, err
-		}
+	if ts != nil {
 		b.TokenStore = ts
 		b.Config.Authenticator = ts
 		b.Config.ReadyChecks = append(b.Config.ReadyChecks, authStoreChecks(ts)...)
 	}
 	return b, nil
+}
+
+// tokenStore opens the auth store the options name: the Secret of
+// --auth-store-secret, the file of --auth-store, or (with neither, and no
+// --anonymous) the first-run admin store in the data dir. It is nil when
+// only anonymous scopes apply.
+func (o *Options) tokenStore(ctx context.Context, log *slog.Logger, metrics *prometheus.Registry, anonymous bool) (*auth.TokenStore, error) {
+	onReload := authStoreMetrics(metrics)
+	if o.AuthStoreSecret != "" {
+		return o.watchAuthSecret(ctx, log, onReload)
+	}
+	path := o.AuthStore
+	if path == "" && !anonymous {
+		var err error
+		if path, err = o.bootstrapAdmin(log); err != nil {
+			return nil, err
+		}
+	}
+	if path == "" {
+		return nil, nil
+	}
+	ts, err := auth.OpenTokenStore(path, auth.TokenStoreOptions{Logger: log, Watch: true, OnReload: onReload.loaded})
+	if err != nil {
+		return nil, fmt.Errorf("--auth-store: %w", err)
+	}
+	onReload.store = ts
+	return ts, nil
+}
+
+// storeMetrics are the auth store's Prometheus series.
+type storeMetrics struct {
+	store        *auth.TokenStore
+	reloadErrors prometheus.Counter
+}
+
+func (m *storeMetrics) loaded(err error) {
+	if err != nil {
+		m.reloadErrors.Inc()
+	}
+}
+
+func authStoreMetrics(metrics *prometheus.Registry) *storeMetrics {
+	m := &storeMetrics{reloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "unireg_auth_store_reload_errors_total", Help: "Failed loads of the auth store.",
+	})}
+	metrics.MustRegister(m.reloadErrors,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "unireg_auth_store_healthy", Help: "1 when the last load of the auth store succeeded.",
+		}, func() float64 {
+			if m.store != nil && m.store.Err() == nil {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "unireg_auth_store_tokens", Help: "Tokens in force from the auth store.",
+		}, func() float64 {
+			if m.store == nil {
+				return 0
+			}
+			return float64(m.store.Len())
+		}))
+	return m
 }
 
 // authStoreChecks: never loaded is unready; a failed reload only warns (the
@@ -164,7 +211,7 @@ func authStoreChecks(ts *auth.TokenStore) []registry.ReadyCheck {
 }
 
 // watchAuthSecret feeds a token store from the Secret NAMESPACE/NAME.
-func (o *Options) watchAuthSecret(ctx context.Context, log *slog.Logger, metrics *prometheus.Registry) (*auth.TokenStore, error) {
+func (o *Options) watchAuthSecret(ctx context.Context, log *slog.Logger, m *storeMetrics) (*auth.TokenStore, error) {
 	ns, name, ok := strings.Cut(o.AuthStoreSecret, "/")
 	if !ok || ns == "" || name == "" {
 		return nil, fmt.Errorf("--auth-store-secret %q: want NAMESPACE/NAME", o.AuthStoreSecret)
@@ -173,63 +220,11 @@ func (o *Options) watchAuthSecret(ctx context.Context, log *slog.Logger, metrics
 	if err != nil {
 		return nil, fmt.Errorf("--auth-store-secret: %w", err)
 	}
-	reloadErrors := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "unireg_auth_store_reload_errors_total", Help: "Failed loads of the auth store.",
-	})
-	ts := auth.NewTokenStore(auth.TokenStoreOptions{Logger: log, OnReload: func(err error) {
-		if err != nil {
-			reloadErrors.Inc()
-		}
-	}})
-	metrics.MustRegister(reloadErrors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "unireg_auth_store_tokens", Help: "Tokens in force from the auth store.",
-	}, func() float64 { return float64(ts.Len()) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "unireg_auth_store_healthy", Help: "1 when the last load of the auth store succeeded.",
-	}, func() float64 {
-		if ts.Err() == nil {
-			return 1
-		}
-		return 0
-	}))
+	ts := auth.NewTokenStore(auth.TokenStoreOptions{Logger: log, OnReload: m.loaded})
+	m.store = ts
 	if err := k8ssecret.Watch(ctx, cfg, ns, name, ts, log); err != nil {
 		return nil, err
 	}
-	return ts, nil
-}
-
-func openTokenStore(path string, log *slog.Logger, metrics *prometheus.Registry) (*auth.TokenStore, error) {
-	reloadErrors := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "unireg_auth_store_reload_errors_total", Help: "Failed loads of the auth-store file.",
-	})
-	var ts *auth.TokenStore
-	healthy := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "unireg_auth_store_healthy", Help: "1 when the last load of the auth-store file succeeded.",
-	}, func() float64 {
-		if ts != nil && ts.Err() == nil {
-			return 1
-		}
-		return 0
-	})
-	tokens := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "unireg_auth_store_tokens", Help: "Tokens in force from the auth-store file.",
-	}, func() float64 {
-		if ts == nil {
-			return 0
-		}
-		return float64(ts.Len())
-	})
-	ts, err := auth.OpenTokenStore(path, auth.TokenStoreOptions{
-		Logger: log, Watch: true,
-		OnReload: func(err error) {
-			if err != nil {
-				reloadErrors.Inc()
-			}
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("--auth-store: %w", err)
-	}
-	metrics.MustRegister(reloadErrors, healthy, tokens)
 	return ts, nil
 }
 

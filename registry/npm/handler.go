@@ -17,10 +17,7 @@ import (
 )
 
 // Gate identifies requests and decides accesses; *auth.Service is one.
-type Gate interface {
-	Identify(r *http.Request) (*auth.Identity, error)
-	Allowed(ctx context.Context, id *auth.Identity, a auth.Access) bool
-}
+type Gate = auth.Gate
 
 // Event describes a successful write, for audit hooks.
 type Event struct {
