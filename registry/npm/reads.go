@@ -132,7 +132,7 @@ func (h *Handler) getTarball(q *request) error {
 	hd.Set("Content-Type", "application/octet-stream")
 	hd.Set("ETag", `"`+sum[:32]+`"`)
 	hd.Set("Cache-Control", "public, max-age=31536000, immutable")
-	serveObject(q.w, q.r, obj)
+	storage.ServeContent(q.w, q.r, obj)
 	return nil
 }
 

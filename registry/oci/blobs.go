@@ -3,7 +3,6 @@ package oci
 import (
 	"errors"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -63,23 +62,8 @@ func (h *Handler) getBlob(q *request) error {
 	hd.Set("Content-Type", "application/octet-stream")
 	hd.Set("ETag", `"`+d.String()+`"`)
 	hd.Set("Cache-Control", "max-age=31536000")
-	serveObject(q.w, q.r, obj)
+	storage.ServeContent(q.w, q.r, obj)
 	return nil
-}
-
-// serveObject streams an object with Range and conditional request support.
-// A filesystem object is handed over as its *os.File so that the kernel can
-// sendfile it.
-func serveObject(w http.ResponseWriter, r *http.Request, obj storage.Object) {
-	info := obj.Info()
-	var content interface {
-		Read([]byte) (int, error)
-		Seek(int64, int) (int64, error)
-	} = obj
-	if f, ok := obj.(interface{ OSFile() *os.File }); ok {
-		content = f.OSFile()
-	}
-	http.ServeContent(w, r, "", info.ModTime, content)
 }
 
 func (h *Handler) deleteBlob(q *request) error {

@@ -137,7 +137,7 @@ func (h *Handler) getManifest(q *request) error {
 	hd.Set("Content-Type", mt)
 	hd.Set("Docker-Content-Digest", d.String())
 	hd.Set("ETag", `"`+d.String()+`"`)
-	serveObject(q.w, q.r, obj)
+	storage.ServeContent(q.w, q.r, obj)
 	return nil
 }
 
