@@ -113,9 +113,14 @@ func TestEmptyRegistryGetsWorkingDefaults(t *testing.T) {
 		t.Errorf("image = %s, want the operator's default", c.Image)
 	}
 	for _, want := range []string{"--listen=:5000", "--data-dir=/data", "--auth-store-secret=" + ns + "/reg-auth",
-		"--jwt-key-file=/etc/unireg/jwt/jwt.key", "--public-url=http://reg." + ns + ".svc:5000", "--npm-prefix=/npm", "--oci-enabled=true"} {
+		"--jwt-key-file=/etc/unireg/jwt/jwt.key", "--npm-prefix=/npm", "--oci-enabled=true"} {
 		if !slices.Contains(c.Args, want) {
 			t.Errorf("args %v lack %s", c.Args, want)
+		}
+	}
+	for _, arg := range c.Args {
+		if strings.HasPrefix(arg, "--public-url") {
+			t.Errorf("without spec.publicURL the server must take its URL from requests, got %s", arg)
 		}
 	}
 	if c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.LivenessProbe.HTTPGet.Path != "/healthz" {
@@ -221,6 +226,17 @@ func TestTokenBecomesSecretAndProjection(t *testing.T) {
 	if a := cfg.Auths[host]; a.Username != "ci-bot" || a.Password != token {
 		t.Fatalf(".dockerconfigjson = %s", s.Data[corev1.DockerConfigJsonKey])
 	}
+	// Nodes pull by the Service's ClusterIP: the pull secret covers it too.
+	svc := &corev1.Service{}
+	if err := get(ns, "reg", svc); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "pull secret names the ClusterIP", func() (bool, error) {
+		err := get(ns, "deploy-token", s)
+		json.Unmarshal(s.Data[corev1.DockerConfigJsonKey], &cfg)
+		a := cfg.Auths[svc.Spec.ClusterIP+":5000"]
+		return a.Username == "ci-bot" && a.Password == token, err
+	})
 	if npmrc := string(s.Data[keyNPMRC]); !strings.Contains(npmrc, "registry=http://"+host+"/npm/") || !strings.Contains(npmrc, "//"+host+"/npm/:_authToken="+token) {
 		t.Fatalf(".npmrc = %q", npmrc)
 	}

@@ -33,11 +33,16 @@ func (r *RegistryReconciler) podTemplate(reg *uniregv1.Registry) corev1.PodTempl
 		// revoked token stops working within seconds in every replica.
 		"--auth-store-secret=" + reg.Namespace + "/" + authSecretName(reg),
 		"--jwt-key-file=" + jwtMount + "/" + keyJWT,
-		"--public-url=" + publicURL(reg),
 		fmt.Sprintf("--oci-enabled=%t", enabled(reg.Spec.OCI.Enabled)),
 		fmt.Sprintf("--npm-enabled=%t", enabled(reg.Spec.NPM.Enabled)),
 		"--npm-prefix=" + npmPrefix(reg),
 		"--log-format=json",
+	}
+	// Without spec.publicURL the server takes its URL from each request's
+	// Host, so the token realm and tarball URLs work under whichever name a
+	// client used: the Service's DNS name in pods, its ClusterIP on nodes.
+	if reg.Spec.PublicURL != "" {
+		args = append(args, "--public-url="+publicURL(reg))
 	}
 	if len(reg.Spec.AnonymousScopes) > 0 {
 		args = append(args, "--anonymous="+strings.Join(reg.Spec.AnonymousScopes, ","))

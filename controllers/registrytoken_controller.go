@@ -5,7 +5,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -17,9 +19,11 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	uniregv1 "github.com/unireg/unireg/api/v1alpha1"
@@ -50,6 +54,7 @@ const (
 // +kubebuilder:rbac:groups=unireg.dev,resources=registrytokens/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=unireg.dev,resources=registrytokens/finalizers,verbs=update
 // +kubebuilder:rbac:groups=unireg.dev,resources=registryscopes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 
 // Reconcile issues or refreshes one token's Secret and status.
 func (r *RegistryTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -149,6 +154,29 @@ func (r *RegistryTokenReconciler) expiry(tok *uniregv1.RegistryToken) *metav1.Ti
 	return nil
 }
 
+// nodeHost is the address kubelets pull from when the Registry has no
+// publicURL: its Service's ClusterIP and port. Nodes resolve image hosts with
+// their own resolver, not cluster DNS, so an image named by the Service's DNS
+// name cannot be pulled; one named by the ClusterIP can, and the pull secret
+// carries the credential for both. Empty until the Service has its IP.
+func (r *RegistryTokenReconciler) nodeHost(ctx context.Context, reg *uniregv1.Registry) (string, error) {
+	if reg.Spec.PublicURL != "" {
+		return "", nil
+	}
+	svc := &corev1.Service{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: reg.Namespace, Name: reg.Name}, svc)
+	if err != nil || svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone {
+		return "", client.IgnoreNotFound(err)
+	}
+	return net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(servicePort(reg)))), nil
+}
+
+// ownedByRegistry tells whether a Registry controls o.
+func ownedByRegistry(o client.Object) bool {
+	owner := metav1.GetControllerOf(o)
+	return owner != nil && owner.Kind == "Registry" && owner.APIVersion == uniregv1.GroupVersion.String()
+}
+
 func secretName(tok *uniregv1.RegistryToken) string {
 	if tok.Spec.SecretName != "" {
 		return tok.Spec.SecretName
@@ -186,9 +214,16 @@ func (r *RegistryTokenReconciler) writeSecret(ctx context.Context, tok *uniregv1
 		return fmt.Errorf("registry URL %q: %w", base, err)
 	}
 	user := tokenUser(tok)
-	dockercfg, err := json.Marshal(map[string]any{"auths": map[string]any{u.Host: map[string]string{
+	cred := map[string]string{
 		"username": user, "password": token, "auth": base64.StdEncoding.EncodeToString([]byte(user + ":" + token)),
-	}}})
+	}
+	auths := map[string]any{u.Host: cred}
+	if host, err := r.nodeHost(ctx, reg); err != nil {
+		return err
+	} else if host != "" {
+		auths[host] = cred
+	}
+	dockercfg, err := json.Marshal(map[string]any{"auths": auths})
 	if err != nil {
 		return err
 	}
@@ -242,6 +277,9 @@ func (r *RegistryTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Secret{}).
 		Watches(&uniregv1.Registry{}, handler.EnqueueRequestsFromMapFunc(tokensNaming(indexRegistryRef))).
 		Watches(&uniregv1.RegistryScope{}, handler.EnqueueRequestsFromMapFunc(tokensNaming(indexScopeRef))).
+		// A Registry's Service (same name) gets its ClusterIP: see nodeHost.
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(tokensNaming(indexRegistryRef)),
+			builder.WithPredicates(predicate.NewPredicateFuncs(ownedByRegistry))).
 		Named("registrytoken").
 		Complete(r)
 }
