@@ -20,6 +20,11 @@ build: ## Build bin/registry and bin/manager.
 CONTROLLER_GEN ?= $(BIN)/controller-gen
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 KUBECTL ?= kubectl
+# Images are tagged with the version; `make images` writes them as OCI
+# archives into bin/images (no Docker needed).
+VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMG          ?= docker.io/unireg/manager:$(VERSION)
+REGISTRY_IMG ?= docker.io/unireg/registry:$(VERSION)
 
 $(CONTROLLER_GEN):
 	GOBIN=$(BIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
@@ -53,12 +58,55 @@ uninstall: ## Remove the CRDs.
 	$(KUBECTL) delete -k config/crd
 
 .PHONY: deploy
-deploy: manifests ## Deploy the operator (config/default) into the current cluster.
-	$(KUBECTL) apply -k config/default
+deploy: manifests ## Deploy the operator (config/default) with images $(IMG) and $(REGISTRY_IMG) into the current cluster.
+	$(KUBECTL) kustomize config/default | sed -e 's|unireg/manager:latest|$(IMG)|' -e 's|--registry-image=unireg/registry:latest|--registry-image=$(REGISTRY_IMG)|' | $(KUBECTL) apply -f -
 
 .PHONY: undeploy
 undeploy:
-	$(KUBECTL) delete -k config/default
+	$(KUBECTL) delete -k config/default --ignore-not-found
+
+.PHONY: images
+images: ## Build the registry and manager images (static binaries, non-root) as OCI archives in bin/images.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/static/ ./cmd/registry ./cmd/manager ./hack/pause
+	$(GO) run ./hack/images -version $(VERSION) -out $(BIN)/images \
+		$(REGISTRY_IMG)=$(BIN)/static/registry $(IMG)=$(BIN)/static/manager docker.io/unireg/pause:local=$(BIN)/static/pause
+
+## End to end (test/e2e): the operator in a real cluster, see docs/e2e.md.
+
+E2E_KUBECTL ?= $$(hack/build-kube.sh kubectl)/kubectl
+LOCAL_CLUSTER := hack/local-cluster/cluster.sh
+
+.PHONY: test-e2e
+test-e2e: images client-tools npm-clients minio ## The e2e suite against the cluster in KUBECONFIG (which must already have the images: see test-e2e-local).
+	E2E_KUBECTL="$(E2E_KUBECTL)" E2E_REGISTRY_IMAGE=$(REGISTRY_IMG) E2E_MANAGER_IMAGE=$(IMG) \
+		$(GO) test -tags e2e -count=1 -timeout 40m -v ./test/e2e/
+
+.PHONY: local-cluster-up
+local-cluster-up: images ## Start the local single-node cluster (root; see docs/e2e.md) and load the images.
+	$(LOCAL_CLUSTER) up
+	$(LOCAL_CLUSTER) import $(BIN)/images/registry.tar $(BIN)/images/manager.tar
+
+.PHONY: local-cluster-down
+local-cluster-down: ## Stop the local cluster and remove everything it created.
+	$(LOCAL_CLUSTER) down
+
+.PHONY: test-e2e-local
+test-e2e-local: local-cluster-up ## Bring the local cluster up, run the e2e suite on it, tear it down.
+	KUBECONFIG=$$($(LOCAL_CLUSTER) kubeconfig) E2E_NODE_TRUST="$(CURDIR)/$(LOCAL_CLUSTER) trust" \
+		$(MAKE) test-e2e; rc=$$?; $(LOCAL_CLUSTER) down; exit $$rc
+
+KIND ?= kind
+KIND_CLUSTER ?= unireg-e2e
+
+.PHONY: test-e2e-kind
+test-e2e-kind: images ## The same on kind, for machines with Docker.
+	$(KIND) create cluster --name $(KIND_CLUSTER) --config hack/kind.yaml
+	$(KIND) load image-archive --name $(KIND_CLUSTER) $(BIN)/images/registry.tar
+	$(KIND) load image-archive --name $(KIND_CLUSTER) $(BIN)/images/manager.tar
+	KUBECONFIG=$(CURDIR)/bin/kind.kubeconfig; $(KIND) get kubeconfig --name $(KIND_CLUSTER) > $$KUBECONFIG; \
+		E2E_HOST_IP=$$(docker network inspect kind -f '{{(index .IPAM.Config 0).Gateway}}') \
+		KUBECONFIG=$$KUBECONFIG E2E_NODE_TRUST="$(CURDIR)/hack/kind-trust.sh $(KIND_CLUSTER)" $(MAKE) test-e2e; \
+		rc=$$?; $(KIND) delete cluster --name $(KIND_CLUSTER); exit $$rc
 
 .PHONY: run
 run: ## Run the registry on $(LISTEN) with data in $(DATA_DIR).

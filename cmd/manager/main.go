@@ -18,6 +18,9 @@ import (
 	"github.com/unireg/unireg/controllers"
 )
 
+// version is set at link time (make images: -X main.version=...).
+var version = "dev"
+
 func main() {
 	var metricsAddr, probeAddr, registryImage string
 	var leaderElect bool
@@ -52,7 +55,7 @@ func main() {
 	}
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
-	log.Info("starting manager", "registryImage", registryImage)
+	log.Info("starting manager", "version", version, "registryImage", registryImage)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "run manager")
 		os.Exit(1)

@@ -19,6 +19,9 @@ import (
 	"github.com/unireg/unireg/registry/config"
 )
 
+// version is set at link time (make images: -X main.version=...).
+var version = "dev"
+
 func main() {
 	if err := run(os.Args[1:]); err != nil {
 		if errors.Is(err, config.ErrHelp) {
@@ -63,7 +66,7 @@ func run(args []string) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("listening", "address", ln.Addr().String(), "data_dir", opts.DataDir)
+	log.Info("listening", "version", version, "address", ln.Addr().String(), "data_dir", opts.DataDir)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
