@@ -370,8 +370,8 @@ cmd_down() {
   fi
   rm -rf "$run"
   # Keep the PKI (reused by the next up) and the logs (for the post-mortem).
-  rm -rf "$state/containerd/root" "$state/etcd" "$state/kubelet" "$state/pod-logs" \
-    "$state/cni/ipam" "$state/volumes" "$state/created-dirs" "$pids"
+  rm -rf "$state/containerd" "$state/etcd" "$state/kubelet" "$state/pod-logs" \
+    "$state/cni" "$state/volumes" "$state/created-dirs" "$pids"
   log "down"
 }
 
