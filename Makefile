@@ -162,6 +162,10 @@ conformance: build conformance-tool minio ## OCI conformance suite, every toggle
 	hack/with-minio.sh hack/run-conformance.sh token
 	hack/with-minio.sh hack/run-conformance.sh anonymous
 
+.PHONY: bench
+bench: ## Load-test a fresh registry and the bare baseline (hack/loadgen); results in bin/bench. Not part of make test.
+	hack/bench.sh
+
 .PHONY: test
 test: check-fmt vet check-generated unit unit-s3 conformance ## Everything CI runs.
 

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"log"
+	"os"
+)
+
+// targetsMain reads results (JSON lines, as --json writes them) and prints
+// the targets of docs/performance.md with what was measured.
+func targetsMain(args []string) {
+	if len(args) != 1 {
+		log.Fatal("usage: loadgen targets RESULTS.json")
+	}
+	f, err := os.Open(args[0])
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer f.Close()
+	found := map[string]result{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r result
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			log.Fatal(err)
+		}
+		found[r.Label+" "+r.Scenario] = r
+	}
+	get := func(label, scenario string) (result, bool) {
+		r, ok := found[label+" "+scenario]
+		return r, ok && r.Requests > 0 && r.Errors == 0
+	}
+	fmt.Println("| target | measured | met |")
+	fmt.Println("|---|---|---|")
+	ratio := func(what, scenario string, want float64) {
+		u, ok1 := get("unireg", scenario)
+		b, ok2 := get("bare", scenario)
+		if !ok1 || !ok2 {
+			fmt.Printf("| %s >= %.0f%% of the bare server | not measured | - |\n", what, want*100)
+			return
+		}
+		r := u.Throughput / b.Throughput
+		fmt.Printf("| %s >= %.0f%% of the bare server | %s vs %s %s: %.0f%% | %s |\n", what, want*100, commas(u.Throughput), commas(b.Throughput), u.Unit, r*100, yes(r >= want))
+	}
+	ratio("blob push 256 MiB", "blob-push-256MiB", 0.90)
+	ratio("blob pull 256 MiB (client verifies sha256)", "blob-pull-256MiB", 0.95)
+	if u, ok := get("unireg", "manifest-get-tag"); ok {
+		fmt.Printf("| manifest GET by tag, bearer token, %d connections >= 15,000 req/s | %s req/s | %s |\n", u.Concurrency, commas(u.Throughput), yes(u.Throughput >= 15000))
+	}
+	ratio("full packument GET, 150 versions", "packument-full", 0.75)
+	memory := func(what, scenario string, limit float64) {
+		if u, ok := get("unireg", scenario); ok {
+			above := u.PeakRSSMiB - u.IdleRSSMiB
+			fmt.Printf("| %s: resident memory < %.0f MiB above idle | %.1f MiB | %s |\n", what, limit, above, yes(above < limit))
+		}
+	}
+	memory("one 1 GiB push", "blob-push-1024MiB", 64)
+	memory("100 concurrent uploads", "blob-push-chunked-16MiB", 256)
+}
+
+func yes(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
