@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -35,7 +36,21 @@ type JWTIssuer struct {
 	issuer  string
 	ttl     time.Duration
 	now     func() time.Time
+
+	// verified caches the identities of JWTs already verified, until they
+	// expire: clients send the same JWT with every request, and checking an
+	// HMAC and decoding the claims costs tens of microseconds each time.
+	mu       sync.RWMutex
+	verified map[string]verifiedJWT
 }
+
+type verifiedJWT struct {
+	id                   Identity
+	notBefore, expiresAt time.Time
+}
+
+// maxVerifiedJWTs bounds the cache; when full it starts over.
+const maxVerifiedJWTs = 16384
 
 // JWTIssuerOptions configure NewJWTIssuer.
 type JWTIssuerOptions struct {
@@ -63,7 +78,7 @@ func NewJWTIssuer(o JWTIssuerOptions) (*JWTIssuer, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &JWTIssuer{key: o.Key, service: o.Service, issuer: "unireg", ttl: o.TTL, now: o.Now}, nil
+	return &JWTIssuer{key: o.Key, service: o.Service, issuer: "unireg", ttl: o.TTL, now: o.Now, verified: map[string]verifiedJWT{}}, nil
 }
 
 // Service returns the audience the issuer signs for.
@@ -103,6 +118,34 @@ func (j *JWTIssuer) Issue(subject string, access []ResourceActions, mountable []
 // Verify checks a token's signature, algorithm, issuer, audience and lifetime
 // and returns the identity it carries: its scopes are exactly its access.
 func (j *JWTIssuer) Verify(token string) (*Identity, error) {
+	now := j.now()
+	j.mu.RLock()
+	v, ok := j.verified[token]
+	j.mu.RUnlock()
+	if ok && now.Before(v.expiresAt) && !now.Before(v.notBefore) {
+		id := v.id
+		return &id, nil
+	}
+	id, c, err := j.verify(token)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err != nil {
+		delete(j.verified, token)
+		return nil, err
+	}
+	if len(j.verified) >= maxVerifiedJWTs {
+		clear(j.verified)
+	}
+	v = verifiedJWT{id: *id, expiresAt: c.ExpiresAt.Time}
+	if c.NotBefore != nil {
+		v.notBefore = c.NotBefore.Time
+	}
+	j.verified[token] = v
+	return id, nil
+}
+
+// verify does the work of Verify and returns the token's claims too.
+func (j *JWTIssuer) verify(token string) (*Identity, *Claims, error) {
 	var c Claims
 	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return j.key, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
@@ -112,7 +155,7 @@ func (j *JWTIssuer) Verify(token string) (*Identity, error) {
 		jwt.WithTimeFunc(j.now),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidCredentials, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidCredentials, err)
 	}
 	id := &Identity{Subject: c.Subject, TokenID: "jwt:" + c.ID}
 	for _, ra := range c.Access {
@@ -131,7 +174,7 @@ func (j *JWTIssuer) Verify(token string) (*Identity, error) {
 	for _, m := range c.Mountable {
 		id.mountable = append(id.mountable, Scope{ProtocolOCI, TypeRepository, m, ActionPull})
 	}
-	return id, nil
+	return id, &c, nil
 }
 
 // looksLikeJWT tells a compact JWS from an opaque token.

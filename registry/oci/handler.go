@@ -70,8 +70,12 @@ type Options struct {
 type Handler struct {
 	opts    Options
 	store   storage.Driver
+	reads   *readCache // tags, revision links and manifests for GETs
 	uploads atomic.Int64
 }
+
+// readCacheBudget bounds the memory the manifest read cache keeps.
+const readCacheBudget = 64 << 20
 
 // New returns a Handler.
 func New(o Options) *Handler {
@@ -88,7 +92,7 @@ func New(o Options) *Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{opts: o, store: o.Storage}
+	return &Handler{opts: o, store: o.Storage, reads: newReadCache(o.Storage, readCacheBudget)}
 }
 
 // UploadsInProgress returns how many upload request bodies are streaming now.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -84,7 +85,7 @@ func (h *Handler) resolve(q *request, name string, ref reference) (digest.Digest
 	if ref.digest != "" {
 		return ref.digest, nil
 	}
-	b, _, err := storage.ReadAll(q.r.Context(), h.store, tagKey(name, ref.tag))
+	b, err := h.reads.read(q.r.Context(), tagKey(name, ref.tag))
 	if errors.Is(err, storage.ErrNotFound) {
 		return "", newError(http.StatusNotFound, CodeManifestUnknown, "tag %s unknown in repository %s", ref.tag, name)
 	}
@@ -101,7 +102,7 @@ func (h *Handler) resolve(q *request, name string, ref reference) (digest.Digest
 // revisionMediaType returns the media type of a manifest in a repository, or
 // MANIFEST_UNKNOWN.
 func (h *Handler) revisionMediaType(q *request, name string, d digest.Digest) (string, error) {
-	b, _, err := storage.ReadAll(q.r.Context(), h.store, revisionKey(name, d))
+	b, err := h.reads.read(q.r.Context(), revisionKey(name, d))
 	if errors.Is(err, storage.ErrNotFound) {
 		return "", newError(http.StatusNotFound, CodeManifestUnknown, "manifest %s unknown in repository %s", d, name)
 	}
@@ -125,20 +126,38 @@ func (h *Handler) getManifest(q *request) error {
 	if err != nil {
 		return err
 	}
-	obj, err := h.store.Open(q.r.Context(), blobKey(d))
+	body, err := h.reads.read(q.r.Context(), blobKey(d))
 	if errors.Is(err, storage.ErrNotFound) {
 		return newError(http.StatusNotFound, CodeManifestUnknown, "manifest %s unknown", d)
 	}
 	if err != nil {
 		return err
 	}
-	defer obj.Close()
 	hd := q.w.Header()
 	hd.Set("Content-Type", mt)
 	hd.Set("Docker-Content-Digest", d.String())
 	hd.Set("ETag", `"`+d.String()+`"`)
-	storage.ServeContent(q.w, q.r, obj)
+	if etagMatches(q.r.Header.Get("If-None-Match"), d.String()) {
+		q.w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	q.w.WriteHeader(http.StatusOK)
+	if q.r.Method != http.MethodHead {
+		q.w.Write(body)
+	}
 	return nil
+}
+
+// etagMatches tells whether an If-None-Match header names the digest.
+func etagMatches(header, d string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.Trim(strings.TrimPrefix(strings.TrimSpace(t), "W/"), `"`)
+		if t == d || t == "*" {
+			return true
+		}
+	}
+	return false
 }
 
 // readManifestBody reads at most MaxManifestSize bytes of the request body.

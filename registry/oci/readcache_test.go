@@ -1,0 +1,64 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/unireg/unireg/registry/storage"
+	"github.com/unireg/unireg/registry/storage/inmemory"
+)
+
+// The cache must never serve what the storage no longer holds, even when
+// another process (a replica) wrote or deleted behind its back.
+func TestReadCacheFollowsTheStorage(t *testing.T) {
+	ctx := context.Background()
+	store := inmemory.New()
+	c := newReadCache(store, 1<<20)
+	put := func(v string) {
+		if _, err := store.Put(ctx, "tags/v1", bytes.NewReader([]byte(v)), storage.Condition{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("sha256:aaaa")
+	for range 2 {
+		if b, err := c.read(ctx, "tags/v1"); err != nil || string(b) != "sha256:aaaa" {
+			t.Fatalf("read = %q, %v", b, err)
+		}
+	}
+	put("sha256:bbbb") // same size: only the version tells them apart
+	if b, err := c.read(ctx, "tags/v1"); err != nil || string(b) != "sha256:bbbb" {
+		t.Fatalf("after a write elsewhere, read = %q, %v", b, err)
+	}
+	if err := store.Delete(ctx, "tags/v1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.read(ctx, "tags/v1"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("after a delete elsewhere, read err = %v, want not found", err)
+	}
+}
+
+func TestReadCacheStaysWithinBudget(t *testing.T) {
+	ctx := context.Background()
+	store := inmemory.New()
+	c := newReadCache(store, 64<<10) // items up to 4 KiB are kept
+	for i := range 100 {
+		key := "m/" + string(rune('a'+i%26)) + string(rune('a'+i/26))
+		store.Put(ctx, key, bytes.NewReader(make([]byte, 4<<10)), storage.Condition{})
+		if _, err := c.read(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		if c.size > c.budget {
+			t.Fatalf("cache holds %d bytes, budget %d", c.size, c.budget)
+		}
+	}
+	if len(c.items) == 0 {
+		t.Fatal("nothing cached")
+	}
+	store.Put(ctx, "big", bytes.NewReader(make([]byte, 8<<10)), storage.Condition{})
+	c.read(ctx, "big")
+	if _, ok := c.items["big"]; ok {
+		t.Fatal("an object above the per-item limit was cached")
+	}
+}
