@@ -66,7 +66,7 @@ func run(args []string) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("listening", "version", version, "address", ln.Addr().String(), "data_dir", opts.DataDir)
+	log.Info("listening", "address", ln.Addr().String(), "data_dir", opts.DataDir, "version", version)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 

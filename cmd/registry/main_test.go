@@ -67,7 +67,7 @@ type server struct {
 	exited  chan error
 }
 
-var listeningRE = regexp.MustCompile(`"msg":"listening","address":"([^"]+)"`)
+var listeningRE = regexp.MustCompile(`"msg":"listening".*?"address":"([^"]+)"`)
 
 // startServer runs the registry with a fresh (or given) data dir on a free
 // port and waits until it listens.
