@@ -137,20 +137,7 @@ func bareStatic(body []byte) setupFunc {
 		if err != nil {
 			return nil, err
 		}
-		return func(ctx context.Context, _ int) (int64, time.Duration, error) {
-			start := time.Now()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.c.url("/"+digest), nil)
-			resp, err := e.c.http.Do(req)
-			if err != nil {
-				return 0, 0, err
-			}
-			if err := expect(resp, http.StatusOK); err != nil {
-				return 0, 0, err
-			}
-			n, err := io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			return n, time.Since(start), err
-		}, nil
+		return rawGetOp(e.concurrency, e.c.url("/"+digest), nil, nil)
 	}
 }
 

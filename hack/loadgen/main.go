@@ -24,10 +24,12 @@ import (
 	"log"
 	"os"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -113,8 +115,17 @@ func main() {
 		label        = flag.String("label", "", "a label for the results (e.g. the server under test)")
 		bare         = flag.Bool("bare", false, "the target is `loadgen bare`: run the scenarios it has")
 		list         = flag.Bool("list", false, "list the scenarios and exit")
+		cpuProfile   = flag.String("cpuprofile", "", "write the load generator's own CPU profile here")
 	)
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	if *list {
 		for _, s := range allScenarios {
 			fmt.Println(s.name)
@@ -167,6 +178,7 @@ func main() {
 		}
 		f.Close()
 	}
+	pprof.StopCPUProfile()
 	for _, r := range results {
 		if r.Errors > 0 || r.Requests == 0 {
 			os.Exit(1)
@@ -251,18 +263,12 @@ func runScenario(ctx context.Context, e *env, s scenario, setup setupFunc, concu
 		latencies []time.Duration
 		moved     int64
 		busy      time.Duration
-		issued    int
 	)
 	deadline := time.Now().Add(duration)
+	var issued atomic.Int64
 	next := func() bool {
-		mu.Lock()
-		defer mu.Unlock()
 		if requests > 0 {
-			if issued >= requests {
-				return false
-			}
-			issued++
-			return true
+			return issued.Add(1) <= int64(requests)
 		}
 		return time.Now().Before(deadline)
 	}

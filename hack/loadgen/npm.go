@@ -14,7 +14,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 )
 
@@ -123,33 +122,13 @@ func packumentGet(abbreviated bool) setupFunc {
 		if abbreviated {
 			accept = abbreviatedAccept
 		}
-		checked := make([]atomic.Bool, e.concurrency)
-		return func(ctx context.Context, worker int) (int64, time.Duration, error) {
-			start := time.Now()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.npmURL+"/"+name, nil)
-			req.Header.Set("Accept", accept)
-			req.Header.Set("Accept-Encoding", "gzip")
-			resp, err := e.c.npmDo(req)
-			if err != nil {
-				return 0, 0, err
-			}
-			if err := expect(resp, http.StatusOK); err != nil {
-				return 0, 0, err
-			}
-			var body bytes.Buffer
-			n, err := io.Copy(&body, resp.Body)
-			resp.Body.Close()
-			elapsed := time.Since(start)
-			if err != nil {
-				return n, 0, err
-			}
-			if !checked[worker].Swap(true) {
-				if err := checkPackument(&body, resp.Header.Get("Content-Encoding"), 150); err != nil {
-					return n, 0, err
-				}
-			}
-			return n, elapsed, nil
-		}, nil
+		header := map[string]string{"Accept": accept, "Accept-Encoding": "gzip"}
+		if e.c.password != "" {
+			header["Authorization"] = "Bearer " + e.c.password
+		}
+		return rawGetOp(e.concurrency, e.npmURL+"/"+name, header, func(body []byte, encoding string) error {
+			return checkPackument(bytes.NewReader(body), encoding, 150)
+		})
 	}
 }
 
@@ -201,20 +180,11 @@ func tarballGet(ctx context.Context, e *env) (opFunc, error) {
 	if url == "" {
 		return nil, fmt.Errorf("version 1.0.0 has no tarball URL")
 	}
-	return func(ctx context.Context, _ int) (int64, time.Duration, error) {
-		start := time.Now()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := e.c.npmDo(req)
-		if err != nil {
-			return 0, 0, err
-		}
-		if err := expect(resp, http.StatusOK); err != nil {
-			return 0, 0, err
-		}
-		n, err := io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return n, time.Since(start), err
-	}, nil
+	header := map[string]string{}
+	if e.c.password != "" {
+		header["Authorization"] = "Bearer " + e.c.password
+	}
+	return rawGetOp(e.concurrency, url, header, nil)
 }
 
 // npmPublish publishes a new version of a per-worker package each time.

@@ -301,7 +301,7 @@ func manifestGet(byDigest bool) setupFunc {
 		if byDigest {
 			ref = digest
 		}
-		return e.getOp(repo, "/v2/"+repo+"/manifests/"+ref, manifestType), nil
+		return e.getOp(repo, "/v2/"+repo+"/manifests/"+ref, manifestType)
 	}
 }
 
@@ -315,25 +315,26 @@ func tagList(ctx context.Context, e *env) (opFunc, error) {
 	if _, err := e.pushImage(ctx, repo, tags...); err != nil {
 		return nil, err
 	}
-	return e.getOp(repo, "/v2/"+repo+"/tags/list", "application/json"), nil
+	return e.getOp(repo, "/v2/"+repo+"/tags/list", "application/json")
 }
 
-// getOp is a GET of path whose whole body is read.
-func (e *env) getOp(repo, path, accept string) opFunc {
+// getOp is a GET of path whose whole body is read, with the JWT for repo
+// (fetched once through the token flow).
+func (e *env) getOp(repo, path, accept string) (opFunc, error) {
 	scope := ociScope(repo, false)
-	return func(ctx context.Context, _ int) (int64, time.Duration, error) {
-		start := time.Now()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.c.url(path), nil)
-		req.Header.Set("Accept", accept)
-		resp, err := e.c.do(req, scope, nil)
-		if err != nil {
-			return 0, 0, err
-		}
-		if err := expect(resp, http.StatusOK); err != nil {
-			return 0, 0, err
-		}
-		n, err := io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return n, time.Since(start), err
+	req, _ := http.NewRequest(http.MethodGet, e.c.url(path), nil)
+	req.Header.Set("Accept", accept)
+	resp, err := e.c.do(req, scope, nil)
+	if err != nil {
+		return nil, err
 	}
+	if err := expect(resp, http.StatusOK); err != nil {
+		return nil, err
+	}
+	drain(resp)
+	header := map[string]string{"Accept": accept}
+	if tok := e.c.token(scope); tok != "" {
+		header["Authorization"] = "Bearer " + tok
+	}
+	return rawGetOp(e.concurrency, e.c.url(path), header, nil)
 }

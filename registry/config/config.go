@@ -55,7 +55,10 @@ type Options struct {
 	LogLevel                                 string
 	LogFormat                                string
 	ShutdownTimeout                          time.Duration
-	ReadHeaderTimeout                        time.Duration
+	// PprofListen, when set, serves net/http/pprof on this address (off by
+	// default: profiles reveal internals; bind it to loopback).
+	PprofListen       string
+	ReadHeaderTimeout time.Duration
 }
 
 // EnvName is the environment variable of a flag: UNIREG_ and the flag name in
@@ -101,6 +104,7 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "auto", "json, text, or auto (JSON unless stderr is a terminal)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests")
+	fs.StringVar(&o.PprofListen, "pprof-listen", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off when empty")
 	fs.DurationVar(&o.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send its request headers")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: registry [flags]\n\nunireg: an OCI Distribution registry (and npm registry).\n"+

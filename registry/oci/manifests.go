@@ -102,7 +102,7 @@ func (h *Handler) resolve(q *request, name string, ref reference) (digest.Digest
 // revisionMediaType returns the media type of a manifest in a repository, or
 // MANIFEST_UNKNOWN.
 func (h *Handler) revisionMediaType(q *request, name string, d digest.Digest) (string, error) {
-	b, err := h.reads.read(q.r.Context(), revisionKey(name, d))
+	b, err := h.reads.readImmutable(q.r.Context(), revisionKey(name, d))
 	if errors.Is(err, storage.ErrNotFound) {
 		return "", newError(http.StatusNotFound, CodeManifestUnknown, "manifest %s unknown in repository %s", d, name)
 	}
@@ -126,7 +126,7 @@ func (h *Handler) getManifest(q *request) error {
 	if err != nil {
 		return err
 	}
-	body, err := h.reads.read(q.r.Context(), blobKey(d))
+	body, err := h.reads.readImmutable(q.r.Context(), blobKey(d))
 	if errors.Is(err, storage.ErrNotFound) {
 		return newError(http.StatusNotFound, CodeManifestUnknown, "manifest %s unknown", d)
 	}
@@ -405,7 +405,9 @@ func (h *Handler) deleteManifest(q *request) error {
 	if err := h.untagDigest(q, name, d); err != nil {
 		return err
 	}
-	if err := h.store.Delete(ctx, revisionKey(name, d)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+	err = h.store.Delete(ctx, revisionKey(name, d))
+	h.reads.drop(revisionKey(name, d)) // after the delete: no read can cache it again
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return err
 	}
 	if err := h.dropReferrer(q, name, d); err != nil {

@@ -1,27 +1,85 @@
 package oci
 
 import (
-	"regexp"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 )
 
-var (
-	// The grammar of the distribution spec.
-	nameRE = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$`)
-	tagRE  = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
-)
+// The grammar of the distribution spec, which names_test.go checks these
+// hand-written matchers against (they run on every request, where the
+// regular expressions cost more than the rest of the routing):
+//
+//	name: [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*
+//	tag:  [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}
 
 // maxNameLength bounds repository names (Distribution uses 255).
 const maxNameLength = 255
 
 // ValidName reports whether name is a valid repository name.
 func ValidName(name string) bool {
-	return len(name) <= maxNameLength && nameRE.MatchString(name)
+	if len(name) > maxNameLength {
+		return false
+	}
+	for {
+		component, rest, more := strings.Cut(name, "/")
+		if !validComponent(component) {
+			return false
+		}
+		if !more {
+			return true
+		}
+		name = rest
+	}
 }
 
+// validComponent matches [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*.
+func validComponent(c string) bool {
+	i := 0
+	for {
+		start := i
+		for i < len(c) && lowerAlnum(c[i]) {
+			i++
+		}
+		if i == start {
+			return false // empty run: at the start, or after a separator
+		}
+		if i == len(c) {
+			return true
+		}
+		switch c[i] {
+		case '.':
+			i++
+		case '_':
+			i++
+			if i < len(c) && c[i] == '_' {
+				i++
+			}
+		case '-':
+			for i < len(c) && c[i] == '-' {
+				i++
+			}
+		default:
+			return false
+		}
+	}
+}
+
+func lowerAlnum(b byte) bool { return 'a' <= b && b <= 'z' || '0' <= b && b <= '9' }
+
 // ValidTag reports whether tag is a valid tag.
-func ValidTag(tag string) bool { return tagRE.MatchString(tag) }
+func ValidTag(tag string) bool {
+	if len(tag) == 0 || len(tag) > 128 || tag[0] == '.' || tag[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(tag); i++ {
+		b := tag[i]
+		if !(lowerAlnum(b) || 'A' <= b && b <= 'Z' || b == '_' || b == '.' || b == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // ParseDigest parses and validates a digest of a supported algorithm
 // (sha256 or sha512).

@@ -3,19 +3,24 @@ package oci
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/unireg/unireg/registry/storage"
 )
 
 // readCache keeps the small objects that GETs read over and over (tags,
-// revision links, manifests) and checks each against the storage's current
-// version of the object on every read: a Stat instead of an open and a read,
-// and never stale, not even when another process on the same storage (a
-// replica) changed or deleted the object.
+// revision links, manifests). A mutable object (a tag) is checked against
+// the storage's current version on every read: a Stat instead of an open and
+// a read, and never stale, not even when another process on the same storage
+// (a replica) moved it. A content-addressed object (a manifest, a revision
+// link) never changes while it exists; it is re-checked at most once per
+// recheck interval, so a deletion by another replica shows within that time
+// (a deletion through this process shows at once: see drop).
 type readCache struct {
 	store   storage.Driver
-	budget  int64 // total bytes kept
-	maxItem int64 // larger objects are read but not kept
+	budget  int64         // total bytes kept
+	maxItem int64         // larger objects are read but not kept
+	recheck time.Duration // see readImmutable
 
 	mu    sync.Mutex
 	size  int64
@@ -25,14 +30,31 @@ type readCache struct {
 type cachedObject struct {
 	version string
 	data    []byte
+	checked time.Time // when the storage last confirmed version
 }
 
+// recheckImmutable is how long a content-addressed object is served from
+// memory before its existence is checked again.
+const recheckImmutable = time.Second
+
 func newReadCache(store storage.Driver, budget int64) *readCache {
-	return &readCache{store: store, budget: budget, maxItem: budget / 16, items: map[string]cachedObject{}}
+	return &readCache{store: store, budget: budget, maxItem: budget / 16, recheck: recheckImmutable, items: map[string]cachedObject{}}
+}
+
+// readImmutable is read for a content-addressed object.
+func (c *readCache) readImmutable(ctx context.Context, key string) ([]byte, error) {
+	c.mu.Lock()
+	o, ok := c.items[key]
+	c.mu.Unlock()
+	if ok && time.Since(o.checked) < c.recheck {
+		return o.data, nil
+	}
+	return c.read(ctx, key)
 }
 
 // read returns the object's content; the caller must not modify it.
 func (c *readCache) read(ctx context.Context, key string) ([]byte, error) {
+	now := time.Now()
 	info, err := c.store.Stat(ctx, key)
 	if err != nil {
 		c.drop(key)
@@ -42,6 +64,12 @@ func (c *readCache) read(ctx context.Context, key string) ([]byte, error) {
 	o, ok := c.items[key]
 	c.mu.Unlock()
 	if ok && o.version == info.Version {
+		o.checked = now
+		c.mu.Lock()
+		if cur, still := c.items[key]; still && cur.version == o.version {
+			c.items[key] = o
+		}
+		c.mu.Unlock()
 		return o.data, nil
 	}
 	b, info, err := storage.ReadAll(ctx, c.store, key)
@@ -50,7 +78,7 @@ func (c *readCache) read(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(b)) <= c.maxItem && info.Version != "" {
-		c.put(key, cachedObject{version: info.Version, data: b})
+		c.put(key, cachedObject{version: info.Version, data: b, checked: now})
 	}
 	return b, nil
 }

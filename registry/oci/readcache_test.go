@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/unireg/unireg/registry/storage"
 	"github.com/unireg/unireg/registry/storage/inmemory"
@@ -36,6 +37,39 @@ func TestReadCacheFollowsTheStorage(t *testing.T) {
 	}
 	if _, err := c.read(ctx, "tags/v1"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("after a delete elsewhere, read err = %v, want not found", err)
+	}
+}
+
+// A content-addressed object is served from memory for up to the recheck
+// interval, then its deletion by another process shows.
+func TestReadCacheRechecksImmutableObjects(t *testing.T) {
+	ctx := context.Background()
+	store := inmemory.New()
+	c := newReadCache(store, 1<<20)
+	c.recheck = 20 * time.Millisecond
+	store.Put(ctx, "blobs/m", bytes.NewReader([]byte("manifest")), storage.Condition{})
+	if b, err := c.readImmutable(ctx, "blobs/m"); err != nil || string(b) != "manifest" {
+		t.Fatalf("read = %q, %v", b, err)
+	}
+	store.Delete(ctx, "blobs/m")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := c.readImmutable(ctx, "blobs/m")
+		if errors.Is(err, storage.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a deleted object is still served after the recheck interval (err %v)", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// A local drop takes effect at once.
+	store.Put(ctx, "blobs/n", bytes.NewReader([]byte("n")), storage.Condition{})
+	c.readImmutable(ctx, "blobs/n")
+	store.Delete(ctx, "blobs/n")
+	c.drop("blobs/n")
+	if _, err := c.readImmutable(ctx, "blobs/n"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("after drop, err = %v", err)
 	}
 }
 
