@@ -22,7 +22,12 @@ type client struct {
 	http     *http.Client
 
 	mu     sync.Mutex
-	tokens map[string]string // scope → JWT
+	tokens map[string]cachedToken // by scope
+}
+
+type cachedToken struct {
+	jwt     string
+	expires time.Time
 }
 
 func newClient(base, user, password string, conns int) (*client, error) {
@@ -40,7 +45,7 @@ func newClient(base, user, password string, conns int) (*client, error) {
 		WriteBufferSize:     256 << 10,
 		ReadBufferSize:      256 << 10,
 	}
-	return &client{base: u, user: user, password: password, http: &http.Client{Transport: tr}, tokens: map[string]string{}}, nil
+	return &client{base: u, user: user, password: password, http: &http.Client{Transport: tr}, tokens: map[string]cachedToken{}}, nil
 }
 
 func (c *client) url(path string) string { return c.base.String() + path }
@@ -87,10 +92,17 @@ func (c *client) do(req *http.Request, scope string, body func() io.Reader) (*ht
 	return c.http.Do(req)
 }
 
+// token is the cached JWT for scope, or "" when there is none that stays
+// valid for the next 30 seconds (a retried request cannot resend a body
+// already streamed, so tokens are renewed before they expire, not after).
 func (c *client) token(scope string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.tokens[scope]
+	t := c.tokens[scope]
+	if time.Until(t.expires) < 30*time.Second {
+		return ""
+	}
+	return t.jwt
 }
 
 // fetchToken runs the Docker token flow for scope and caches the result.
@@ -126,6 +138,7 @@ func (c *client) fetchToken(challenge, scope string) (string, error) {
 	var body struct {
 		Token       string `json:"token"`
 		AccessToken string `json:"access_token"`
+		ExpiresIn   int    `json:"expires_in"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 		return "", err
@@ -134,8 +147,11 @@ func (c *client) fetchToken(challenge, scope string) (string, error) {
 	if tok == "" {
 		tok = body.AccessToken
 	}
+	if body.ExpiresIn <= 0 {
+		body.ExpiresIn = 60 // the Docker token spec's default
+	}
 	c.mu.Lock()
-	c.tokens[scope] = tok
+	c.tokens[scope] = cachedToken{jwt: tok, expires: time.Now().Add(time.Duration(body.ExpiresIn) * time.Second)}
 	c.mu.Unlock()
 	return tok, nil
 }

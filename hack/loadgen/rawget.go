@@ -68,6 +68,7 @@ func (g *rawGetter) roundTrip(keep bool) (int, int64, []byte, string, error) {
 		}
 		g.conn, g.br = c, bufio.NewReaderSize(c, 64<<10)
 	}
+	g.conn.SetDeadline(time.Now().Add(30 * time.Second)) // a stalled server fails the request
 	if _, err := g.conn.Write(g.req); err != nil {
 		return 0, 0, nil, "", err
 	}

@@ -20,7 +20,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 state=${LOCAL_CLUSTER_DIR:-$root/.cache/local-cluster}
 run=/run/unireg-local-cluster
 logs=$state/logs
-pids=$state/pids
+pids=$run/pids # on tmpfs: gone after a reboot, so a stale PID never names another process
 pki=$state/pki
 kubeconfig=$state/kubeconfig
 sock=$run/containerd.sock
@@ -45,7 +45,12 @@ kctl() { "$bins/kubectl" --kubeconfig "$kubeconfig" "$@"; }
 
 running() { # component
   local f="$pids/$1.pid"
-  [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+  [ -f "$f" ] && ours "$1" "$(cat "$f")"
+}
+
+# ours tells whether pid is alive and runs the component's binary.
+ours() { # component pid
+  [ -r "/proc/$2/cmdline" ] && tr '\0' ' ' <"/proc/$2/cmdline" | grep -- "$1" >/dev/null
 }
 
 start() { # component command...
@@ -200,11 +205,18 @@ EOF
 }
 
 # record_outside_dirs remembers which of the node's outside folders were
-# absent before the first up, so that down removes exactly those.
+# absent before the first up, so that down removes exactly those; and
+# whether iptables already had KUBE-/CNI- rules (another cluster's), which
+# down then leaves alone.
 record_outside_dirs() {
   [ -f "$state/created-dirs" ] && return
   : >"$state/created-dirs"
   for d in "${outside_dirs[@]}"; do [ -e "$d" ] || echo "$d" >>"$state/created-dirs"; done
+  rm -f "$state/iptables-foreign"
+  for tool in iptables ip6tables; do
+    command -v "$tool-save" >/dev/null || continue
+    if "$tool-save" | grep -E 'KUBE-|CNI-' >/dev/null; then echo "$tool" >>"$state/iptables-foreign"; fi
+  done
 }
 
 all_running() {
@@ -309,7 +321,7 @@ stop_pid() { # component
   local f="$pids/$1.pid" pid
   [ -f "$f" ] || return 0
   pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
+  if ours "$1" "$pid"; then
     log "stopping $1"
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
@@ -343,7 +355,7 @@ cmd_down() {
   # Pod network namespaces, the bridge, and the rules kube-proxy and the
   # CNI plugins wrote.
   for ns in /run/netns/cni-*; do
-    [ -e "$ns" ] || continue
+    [ -e "$ns" ] && [ -f "$state/created-dirs" ] || continue
     [ "$ns" -nt "$state/created-dirs" ] || continue # older than the cluster: not ours
     umount "$ns" 2>/dev/null || true
     rm -f "$ns"
@@ -351,9 +363,13 @@ cmd_down() {
   ip link del "$bridge" 2>/dev/null || true
   for tool in iptables ip6tables; do
     command -v "$tool-save" >/dev/null || continue
+    if grep -qx "$tool" "$state/iptables-foreign" 2>/dev/null; then
+      log "$tool had KUBE-/CNI- rules before this cluster: leaving them all in place"
+      continue
+    fi
     # (grep without -q: an early exit would fail iptables-save under pipefail)
     if "$tool-save" | grep -E 'KUBE-|CNI-' >/dev/null; then
-      "$tool-save" | grep -vE 'KUBE-|CNI-' | "$tool-restore"
+      "$tool-save" | grep -vE 'KUBE-|CNI-' | "$tool-restore" || log "$tool-restore failed: remove the KUBE-/CNI- rules by hand"
     fi
   done
   # Mounts under our folders (kubelet volumes, containerd snapshots), deepest first.
@@ -371,7 +387,7 @@ cmd_down() {
   rm -rf "$run"
   # Keep the PKI (reused by the next up) and the logs (for the post-mortem).
   rm -rf "$state/containerd" "$state/etcd" "$state/kubelet" "$state/pod-logs" \
-    "$state/cni" "$state/volumes" "$state/created-dirs" "$pids"
+    "$state/cni" "$state/volumes" "$state/created-dirs" "$state/iptables-foreign"
   log "down"
 }
 

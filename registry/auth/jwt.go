@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -123,8 +124,7 @@ func (j *JWTIssuer) Verify(token string) (*Identity, error) {
 	v, ok := j.verified[token]
 	j.mu.RUnlock()
 	if ok && now.Before(v.expiresAt) && !now.Before(v.notBefore) {
-		id := v.id
-		return &id, nil
+		return v.id.clone(), nil
 	}
 	id, c, err := j.verify(token)
 	j.mu.Lock()
@@ -136,12 +136,21 @@ func (j *JWTIssuer) Verify(token string) (*Identity, error) {
 	if len(j.verified) >= maxVerifiedJWTs {
 		clear(j.verified)
 	}
-	v = verifiedJWT{id: *id, expiresAt: c.ExpiresAt.Time}
+	v = verifiedJWT{id: *id.clone(), expiresAt: c.ExpiresAt.Time}
 	if c.NotBefore != nil {
 		v.notBefore = c.NotBefore.Time
 	}
 	j.verified[token] = v
 	return id, nil
+}
+
+// clone copies an identity with its own scope slices, so that what one
+// request's caller does with it never reaches the cache or another request.
+func (id *Identity) clone() *Identity {
+	c := *id
+	c.Scopes = slices.Clone(id.Scopes)
+	c.mountable = slices.Clone(id.mountable)
+	return &c
 }
 
 // verify does the work of Verify and returns the token's claims too.

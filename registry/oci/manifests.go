@@ -363,6 +363,7 @@ func (h *Handler) storeManifest(q *request, name string, d digest.Digest, mediaT
 	if _, err := h.store.Put(ctx, revisionKey(name, d), strings.NewReader(mediaType), storage.Condition{}); err != nil {
 		return fmt.Errorf("link manifest %s: %w", d, err)
 	}
+	h.reads.drop(revisionKey(name, d)) // its media type may have changed
 	h.emit(q, Event{Action: "manifest.pushed", Repository: name, Digest: d.String(), MediaType: mediaType})
 	for _, t := range tags {
 		if _, err := h.store.Put(ctx, tagKey(name, t), strings.NewReader(d.String()), storage.Condition{}); err != nil {
@@ -406,7 +407,7 @@ func (h *Handler) deleteManifest(q *request) error {
 		return err
 	}
 	err = h.store.Delete(ctx, revisionKey(name, d))
-	h.reads.drop(revisionKey(name, d)) // after the delete: no read can cache it again
+	h.reads.drop(revisionKey(name, d)) // a read racing the delete may still cache it, for at most the recheck interval
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return err
 	}

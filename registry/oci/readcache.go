@@ -88,6 +88,7 @@ func (c *readCache) put(key string, o cachedObject) {
 	defer c.mu.Unlock()
 	if old, ok := c.items[key]; ok {
 		c.size -= int64(len(old.data))
+		delete(c.items, key)
 	}
 	for k, v := range c.items { // map order is random: a random eviction
 		if c.size+int64(len(o.data)) <= c.budget {

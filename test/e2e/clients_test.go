@@ -145,10 +145,14 @@ func npm(t *testing.T, dir, npmrc string, args ...string) (string, error) {
 	return command(t, dir, env, "npm", append(args, "--userconfig", npmrc)...)
 }
 
+// httpClient bounds every request of the suite, so that a hung registry
+// fails a step instead of stalling it.
+var httpClient = &http.Client{Timeout: 15 * time.Second}
+
 // bearer gets a JWT from a registry through the Docker token flow, with the
 // opaque token as the Basic password, for scope.
 func bearer(addr string, c credential, scope string) (string, int, error) {
-	resp, err := http.Get("http://" + addr + "/v2/")
+	resp, err := httpClient.Get("http://" + addr + "/v2/")
 	if err != nil {
 		return "", 0, err
 	}
@@ -166,7 +170,7 @@ func bearer(addr string, c credential, scope string) (string, int, error) {
 	q := url.Values{"service": {params["service"]}, "scope": {scope}}
 	req, _ := http.NewRequest(http.MethodGet, realm.String()+"?"+q.Encode(), nil)
 	req.SetBasicAuth(c.user, c.token)
-	resp, err = http.DefaultClient.Do(req)
+	resp, err = httpClient.Do(req)
 	if err != nil {
 		return "", 0, err
 	}
@@ -196,7 +200,7 @@ func do(t *testing.T, method, rawURL, jwt string, body []byte, header map[string
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, rawURL, err)
 	}
@@ -223,7 +227,9 @@ type minio struct {
 	accessKey, secretKey string
 }
 
-func startMinIO(t *testing.T) *minio {
+// startMinIO fails t when MinIO does not start, and stops it when owner
+// ends.
+func startMinIO(t, owner *testing.T) *minio {
 	t.Helper()
 	bin := tool(t, "E2E_MINIO", "tools/bin/minio")
 	ln, err := net.Listen("tcp", ":0")
@@ -233,7 +239,7 @@ func startMinIO(t *testing.T) *minio {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	m := &minio{port: port, accessKey: "unireg-e2e", secretKey: hex.EncodeToString(randomBytes(16))}
-	dir := t.TempDir()
+	dir := owner.TempDir()
 	cmd := exec.Command(bin, "server", filepath.Join(dir, "data"), "--address", fmt.Sprintf(":%d", port), "--console-address", "127.0.0.1:0", "--quiet")
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+m.accessKey, "MINIO_ROOT_PASSWORD="+m.secretKey, "MINIO_BROWSER=off", "MINIO_UPDATE=off")
 	logf, _ := os.Create(filepath.Join(dir, "minio.log"))
@@ -241,9 +247,9 @@ func startMinIO(t *testing.T) *minio {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
+	owner.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
 	eventually(t, time.Minute, "MinIO live", func() (bool, string) {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/minio/health/live", port))
+		resp, err := httpClient.Get(fmt.Sprintf("http://127.0.0.1:%d/minio/health/live", port))
 		if err != nil {
 			return false, err.Error()
 		}

@@ -91,6 +91,7 @@ type suite struct {
 	sampleAddr     string     // the sample registry's Service, from the host
 	nodeHost       string     // the sample registry's ClusterIP:port, what nodes pull from
 	workloadDigest string
+	workloadLayout string     // the workload image as an OCI layout folder
 	keeper         credential // a token that outlives the revocation step
 	s3             credential // the S3 registry's token
 	s3Pods         map[string]string
@@ -201,7 +202,7 @@ func (s *suite) pushAndPublish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
+	dir := filepath.Join(s.k.root.TempDir(), "workload") // step 5 pushes it again
 	p, err := layout.Write(dir, empty.Index)
 	if err != nil {
 		t.Fatal(err)
@@ -210,7 +211,7 @@ func (s *suite) pushAndPublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, _ := img.Digest()
-	s.workloadDigest = d.String()
+	s.workloadDigest, s.workloadLayout = d.String(), dir
 	ref := s.sampleAddr + "/" + workloadRepo + ":v1"
 	if out, err := crane(t, cfg, "push", dir, ref); err != nil {
 		t.Fatalf("crane push %s: %v\n%s", ref, err, out)
@@ -254,13 +255,12 @@ func (s *suite) kubeletPulls(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.nodeHost = fmt.Sprintf("%s:%d", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port)
-	if _, ok := s.sample.dockerCfg[s.nodeHost]; !ok {
-		// The operator fills it in once the Service has its IP.
+	// The operator fills the ClusterIP in once the Service has it.
+	eventually(t, time.Minute, "the pull secret to carry a credential for "+s.nodeHost, func() (bool, string) {
 		s.sample = s.tokenCredential(t, sampleToken)
-		if _, ok := s.sample.dockerCfg[s.nodeHost]; !ok {
-			t.Fatalf("the pull secret has no credential for %s, the address nodes pull from", s.nodeHost)
-		}
-	}
+		_, ok := s.sample.dockerCfg[s.nodeHost]
+		return ok, fmt.Sprintf("hosts %v", keys(s.sample.dockerCfg))
+	})
 	if trust := os.Getenv("E2E_NODE_TRUST"); trust != "" {
 		if out, err := exec.Command("sh", "-c", trust+` "$0"`, s.nodeHost).CombinedOutput(); err != nil {
 			t.Fatalf("E2E_NODE_TRUST %s: %v\n%s", s.nodeHost, err, out)
@@ -281,8 +281,12 @@ func (s *suite) kubeletPulls(t *testing.T) {
 				if c.State.Running != nil {
 					t.Fatalf("a pod without the pull secret runs the private image")
 				}
-				if w := c.State.Waiting; w != nil {
-					return w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff", w.Reason + ": " + w.Message
+				if w := c.State.Waiting; w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff") {
+					// Refused for want of credentials, not for any other reason.
+					msg := strings.ToLower(w.Message)
+					return strings.Contains(msg, "authoriz") || strings.Contains(msg, "401"), w.Reason + ": " + w.Message
+				} else if w != nil {
+					return false, w.Reason + ": " + w.Message
 				}
 			}
 		}
@@ -333,7 +337,7 @@ func (s *suite) workloadPods(t *testing.T, app string) []corev1.Pod {
 // and an upload started on one finishes on the other.
 func (s *suite) twoReplicasOnS3(t *testing.T) {
 	s.k.t = t
-	m := startMinIO(s.k.root) // outlives this step: step 5 uses the replicas
+	m := startMinIO(t, s.k.root) // outlives this step: step 5 uses the replicas
 	ctx := context.Background()
 	endpoint := fmt.Sprintf("http://%s:%d", s.k.nodeAddress(), m.port)
 	objs := []client.Object{
@@ -511,10 +515,15 @@ func (s *suite) revocation(t *testing.T) {
 	}
 	t.Logf("deleted tokens refused by all %d replicas %s after deletion", len(replicas), time.Since(start).Round(time.Millisecond))
 
-	// A real push with the old token fails; npm refuses it too.
+	// A real push with the old token fails, refused by the token flow; npm
+	// refuses the token too.
 	cfg := s.sample.dockerConfigDir(t, s.sampleAddr)
-	if out, err := crane(t, cfg, "copy", s.sampleAddr+"/"+workloadRepo+":v1", s.sampleAddr+"/acme/revoked:v1"); err == nil {
+	out, err := crane(t, cfg, "push", s.workloadLayout, s.sampleAddr+"/acme/revoked:v1")
+	if err == nil {
 		t.Fatalf("crane push with a deleted token succeeded:\n%s", out)
+	}
+	if !strings.Contains(strings.ToLower(out), "unauthorized") && !strings.Contains(out, "401") {
+		t.Fatalf("crane push with a deleted token failed for another reason:\n%s", out)
 	}
 	code, _, _ := do(t, http.MethodGet, "http://"+s.sampleAddr+"/npm/-/whoami", s.sample.token, nil, nil)
 	if code != http.StatusUnauthorized {
@@ -574,4 +583,12 @@ func (s *suite) upgrade(t *testing.T) {
 		t.Fatalf("crane copy with a token issued before the upgrade: %v\n%s", err, out)
 	}
 	s.npmInstall(t, s.keeper.npmrcFile(t, addr))
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
