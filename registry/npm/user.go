@@ -215,6 +215,11 @@ func (h *Handler) createToken(q *request) error {
 			return newError(http.StatusUnauthorized, "the password must be a valid token of %s", subjectOf(q.id))
 		}
 	}
+	if q.id.Issued() {
+		// A token-flow JWT lives minutes; a token made from it would
+		// outlive it. Tokens come from tokens.
+		return newError(http.StatusForbidden, "a token-flow JWT cannot create tokens; use a registry token")
+	}
 	if len(q.id.Scopes) == 0 {
 		return newError(http.StatusForbidden, "%s has no scopes to hand to a new token", subjectOf(q.id))
 	}
