@@ -162,6 +162,16 @@ conformance: build conformance-tool minio ## OCI conformance suite, every toggle
 	hack/with-minio.sh hack/run-conformance.sh token
 	hack/with-minio.sh hack/run-conformance.sh anonymous
 
+FUZZTIME ?= 30s
+FUZZ_TARGETS := registry/auth:FuzzParseScope registry/auth:FuzzCredentialsFrom registry/authstore:FuzzParse \
+	registry/oci:FuzzNameAndTag registry/oci:FuzzParseContentRange registry/oci:FuzzParseDigest \
+	registry/npm:FuzzSplitPublishBody
+
+.PHONY: fuzz
+fuzz: ## Run each Go fuzz target for $(FUZZTIME) (see docs/security.md). Not part of make test; the seeds run there.
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$fn ./$$pkg"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg/ || exit 1; done
+
 .PHONY: bench
 bench: ## Load-test a fresh registry and the bare baseline (hack/loadgen); results in bin/bench. Not part of make test.
 	hack/bench.sh

@@ -76,7 +76,9 @@ func CredentialsFrom(r *http.Request) Credentials {
 	case strings.EqualFold(scheme, "bearer") && strings.TrimSpace(rest) != "":
 		return Credentials{Bearer: strings.TrimSpace(rest)}
 	case strings.EqualFold(scheme, "basic"):
-		if u, p, ok := r.BasicAuth(); ok {
+		// Empty Basic credentials (":") are refused like malformed ones: a
+		// header that was sent never reads as anonymous.
+		if u, p, ok := r.BasicAuth(); ok && (u != "" || p != "") {
 			return Credentials{Username: u, Password: p}
 		}
 	}
