@@ -76,9 +76,10 @@ func CredentialsFrom(r *http.Request) Credentials {
 	case strings.EqualFold(scheme, "bearer") && strings.TrimSpace(rest) != "":
 		return Credentials{Bearer: strings.TrimSpace(rest)}
 	case strings.EqualFold(scheme, "basic"):
-		// Empty Basic credentials (":") are refused like malformed ones: a
-		// header that was sent never reads as anonymous.
-		if u, p, ok := r.BasicAuth(); ok && (u != "" || p != "") {
+		// Empty Basic credentials (":") read as none: clients without
+		// credentials send them (the OCI conformance suite does), and they
+		// carry no secret, so they can grant nothing beyond anonymous.
+		if u, p, ok := r.BasicAuth(); ok {
 			return Credentials{Username: u, Password: p}
 		}
 	}
