@@ -349,8 +349,16 @@ var npmMatrix = []struct {
 	{"search", "GET", "/npm/-/v1/search?text=pkg", "", "DDADADDDDDDDA"},
 	{"whoami", "GET", "/npm/-/whoami", "", "DAAAADDDDADDA"},
 	{"token list", "GET", "/npm/-/npm/v1/tokens", "", "DAAAADDDDADDA"},
-	// A token-flow JWT may not mint a long-lived token.
-	{"token create", "POST", "/npm/-/npm/v1/tokens", `{"readonly":true}`, "DAAAADDDDDDDA"},
+	// Neither a token-flow JWT nor a read-only token may mint tokens.
+	{"token create", "POST", "/npm/-/npm/v1/tokens", `{"readonly":true}`, "DADADDDDDDDDA"},
+	// Revoking the owner's read-only npm token: only the owner may; for
+	// anyone else it is not theirs (404, counted as D).
+	{"token revoke", "DELETE", "/npm/-/npm/v1/tokens/token/{K}", "", "DDDDDDDDDDDDA"},
+	// Logging out revokes the token the request is made with ({T}).
+	{"logout", "DELETE", "/npm/-/user/token/{T}", "", "DAAAADDDDADDA"},
+	// The audit endpoints answer "no advisories" to everyone: they read
+	// nothing of the registry's content.
+	{"audit", "POST", "/npm/-/npm/v1/security/advisories/bulk", `{}`, "AAAAAAAAAAAAA"},
 }
 
 func TestAuthorizationMatrixNPM(t *testing.T) {
@@ -362,7 +370,13 @@ func TestAuthorizationMatrixNPM(t *testing.T) {
 			t.Run(row.name+"/"+caller.name, func(t *testing.T) {
 				w := newMatrixWorld(t)
 				rev := w.publishNPM()
-				path := strings.ReplaceAll(row.path, "{R}", rev)
+				probe, _ := http.NewRequest("GET", "/", nil)
+				asNPM(caller, w, probe)
+				presented := strings.TrimPrefix(probe.Header.Get("Authorization"), "Bearer ")
+				if presented == "" {
+					presented = "none" // an anonymous caller names some token
+				}
+				path := strings.NewReplacer("{R}", rev, "{K}", strings.TrimPrefix(auth.HashToken(w.npmReadonly), "sha256:"), "{T}", presented).Replace(row.path)
 				body := []byte(row.body)
 				switch row.body {
 				case "publish":
@@ -411,6 +425,9 @@ func npmOutcome(t *testing.T, row string, resp *http.Response) byte {
 	}
 	if code >= 200 && code < 300 {
 		return 'A'
+	}
+	if row == "token revoke" && code == http.StatusNotFound {
+		return 'D' // not the caller's token
 	}
 	if row == "tarball delete" && code == http.StatusConflict {
 		// Past authorisation, refused because the published version still

@@ -215,13 +215,11 @@ func (h *Handler) createToken(q *request) error {
 			return newError(http.StatusUnauthorized, "the password must be a valid token of %s", subjectOf(q.id))
 		}
 	}
-	if q.id.Issued() {
-		// A token-flow JWT lives minutes; a token made from it would
-		// outlive it. Tokens come from tokens.
-		return newError(http.StatusForbidden, "a token-flow JWT cannot create tokens; use a registry token")
-	}
-	if len(q.id.Scopes) == 0 {
+	if len(q.id.Scopes) == 0 && !q.id.Issued() {
 		return newError(http.StatusForbidden, "%s has no scopes to hand to a new token", subjectOf(q.id))
+	}
+	if err := mayManageTokens(q.id); err != nil {
+		return err
 	}
 	readonly := body.Readonly || body.Permission == "read-only"
 	granted := q.id.Scopes
@@ -261,6 +259,9 @@ func (h *Handler) revokeToken(q *request) error {
 	if err := h.requireUser(q); err != nil {
 		return err
 	}
+	if err := mayManageTokens(q.id); err != nil {
+		return err
+	}
 	key := q.route.arg
 	if len(key) < 6 || strings.ContainsAny(key, "/.") {
 		return newError(http.StatusBadRequest, "invalid token key")
@@ -289,4 +290,22 @@ func (h *Handler) revokeToken(q *request) error {
 	h.emit(q, Event{Action: "token.revoked"})
 	q.w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// mayManageTokens refuses token creation and revocation to a token-flow JWT
+// (it lives minutes; a token made from it would outlive it) and to a
+// read-only credential (one that may only read or pull: a CI download
+// token must not mint or revoke credentials).
+func mayManageTokens(id *auth.Identity) error {
+	if id.Issued() {
+		return newError(http.StatusForbidden, "a token-flow JWT cannot manage tokens; use a registry token")
+	}
+	for _, s := range id.Scopes {
+		switch s.Action {
+		case auth.ActionRead, auth.ActionPull:
+		default:
+			return nil
+		}
+	}
+	return newError(http.StatusForbidden, "a read-only token cannot manage tokens")
 }
