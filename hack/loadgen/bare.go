@@ -116,15 +116,7 @@ func barePull(size int64) setupFunc {
 			if err != nil {
 				return 0, 0, err
 			}
-			if err := expect(resp, http.StatusOK); err != nil {
-				return 0, 0, err
-			}
-			h := sha256.New()
-			n, err := io.CopyBuffer(h, resp.Body, make([]byte, 256<<10))
-			resp.Body.Close()
-			if err == nil && hex.EncodeToString(h.Sum(nil)) != digest {
-				err = fmt.Errorf("digest mismatch")
-			}
+			n, err := readVerified(resp, digest, size)
 			return n, time.Since(start), err
 		}, nil
 	}

@@ -207,21 +207,29 @@ func blobPull(size int64) setupFunc {
 			if err != nil {
 				return 0, 0, err
 			}
-			if err := expect(resp, http.StatusOK); err != nil {
-				return 0, 0, err
-			}
-			h := sha256.New()
-			n, err := io.CopyBuffer(h, resp.Body, make([]byte, 256<<10))
-			resp.Body.Close()
-			if err != nil {
-				return n, 0, err
-			}
-			if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest || n != size {
-				return n, 0, fmt.Errorf("pulled %d bytes with digest %s, want %d bytes %s", n, got, size, digest)
-			}
-			return n, time.Since(start), nil
+			n, err := readVerified(resp, strings.TrimPrefix(digest, "sha256:"), size)
+			return n, time.Since(start), err
 		}, nil
 	}
+}
+
+// readVerified reads a 200 response's whole body, hashing it as it comes,
+// and checks its size and sha256 (lowercase hex). Both pull scenarios, the
+// registry's and the bare server's, use it, so they do the same work.
+func readVerified(resp *http.Response, wantHex string, size int64) (int64, error) {
+	if err := expect(resp, http.StatusOK); err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	h := sha256.New()
+	n, err := io.CopyBuffer(h, resp.Body, make([]byte, 256<<10))
+	if err != nil {
+		return n, err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != wantHex || n != size {
+		return n, fmt.Errorf("pulled %d bytes with sha256 %s, want %d bytes %s", n, got, size, wantHex)
+	}
+	return n, nil
 }
 
 const manifestType = "application/vnd.oci.image.manifest.v1+json"
