@@ -13,6 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -57,6 +60,8 @@ func Run(t *testing.T, newDriver func(t *testing.T) storage.Driver) {
 		{"ListOfEmptiedPrefixIsNotFound", testListOfEmptiedPrefixIsNotFound},
 		{"ListOfEmptyStoreRootIsEmpty", testListOfEmptyStoreRootIsEmpty},
 		{"InvalidKeysAreRejected", testInvalidKeysAreRejected},
+		{"HostileKeysCannotEscapeTheStore", testHostileKeysCannotEscapeTheStore},
+		{"LookalikeKeysAreLiteral", testLookalikeKeysAreLiteral},
 		{"ObjectIsSeekable", testObjectIsSeekable},
 		{"ReaderOpenedBeforeOverwriteSeesOldContent", testReaderOpenedBeforeOverwriteSeesOldContent},
 		{"ConcurrentReadersNeverSeePartialWrites", testConcurrentReadersNeverSeePartialWrites},
@@ -707,34 +712,55 @@ func testListOfEmptyStoreRootIsEmpty(t *testing.T, d storage.Driver) {
 	}
 }
 
-// invalidKeys are keys every method must refuse with storage.ErrInvalidKey.
+// invalidKeys are keys every method must refuse with storage.ErrInvalidKey:
+// they climb out of the store, are absolute, alias another key (empty or
+// "." segments), name a backend's own dot-files, or carry NUL or a
+// backslash (a separator on some systems). Climbs go one level up at most: a broken backend then damages nothing but
+// the test's own temporary directory.
 var invalidKeys = []string{
 	"",
 	".",
 	"..",
+	"...",
 	"../x",
+	"../etc/passwd",
 	"a/..",
 	"a/../b",
+	"a/b/../../../x",
 	"a/./b",
+	"./a",
+	"a/.",
+	"/",
 	"/abs",
+	"//etc/passwd",
 	"a/",
 	"a//b",
 	".hidden",
 	"a/.hidden",
 	".locks/00",
+	".appends/a/0",
 	"a/.tmp-123",
+	"\x00",
 	"a\x00b",
+	"a/\x00",
+	"a\x00/../b",
 	"a\\b",
 	"..\\x",
+	"a\\..\\..\\b",
+	"C:\\x",
 }
 
-func testInvalidKeysAreRejected(t *testing.T, d storage.Driver) {
-	ctx := t.Context()
-	put(t, d, "valid", "x")
-	methods := []struct {
-		name string
-		call func(key string) error
-	}{
+// keyedCall is a Driver method called with one key in the position under test.
+type keyedCall struct {
+	name string
+	call func(key string) error
+}
+
+// keyedCalls returns every Driver method (and Redirector's, when d has it)
+// with the key under test in each key position; the other position of Move
+// holds the valid key valid.
+func keyedCalls(ctx context.Context, d storage.Driver, valid string) []keyedCall {
+	calls := []keyedCall{
 		{"Stat", func(k string) error { return errOf(d.Stat(ctx, k)) }},
 		{"Open", func(k string) error { return errOf(d.Open(ctx, k)) }},
 		{"Put", func(k string) error {
@@ -743,14 +769,27 @@ func testInvalidKeysAreRejected(t *testing.T, d storage.Driver) {
 		{"PutIfNoneMatch", func(k string) error {
 			return errOf(d.Put(ctx, k, strings.NewReader("x"), storage.Condition{IfNoneMatch: true}))
 		}},
+		{"PutIfMatch", func(k string) error {
+			return errOf(d.Put(ctx, k, strings.NewReader("x"), storage.Condition{IfMatch: "any"}))
+		}},
 		{"Append", func(k string) error { return errOf(d.Append(ctx, k, 0, strings.NewReader("x"))) }},
 		{"MoveSource", func(k string) error { return d.Move(ctx, k, "moved") }},
-		{"MoveDestination", func(k string) error { return d.Move(ctx, "valid", k) }},
+		{"MoveDestination", func(k string) error { return d.Move(ctx, valid, k) }},
 		{"Delete", func(k string) error { return d.Delete(ctx, k) }},
 		{"DeleteAll", func(k string) error { return d.DeleteAll(ctx, k) }},
 		{"List", func(k string) error { return errOf(d.List(ctx, k)) }},
 	}
-	for _, m := range methods {
+	if rd, ok := d.(storage.Redirector); ok {
+		calls = append(calls, keyedCall{"RedirectURL", func(k string) error {
+			return errOf(rd.RedirectURL(ctx, k, time.Minute))
+		}})
+	}
+	return calls
+}
+
+func testInvalidKeysAreRejected(t *testing.T, d storage.Driver) {
+	put(t, d, "valid", "x")
+	for _, m := range keyedCalls(t.Context(), d, "valid") {
 		t.Run(m.name, func(t *testing.T) {
 			for _, k := range invalidKeys {
 				if k == "" && m.name == "List" {
@@ -767,6 +806,238 @@ func testInvalidKeysAreRejected(t *testing.T, d storage.Driver) {
 	}
 	if got := read(t, d, "valid"); got != "x" {
 		t.Errorf("valid = %q after the refused calls, want %q", got, "x")
+	}
+}
+
+// rooted is a driver that keeps its objects in a local directory (the
+// filesystem backend): the suite then also watches the directory around it.
+type rooted interface{ Root() string }
+
+// testHostileKeysCannotEscapeTheStore calls every method with keys aimed
+// outside the store, at a sentinel file next to a rooted driver's directory
+// among them: each call is refused with ErrInvalidKey, the store holds the
+// same objects afterwards, and (for a rooted driver) nothing outside its
+// directory was created, changed or removed. The driver's root should be a
+// fresh directory (t.TempDir()), so that nothing else changes beside it.
+func testHostileKeysCannotEscapeTheStore(t *testing.T, d storage.Driver) {
+	put(t, d, "valid", "x")
+	put(t, d, "dir/object", "y")
+	before := tree(t, d, "")
+	hostile := slices.Clone(invalidKeys)
+	var out *outside
+	if r, ok := d.(rooted); ok {
+		out = watchOutside(t, r.Root())
+		hostile = append(hostile, out.sentinelKeys()...)
+		out.arm(hostile)
+	}
+	for _, m := range keyedCalls(t.Context(), d, "valid") {
+		for _, k := range hostile {
+			if k == "" && m.name == "List" {
+				continue
+			}
+			if err := m.call(k); !errors.Is(err, storage.ErrInvalidKey) {
+				t.Errorf("%s(%q) = %v, want ErrInvalidKey", m.name, k, err)
+			}
+		}
+	}
+	if out != nil {
+		out.check(t)
+	}
+	if after := tree(t, d, ""); !maps.Equal(after, before) {
+		t.Errorf("store after the refused calls = %v, want %v", after, before)
+	}
+}
+
+// testLookalikeKeysAreLiteral: keys that a decoder or a careless reader could
+// take for a climb or a separator (percent-escapes, Unicode dots and
+// slashes, Cyrillic letters) are either refused or stored under exactly
+// that key. The store never decodes them: each shows up by its own name
+// and nothing else appears, inside the store or beside it.
+func testLookalikeKeysAreLiteral(t *testing.T, d storage.Driver) {
+	put(t, d, "x", "original")
+	put(t, d, "a/b", "original")
+	before := tree(t, d, "")
+	var out *outside
+	if r, ok := d.(rooted); ok {
+		out = watchOutside(t, r.Root())
+	}
+	lookalikes := []string{
+		"%2e%2e/x",
+		"%2e%2e%2fx",
+		"a%2fb",
+		"a%2F..%2F..%2Fx",
+		"%00",
+		"a%5cb",
+		"\u2024\u2024/x", // one-dot leaders
+		"\u2025/x",       // two-dot leader
+		"a\uff0fb",       // fullwidth solidus
+		"a\u2215b",       // division slash
+		"a\u2044b",       // fraction slash
+		"\uff0e\uff0e/x", // fullwidth full stops
+		"\u0430/b",       // Cyrillic a
+		"x\u200b",        // zero-width space
+		"a\u2216b",       // set minus, a backslash look-alike
+	}
+	if out != nil {
+		out.arm(lookalikes)
+	}
+	want := maps.Clone(before)
+	for _, k := range lookalikes {
+		content := "literal " + k
+		_, err := d.Put(t.Context(), k, strings.NewReader(content), storage.Condition{})
+		if errors.Is(err, storage.ErrInvalidKey) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("Put(%q): %v", k, err)
+		}
+		want[k] = content
+		if got := read(t, d, k); got != content {
+			t.Errorf("read %q = %q, want %q", k, got, content)
+		}
+	}
+	if got := tree(t, d, ""); !maps.Equal(got, want) {
+		t.Errorf("store after the look-alike keys = %v, want %v", got, want)
+	}
+	for _, k := range lookalikes {
+		if _, ok := want[k]; ok {
+			if err := d.Delete(t.Context(), k); err != nil {
+				t.Errorf("Delete(%q): %v", k, err)
+			}
+		}
+	}
+	if got := tree(t, d, ""); !maps.Equal(got, before) {
+		t.Errorf("store after deleting the look-alike keys = %v, want %v", got, before)
+	}
+	if out != nil {
+		out.check(t)
+	}
+}
+
+// tree returns every object under prefix, recursively, with its content.
+func tree(t *testing.T, d storage.Driver, prefix string) map[string]string {
+	t.Helper()
+	objects := map[string]string{}
+	for _, name := range list(t, d, prefix) {
+		key := name
+		if prefix != "" {
+			key = prefix + "/" + name
+		}
+		if _, err := d.Stat(t.Context(), key); err == nil {
+			objects[key] = read(t, d, key)
+		}
+		if _, err := d.List(t.Context(), key); errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		maps.Copy(objects, tree(t, d, key))
+	}
+	return objects
+}
+
+// outside watches the directory that holds a rooted driver's root: a
+// sentinel file there, and the directory's entries.
+type outside struct {
+	root, dir, sentinel string
+	entries             []string
+	keys                []string
+	existed             map[string]bool // naive targets of the keys that existed before
+}
+
+const sentinelContent = "the store must never touch this file"
+
+func watchOutside(t *testing.T, root string) *outside {
+	t.Helper()
+	dir := filepath.Dir(root)
+	f, err := os.CreateTemp(dir, "storagetest-sentinel-*")
+	if err != nil {
+		t.Fatalf("create sentinel beside the store: %v", err)
+	}
+	t.Cleanup(func() { os.Remove(f.Name()) })
+	_, err = f.WriteString(sentinelContent)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatalf("write sentinel: %v", err)
+	}
+	o := &outside{root: root, dir: dir, sentinel: f.Name()}
+	o.entries = o.list(t)
+	return o
+}
+
+// arm records which of the keys' naive targets outside the root exist now.
+func (o *outside) arm(keys []string) {
+	o.keys, o.existed = keys, map[string]bool{}
+	for _, k := range keys {
+		for _, p := range o.targets(k) {
+			if _, err := os.Lstat(p); err == nil {
+				o.existed[p] = true
+			}
+		}
+	}
+}
+
+// sentinelKeys returns keys aimed at the sentinel: relative climbs, its
+// absolute path, and a climb with backslashes.
+func (o *outside) sentinelKeys() []string {
+	name := filepath.Base(o.sentinel)
+	return []string{
+		"../" + name,
+		"a/../../" + name,
+		"..\\" + name,
+		filepath.ToSlash(o.sentinel),
+		"a/" + filepath.ToSlash(o.sentinel)[1:] + "/..",
+	}
+}
+
+func (o *outside) list(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir(o.dir)
+	if err != nil {
+		t.Fatalf("read %s: %v", o.dir, err)
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// targets returns where a key would land if a backend joined it to its
+// root without checking, with slashes or with backslashes as separators.
+func (o *outside) targets(key string) []string {
+	var out []string
+	for _, k := range []string{key, strings.ReplaceAll(key, "\\", "/")} {
+		candidates := []string{filepath.Join(o.root, k)}
+		if filepath.IsAbs(k) {
+			candidates = append(candidates, filepath.Clean(k))
+		}
+		for _, p := range candidates {
+			if rel, err := filepath.Rel(o.root, p); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// check fails t when the sentinel changed, an entry appeared or vanished
+// beside the root, or a naive target outside the root of an armed key was
+// created.
+func (o *outside) check(t *testing.T) {
+	t.Helper()
+	if b, err := os.ReadFile(o.sentinel); err != nil || string(b) != sentinelContent {
+		t.Errorf("sentinel %s beside the store = %q, %v; want it untouched", o.sentinel, b, err)
+	}
+	if got := o.list(t); !slices.Equal(got, o.entries) {
+		t.Errorf("entries beside the store = %q, want %q", got, o.entries)
+	}
+	for _, k := range o.keys {
+		for _, p := range o.targets(k) {
+			if _, err := os.Lstat(p); err == nil && !o.existed[p] {
+				t.Errorf("key %q: %s exists outside the store", k, p)
+			}
+		}
 	}
 }
 
