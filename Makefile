@@ -125,7 +125,7 @@ check-fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 .PHONY: unit
-unit: client-tools npm-clients minio envtest ## Go tests (unit, envtest, integration; race detector on).
+unit: client-tools npm-clients minio envtest conformance-tool ## Go tests (unit, envtest, integration; race detector on).
 	KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" $(GO) test -race -count=1 ./...
 
 .PHONY: unit-s3

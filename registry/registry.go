@@ -1,16 +1,48 @@
 // Package registry is unireg as a library: one http.Handler that serves the
-// OCI Distribution API (and, as the project grows, the npm registry) over a
-// pluggable storage.Driver, with pluggable authentication.
+// OCI Distribution v1.1 API and the npm registry API over a pluggable
+// [storage.Driver], with pluggable authentication and authorisation.
 //
-// A program builds one with New and mounts it anywhere an http.Handler fits:
+// A program builds one with New and mounts it anywhere an http.Handler fits
+// (net/http, echo, chi, ...):
 //
 //	reg, err := registry.New(ctx, registry.Config{Storage: inmemory.New()})
 //	...
 //	defer reg.Close()
 //	http.ListenAndServe(":5000", reg)
 //
+// By default it serves the OCI API at /v2/ with its token endpoint at
+// /token, the npm registry under /npm/, and /healthz, /readyz and /metrics.
+// OCI clients need /v2/ at the host root. [Config].OCI and [Config].NPM turn
+// a protocol or one of its features off, or move its prefix; a disabled
+// feature answers with its protocol's own error.
+//
+// # Authentication
+//
+// [Config].Authenticator turns a request's credentials (HTTP Basic or a
+// Bearer token) into an [auth.Identity]; [Config].Authorizer decides each
+// [auth.Access] (protocol, resource, action) of that identity. Both are small
+// interfaces of package auth, so a program can back them by its own user
+// database, OIDC or an API call. [auth.TokenStore] and [auth.ScopeAuthorizer]
+// are the built-in implementations, not special cases.
+//
+// # Storage
+//
+// [Config].Storage is a [storage.Driver]: a small interface over opaque
+// objects that knows nothing about OCI or npm. Packages storage/filesystem and
+// storage/s3 implement it for production, storage/inmemory for tests and
+// examples.
+//
+// # Parts and hooks
+//
+// [Registry.Storage], [Registry.Auth], [Registry.OCI] and [Registry.NPM]
+// return what New assembled, for programs that mount one protocol handler
+// themselves or protect routes of their own with the same auth.
+// [Config].OnEvent reports every successful write (image pushed, tag moved,
+// package published, token created, ...) with the identity that made it.
+//
 // cmd/registry is one user of this package: its flags and config file map
-// onto Config through package registry/config.
+// onto Config through package registry/config. docs/library.md in the
+// repository is the longer guide.
 package registry
 
 import (
@@ -28,6 +60,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/limit"
 	"github.com/unireg/unireg/registry/npm"
 	"github.com/unireg/unireg/registry/oci"
 	"github.com/unireg/unireg/registry/storage"
@@ -78,6 +111,22 @@ type Config struct {
 	ReadyChecks []ReadyCheck
 	// OnEvent is called after every successful write, with the identity.
 	OnEvent func(ctx context.Context, e Event)
+
+	// Limits bound what one client can hold of the server.
+	Limits Limits
+}
+
+// Limits bound what one client can hold of the server. The size limits of
+// each protocol are in OCIConfig and NPMConfig.
+type Limits struct {
+	// BodyRate bounds how slowly a request body may arrive (by default a
+	// pause of at most a minute, and 1 KiB/s on average after the first
+	// minute); a slower body fails with 408 and nothing of it is kept.
+	BodyRate limit.BodyRate
+	// UploadsPerIdentity is how many blob uploads and npm publishes one
+	// identity (one subject; all anonymous callers together) may stream at
+	// once (default 128); more answer 429. Negative: no bound.
+	UploadsPerIdentity int
 }
 
 // OCIConfig configures the OCI side.
@@ -157,6 +206,8 @@ type Registry struct {
 	oci     *oci.Handler
 	npm     *npm.Handler
 	metrics *metrics
+	uploads *limit.Uploads
+	handler http.Handler
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
@@ -183,7 +234,10 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 		}
 		cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
 	}
-	r := &Registry{cfg: cfg, done: make(chan struct{})}
+	if cfg.Limits.UploadsPerIdentity == 0 {
+		cfg.Limits.UploadsPerIdentity = 128
+	}
+	r := &Registry{cfg: cfg, done: make(chan struct{}), uploads: limit.NewUploads(cfg.Limits.UploadsPerIdentity)}
 	if !cfg.NPM.Disabled {
 		r.npm = r.newNPM()
 		if !cfg.NPM.DisableTokenAPI {
@@ -207,6 +261,7 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	}
 	r.metrics.watchUploads(r.uploadsInProgress)
 	r.echo = r.routes()
+	r.handler = limit.SlowBodies(r.echo, cfg.Limits.BodyRate)
 
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
@@ -257,6 +312,7 @@ func (r *Registry) newOCI() *oci.Handler {
 		RedirectBlobs:    r.cfg.OCI.RedirectBlobs,
 		DisableDelete:    r.cfg.OCI.DisableDelete,
 		DisableReferrers: r.cfg.OCI.DisableReferrers,
+		Uploads:          r.uploads,
 		Logger:           r.cfg.Logger,
 		Service:          r.cfg.TokenService,
 	}
@@ -284,6 +340,7 @@ func (r *Registry) newNPM() *npm.Handler {
 		DisableUnpublish: r.cfg.NPM.DisableUnpublish,
 		DisableSearch:    r.cfg.NPM.DisableSearch,
 		DisableTokenAPI:  r.cfg.NPM.DisableTokenAPI,
+		Uploads:          r.uploads,
 		Logger:           r.cfg.Logger,
 	}
 	if r.cfg.OnEvent != nil {
@@ -328,7 +385,7 @@ func (r *Registry) BaseURL(req *http.Request) string {
 }
 
 // ServeHTTP implements http.Handler.
-func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.echo.ServeHTTP(w, req) }
+func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.handler.ServeHTTP(w, req) }
 
 // Storage returns the storage driver.
 func (r *Registry) Storage() storage.Driver { return r.cfg.Storage }

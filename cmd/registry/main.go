@@ -64,7 +64,7 @@ func run(args []string) error {
 		Handler:           reg,
 		ReadHeaderTimeout: opts.ReadHeaderTimeout,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    opts.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	if opts.PprofListen != "" {

@@ -22,6 +22,7 @@ import (
 	"github.com/unireg/unireg/registry/auth"
 	"github.com/unireg/unireg/registry/auth/k8ssecret"
 	"github.com/unireg/unireg/registry/authstore"
+	"github.com/unireg/unireg/registry/limit"
 	"github.com/unireg/unireg/registry/storage"
 	"github.com/unireg/unireg/registry/storage/filesystem"
 	"github.com/unireg/unireg/registry/storage/s3"
@@ -101,6 +102,10 @@ func (o *Options) Build(ctx context.Context, log *slog.Logger) (*Built, error) {
 		PublicURL:       o.PublicURL,
 		Logger:          log,
 		Metrics:         metrics,
+		Limits: registry.Limits{
+			BodyRate:           limit.BodyRate{Idle: o.BodyIdleTimeout, MinBytesPerSecond: o.BodyMinRate},
+			UploadsPerIdentity: o.UploadsPerIdentity,
+		},
 		NPM: registry.NPMConfig{
 			Disabled:        !o.NPMEnabled,
 			Prefix:          o.NPMPrefix,

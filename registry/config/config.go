@@ -57,8 +57,12 @@ type Options struct {
 	ShutdownTimeout                          time.Duration
 	// PprofListen, when set, serves net/http/pprof on this address (off by
 	// default: profiles reveal internals; bind it to loopback).
-	PprofListen       string
-	ReadHeaderTimeout time.Duration
+	PprofListen        string
+	ReadHeaderTimeout  time.Duration
+	MaxHeaderBytes     int
+	BodyIdleTimeout    time.Duration
+	BodyMinRate        int64
+	UploadsPerIdentity int
 }
 
 // EnvName is the environment variable of a flag: UNIREG_ and the flag name in
@@ -106,6 +110,10 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests")
 	fs.StringVar(&o.PprofListen, "pprof-listen", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off when empty")
 	fs.DurationVar(&o.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send its request headers")
+	fs.IntVar(&o.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request line and headers, in bytes; larger requests get 431")
+	fs.DurationVar(&o.BodyIdleTimeout, "body-idle-timeout", time.Minute, "longest pause in a request body; a body that stops longer gets 408 and nothing of it is kept")
+	fs.Int64Var(&o.BodyMinRate, "body-min-rate", 1024, "slowest average rate of a request body after its first minute, in bytes per second (408 below it); negative: no minimum")
+	fs.IntVar(&o.UploadsPerIdentity, "uploads-per-identity", 128, "blob uploads and npm publishes one identity may stream at once (429 beyond); negative: no bound")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: registry [flags]\n\nunireg: an OCI Distribution registry (and npm registry).\n"+
 			"Every flag can also be set as environment variable UNIREG_<FLAG> (e.g. UNIREG_DATA_DIR)\n"+

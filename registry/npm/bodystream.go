@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/unireg/unireg/registry/limit"
 )
 
 // A publish body is JSON whose `_attachments` hold the tarball in base64:
@@ -33,14 +35,20 @@ type jsonReader struct {
 	max  int
 }
 
+// truncated is a read error inside the document: the body ending there is
+// io.ErrUnexpectedEOF; any other error (a broken or too slow body) stays.
+func truncated(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
 func (j *jsonReader) next() (byte, error) {
 	for {
 		c, err := j.br.ReadByte()
 		if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return 0, err
+			return 0, truncated(err)
 		}
 		switch c {
 		case ' ', '\t', '\r', '\n':
@@ -142,7 +150,7 @@ func (j *jsonReader) rawString() ([]byte, error) {
 	for {
 		c, err := j.br.ReadByte()
 		if err != nil {
-			return nil, io.ErrUnexpectedEOF
+			return nil, truncated(err)
 		}
 		out = append(out, c)
 		if len(out) > j.max {
@@ -152,7 +160,7 @@ func (j *jsonReader) rawString() ([]byte, error) {
 		case '\\':
 			e, err := j.br.ReadByte()
 			if err != nil {
-				return nil, io.ErrUnexpectedEOF
+				return nil, truncated(err)
 			}
 			out = append(out, e)
 		case '"':
@@ -180,8 +188,8 @@ func (j *jsonReader) copyValue() error {
 			}
 		case '{', '[':
 			depth++
-			if depth > 64 {
-				return fmt.Errorf("JSON nested deeper than 64 levels")
+			if depth > limit.DefaultJSONDepth {
+				return fmt.Errorf("%w: more than %d levels", limit.ErrTooDeep, limit.DefaultJSONDepth)
 			}
 			if err := j.emit(c); err != nil {
 				return err
@@ -213,7 +221,7 @@ func (j *jsonReader) copyValue() error {
 			return nil
 		}
 		if c, err = j.br.ReadByte(); err != nil {
-			return io.ErrUnexpectedEOF
+			return truncated(err)
 		}
 	}
 }
@@ -331,7 +339,7 @@ func (s *stringReader) Read(p []byte) (int, error) {
 		}
 		c, err := s.br.ReadByte()
 		if err != nil {
-			return n, io.ErrUnexpectedEOF
+			return n, truncated(err)
 		}
 		switch c {
 		case '"':
@@ -343,7 +351,7 @@ func (s *stringReader) Read(p []byte) (int, error) {
 		case '\\':
 			e, err := s.br.ReadByte()
 			if err != nil {
-				return n, io.ErrUnexpectedEOF
+				return n, truncated(err)
 			}
 			if e != '/' {
 				return n, fmt.Errorf("unexpected escape \\%c in attachment data", e)

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/limit"
 	"github.com/unireg/unireg/registry/storage"
 )
 
@@ -48,6 +49,9 @@ type Options struct {
 	// DisablePublish, DisableUnpublish, DisableSearch and DisableTokenAPI
 	// answer those endpoints with an npm error instead.
 	DisablePublish, DisableUnpublish, DisableSearch, DisableTokenAPI bool
+	// Uploads bounds the publish bodies one identity streams at once (nil:
+	// no bound); share one with the OCI handler to bound both together.
+	Uploads *limit.Uploads
 	// OnEvent is called after every successful write.
 	OnEvent func(ctx context.Context, e Event)
 	// Logger receives background messages.

@@ -13,6 +13,7 @@ import (
 	"net/http"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/limit"
 	"github.com/unireg/unireg/registry/storage"
 )
 
@@ -39,6 +40,13 @@ func (h *Handler) putPackage(q *request) error {
 			h.store.Delete(context.WithoutCancel(q.r.Context()), st.key)
 		}
 	}()
+	release, ok := h.opts.Uploads.Acquire(subjectOf(q.id))
+	if !ok {
+		q.w.Header().Set("Retry-After", "1")
+		return newError(http.StatusTooManyRequests, "%s already streams %d uploads, the most one identity may; finish one first",
+			subjectOf(q.id), h.opts.Uploads.Max())
+	}
+	defer release()
 	h.uploads.Add(1)
 	meta, atts, err := splitPublishBody(q.r.Body, h.opts.MaxDocumentSize, func(file string, data io.Reader) error {
 		if st != nil {
@@ -63,6 +71,9 @@ func (h *Handler) putPackage(q *request) error {
 		var e *Error
 		if errors.As(err, &e) {
 			return e
+		}
+		if errors.Is(err, limit.ErrBodyTooSlow) {
+			return err
 		}
 		if errors.Is(err, errBodyTooLarge) {
 			return newError(http.StatusRequestEntityTooLarge, "document exceeds %d bytes", h.opts.MaxDocumentSize)

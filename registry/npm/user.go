@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/limit"
 )
 
 // CredentialChecker authenticates credentials that arrive in a body (npm
@@ -25,6 +26,9 @@ func readJSON(q *request, max int64, v any) error {
 	}
 	if int64(len(b)) > max {
 		return newError(http.StatusRequestEntityTooLarge, "body exceeds %d bytes", max)
+	}
+	if err := limit.JSONDepth(b, limit.DefaultJSONDepth); err != nil {
+		return newError(http.StatusBadRequest, "invalid JSON body: %v", err)
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		return newError(http.StatusBadRequest, "invalid JSON body: %v", err)

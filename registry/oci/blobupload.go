@@ -246,9 +246,12 @@ func (h *Handler) appendReader(q *request, s *session, body io.Reader, want int6
 	if want >= 0 {
 		body = io.LimitReader(body, want+1)
 	}
-	h.uploads.Add(1)
+	done, err := h.startUploadBody(q)
+	if err != nil {
+		return err
+	}
 	n, err := h.store.Append(ctx, uploadDataKey(s.id), s.state.Offset, io.TeeReader(body, hh))
-	h.uploads.Add(-1)
+	done()
 	if err != nil {
 		return fmt.Errorf("append upload %s: %w", s.id, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/unireg/unireg/registry/limit"
 	"github.com/unireg/unireg/registry/requestlog"
 	"github.com/unireg/unireg/registry/storage"
 )
@@ -63,6 +64,9 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
 	switch {
 	case errors.As(err, &e):
+	case errors.Is(err, limit.ErrBodyTooSlow):
+		e = &Error{Status: http.StatusRequestTimeout, Code: CodeBlobUploadInvalid, Message: limit.Reason(err, limit.ErrBodyTooSlow)}
+		requestlog.Record(r, err)
 	case storage.IsUnavailable(err):
 		// Throttled or unreachable storage: the client may retry.
 		e = &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "storage is unavailable; retry later"}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/limit"
 	"github.com/unireg/unireg/registry/storage"
 )
 
@@ -60,6 +61,9 @@ type Options struct {
 	DisableDelete bool
 	// DisableReferrers answers the referrers API with UNSUPPORTED.
 	DisableReferrers bool
+	// Uploads bounds the upload bodies one identity streams at once (nil:
+	// no bound); share one with the npm handler to bound both together.
+	Uploads *limit.Uploads
 	// OnEvent is called after every successful write.
 	OnEvent func(ctx context.Context, e Event)
 	// Logger receives background messages (upload purges).
@@ -238,6 +242,19 @@ func (h *Handler) require(q *request, name string, actions ...string) error {
 	return nil
 }
 
+// startUploadBody counts one more upload body for the caller, or refuses it with
+// TOOMANYREQUESTS when the caller already streams as many as allowed.
+func (h *Handler) startUploadBody(q *request) (done func(), err error) {
+	release, ok := h.opts.Uploads.Acquire(subjectOf(q.id))
+	if !ok {
+		q.w.Header().Set("Retry-After", "1")
+		return nil, newError(http.StatusTooManyRequests, CodeTooManyRequests,
+			"%s already streams %d uploads, the most one identity may; finish one first", subjectOf(q.id), h.opts.Uploads.Max())
+	}
+	h.uploads.Add(1)
+	return func() { h.uploads.Add(-1); release() }, nil
+}
+
 func subjectOf(id *auth.Identity) string {
 	if id.Subject == "" {
 		return "anonymous"
@@ -250,9 +267,9 @@ func (h *Handler) challenge(q *request, scopes []string, msg string) error {
 	if h.opts.Realm == nil {
 		q.w.Header().Set("WWW-Authenticate", `Basic realm="unireg"`)
 	} else {
-		v := `Bearer realm="` + h.opts.Realm(q.r) + `",service="` + h.opts.Service + `"`
+		v := `Bearer realm=` + quoteParam(h.opts.Realm(q.r)) + `,service=` + quoteParam(h.opts.Service)
 		if len(scopes) > 0 {
-			v += `,scope="` + strings.Join(scopes, " ") + `"`
+			v += `,scope=` + quoteParam(strings.Join(scopes, " "))
 		}
 		if msg == "insufficient_scope" {
 			v += `,error="insufficient_scope"`
@@ -260,6 +277,13 @@ func (h *Handler) challenge(q *request, scopes []string, msg string) error {
 		q.w.Header().Set("WWW-Authenticate", v)
 	}
 	return newError(http.StatusUnauthorized, CodeUnauthorized, "%s", msg)
+}
+
+// quoteParam renders an auth-param value as an RFC 7235 quoted-string: the
+// realm echoes X-Forwarded-Host, where a bare quote would let a client add
+// parameters of its own to the challenge.
+func quoteParam(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
 func (h *Handler) serveBase(q *request) error {

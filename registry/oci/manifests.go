@@ -15,6 +15,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/limit"
 	"github.com/unireg/unireg/registry/storage"
 )
 
@@ -245,9 +246,15 @@ func parseManifest(contentType string, body []byte) (*manifestDoc, string, error
 	invalid := func(format string, args ...any) (*manifestDoc, string, error) {
 		return nil, "", newError(http.StatusBadRequest, CodeManifestInvalid, format, args...)
 	}
+	if err := limit.JSONDepth(body, limit.DefaultJSONDepth); err != nil {
+		return invalid("%v", err)
+	}
 	var doc manifestDoc
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return invalid("manifest is not valid JSON: %v", err)
+	}
+	if err := checkMemberNames(body); err != nil {
+		return invalid("%v", err)
 	}
 	mediaType := doc.MediaType
 	if contentType != "" {
@@ -295,6 +302,72 @@ func parseManifest(contentType string, body []byte) (*manifestDoc, string, error
 		}
 	}
 	return &doc, mediaType, nil
+}
+
+// The members the registry reads of a manifest and of a descriptor.
+var (
+	manifestMembers   = []string{"schemaVersion", "mediaType", "artifactType", "config", "layers", "manifests", "subject", "annotations"}
+	descriptorMembers = []string{"mediaType", "digest", "size", "urls", "annotations", "data", "platform", "artifactType"}
+)
+
+// checkMemberNames refuses a manifest that readers could see differently:
+// encoding/json matches member names case-insensitively and keeps the last
+// of duplicates, where other clients match exactly or keep the first, so
+// "Config" or a second "mediaType" would make the registry validate one
+// manifest while a client pulls another.
+func checkMemberNames(body []byte) error {
+	if err := checkObjectMembers(body, manifestMembers); err != nil {
+		return err
+	}
+	var descs struct {
+		Config    json.RawMessage   `json:"config"`
+		Layers    []json.RawMessage `json:"layers"`
+		Manifests []json.RawMessage `json:"manifests"`
+		Subject   json.RawMessage   `json:"subject"`
+	}
+	if err := json.Unmarshal(body, &descs); err != nil {
+		return err
+	}
+	for _, d := range append(append(descs.Layers, descs.Manifests...), descs.Config, descs.Subject) {
+		if err := checkObjectMembers(d, descriptorMembers); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkObjectMembers checks the member names of a JSON object (or null)
+// against the names the registry reads.
+func checkObjectMembers(obj json.RawMessage, names []string) error {
+	if len(obj) == 0 || string(obj) == "null" {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if _, err := dec.Token(); err != nil { // the opening brace
+		return err
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := t.(string)
+		for _, n := range names {
+			if key == n && seen[n] {
+				return fmt.Errorf("member %q appears twice", n)
+			}
+			if key != n && strings.EqualFold(key, n) {
+				return fmt.Errorf("member %q differs from %q only in case", truncate(key), n)
+			}
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func checkDescriptor(d ocispec.Descriptor) error {

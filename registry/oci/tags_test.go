@@ -2,7 +2,9 @@ package oci
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"testing"
 )
@@ -75,4 +77,26 @@ func TestCatalogListsOnlyPullableRepositories(t *testing.T) {
 	}
 	w := hs.do(call{method: "GET", path: "/v2/_catalog"})
 	expectStatus(t, w, http.StatusUnauthorized)
+}
+
+// A client cannot make one page cost more than maxPageSize entries: a larger
+// n is served as maxPageSize with a Link to the rest, as the spec allows.
+func TestPageSizeIsBounded(t *testing.T) {
+	all := make([]string, maxPageSize+5)
+	for i := range all {
+		all[i] = fmt.Sprintf("t%06d", i)
+	}
+	for _, n := range []string{"20000", "99999999999"} {
+		q := &request{r: httptest.NewRequest("GET", "/v2/a/tags/list?n="+n, nil)}
+		got, more, err := page(q, all)
+		if err != nil || len(got) != maxPageSize || !more {
+			t.Errorf("n=%s: %d entries, more %v, err %v; want %d and more", n, len(got), more, err, maxPageSize)
+		}
+	}
+	for _, n := range []string{"-1", "ten", "1e3"} {
+		q := &request{r: httptest.NewRequest("GET", "/v2/a/tags/list?n="+n, nil)}
+		if _, _, err := page(q, all); err == nil {
+			t.Errorf("n=%s accepted", n)
+		}
+	}
 }
