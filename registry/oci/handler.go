@@ -57,9 +57,13 @@ type Options struct {
 	// RedirectBlobs answers blob GETs with a redirect to the storage (307 to
 	// a presigned URL) when the backend is a storage.Redirector.
 	RedirectBlobs bool
-	// DisableDelete answers every DELETE with UNSUPPORTED.
+	// DisableDelete answers deletion of manifests, tags and blobs with
+	// UNSUPPORTED. Cancelling an upload (DELETE of an upload session) still
+	// works: it removes nothing that was pushed.
 	DisableDelete bool
-	// DisableReferrers answers the referrers API with UNSUPPORTED.
+	// DisableReferrers answers the referrers API with UNSUPPORTED, and
+	// manifest pushes with a subject omit the OCI-Subject header, so that
+	// clients fall back to the referrers tag schema.
 	DisableReferrers bool
 	// Uploads bounds the upload bodies one identity streams at once (nil:
 	// no bound); share one with the npm handler to bound both together.

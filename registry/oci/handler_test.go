@@ -252,4 +252,7 @@ func TestDisabledDeleteIsUnsupported(t *testing.T) {
 	d, _ := hs.pushImage("admin", "a", "v1", nil)
 	w := hs.do(call{method: "DELETE", path: "/v2/a/manifests/" + d.String(), user: "admin"})
 	expectError(t, w, http.StatusMethodNotAllowed, CodeUnsupported)
+	// Cancelling an upload deletes nothing that was pushed: it still works.
+	loc := startSession(t, hs, "a")
+	expectStatus(t, hs.do(call{method: "DELETE", path: loc, user: "admin"}), http.StatusNoContent)
 }

@@ -215,7 +215,10 @@ func (h *Handler) putManifest(q *request) error {
 	hd := q.w.Header()
 	hd.Set("Location", h.opts.Prefix+"/"+name+"/manifests/"+d.String())
 	hd.Set("Docker-Content-Digest", d.String())
-	if doc.Subject != nil {
+	// OCI-Subject tells the client the referrers API indexed the manifest;
+	// without it the client maintains the referrers fallback tag itself,
+	// which is the only way referrers stay findable when the API is off.
+	if doc.Subject != nil && !h.opts.DisableReferrers {
 		hd.Set("OCI-Subject", doc.Subject.Digest.String())
 	}
 	if len(tags) > 0 {
@@ -492,7 +495,8 @@ func (h *Handler) deleteManifest(q *request) error {
 	return nil
 }
 
-// untagDigest removes every tag of the repository that points at d.
+// untagDigest removes every tag of the repository that points at d, each
+// with its tag.deleted event: an audit trail must not lose a tag silently.
 func (h *Handler) untagDigest(q *request, name string, d digest.Digest) error {
 	ctx := q.r.Context()
 	tags, err := h.store.List(ctx, tagsKey(name))
@@ -508,9 +512,14 @@ func (h *Handler) untagDigest(q *request, name string, d digest.Digest) error {
 			continue
 		}
 		if string(bytes.TrimSpace(b)) == d.String() {
-			if err := h.store.Delete(ctx, tagKey(name, t)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			err := h.store.Delete(ctx, tagKey(name, t))
+			if errors.Is(err, storage.ErrNotFound) {
+				continue // removed meanwhile, by a request that reports it
+			}
+			if err != nil {
 				return err
 			}
+			h.emit(q, Event{Action: "tag.deleted", Repository: name, Digest: d.String(), Tag: t})
 		}
 	}
 	return nil

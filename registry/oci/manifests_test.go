@@ -2,6 +2,7 @@ package oci
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -211,5 +212,45 @@ func TestPushResponseCarriesOCISubject(t *testing.T) {
 	expectStatus(t, w, http.StatusCreated)
 	if w.Header().Get("OCI-Subject") != subject.String() {
 		t.Fatalf("OCI-Subject = %q", w.Header().Get("OCI-Subject"))
+	}
+}
+
+// Without OCI-Subject a client keeps the referrers fallback tag up to date;
+// with it, the client trusts a referrers API that answers UNSUPPORTED.
+func TestPushWithReferrersDisabledOmitsOCISubject(t *testing.T) {
+	hs := newHarness(t, map[string][]string{"admin": {"*"}}, func(o *Options) { o.DisableReferrers = true })
+	subject := digest.FromString("subject")
+	body, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2, "mediaType": MediaTypeOCIIndex, "manifests": []any{},
+		"subject": map[string]any{"mediaType": MediaTypeOCIManifest, "digest": subject, "size": 3},
+	})
+	w := putManifest(hs, "a", digest.FromBytes(body).String(), MediaTypeOCIIndex, body)
+	expectStatus(t, w, http.StatusCreated)
+	if got, ok := w.Header()["Oci-Subject"]; ok {
+		t.Fatalf("OCI-Subject = %q with referrers disabled", got)
+	}
+}
+
+func TestDeleteByDigestReportsEachRemovedTag(t *testing.T) {
+	var events []Event
+	hs := newHarness(t, map[string][]string{"admin": {"*"}}, func(o *Options) {
+		o.OnEvent = func(_ context.Context, e Event) { events = append(events, e) }
+	})
+	d, body := hs.pushImage("admin", "a", "v1", nil)
+	expectStatus(t, putManifest(hs, "a", "v2", MediaTypeOCIManifest, body), http.StatusCreated)
+	hs.pushImage("admin", "a", "other", nil) // another digest: its tag stays
+	events = nil
+
+	expectStatus(t, hs.do(call{method: "DELETE", path: "/v2/a/manifests/" + d.String(), user: "admin"}), http.StatusAccepted)
+	var got []string
+	for _, e := range events {
+		if e.Repository != "a" {
+			t.Errorf("event %+v names another repository", e)
+		}
+		got = append(got, e.Action+" "+e.Tag+" "+e.Digest)
+	}
+	want := []string{"tag.deleted v1 " + d.String(), "tag.deleted v2 " + d.String(), "manifest.deleted  " + d.String()}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
