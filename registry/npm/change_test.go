@@ -156,7 +156,7 @@ func TestUnpublishLastVersionDeletesPackage(t *testing.T) {
 	for _, e := range hs.recorded() {
 		actions = append(actions, e.Action)
 	}
-	if !reflect.DeepEqual(actions, []string{"package.published", "version.unpublished", "package.unpublished"}) {
+	if !reflect.DeepEqual(actions, []string{"package.published", "dist-tag.set", "version.unpublished", "package.unpublished"}) {
 		t.Fatalf("events = %v", actions)
 	}
 	// The name is free again.

@@ -24,10 +24,14 @@ type Gate = auth.Gate
 type Event struct {
 	// Action is one of "package.published", "package.unpublished",
 	// "version.unpublished", "package.changed", "dist-tag.set",
-	// "dist-tag.removed", "token.created", "token.revoked".
-	Action   string
-	Package  string
-	Version  string
+	// "dist-tag.removed", "token.created", "token.revoked". A publish
+	// reports package.published, then dist-tag.set for each tag it moved.
+	Action  string
+	Package string
+	Version string
+	// Tag is the dist-tag set or removed; for package.published, the tags
+	// the publish moved to the new version ("latest", or `npm publish
+	// --tag`), comma-separated in the rare publish that sets several.
 	Tag      string
 	Identity *auth.Identity
 }

@@ -10,7 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/unireg/unireg/registry/auth"
 	"github.com/unireg/unireg/registry/limit"
@@ -163,9 +166,22 @@ func (h *Handler) publish(q *request, incoming packument, att attachment, st *st
 		return err
 	}
 	committed = true
-	h.emit(q, Event{Action: "package.published", Package: name, Version: version})
+	h.emitPublished(q, name, version, tags)
 	writeJSON(q.w, q.r, http.StatusCreated, map[string]any{"ok": true, "id": name, "rev": next["_rev"]})
 	return nil
+}
+
+// emitPublished reports a publish and the dist-tags it moved. The tag is in
+// the published event, for audits that keep one line per publish, and gets
+// its own dist-tag.set, like one set with `npm dist-tag add`: a consumer
+// tracking where tags point needs no second rule for publishes (as OCI
+// reports a push by tag with manifest.pushed and tag.moved).
+func (h *Handler) emitPublished(q *request, name, version string, tags map[string]string) {
+	names := slices.Sorted(maps.Keys(tags))
+	h.emit(q, Event{Action: "package.published", Package: name, Version: version, Tag: strings.Join(names, ",")})
+	for _, t := range names {
+		h.emit(q, Event{Action: "dist-tag.set", Package: name, Tag: t, Version: version})
+	}
 }
 
 // checkPublish validates the publish document against the received tarball.
@@ -213,6 +229,11 @@ func checkPublish(name string, incoming packument, att attachment, st *staged) (
 	}
 	if hexSum, ok := sha512HexOfIntegrity(integrity); !ok || hexSum != hex.EncodeToString(st.sha512) {
 		return bad("integrity mismatch: the tarball is %s, dist.integrity says %s", want512, truncate(integrity))
+	}
+	// npm compares the base64 text, not the digest it decodes to: an
+	// integrity with stray padding bits would be stored and never install.
+	if !slices.Contains(strings.Fields(integrity), want512) {
+		return bad("integrity mismatch: the tarball is %s, dist.integrity says %s (not canonical base64)", want512, truncate(integrity))
 	}
 	if shasum := str(dist["shasum"]); shasum != "" && shasum != hex.EncodeToString(st.sha1) {
 		return bad("shasum mismatch: the tarball is %s, dist.shasum says %s", hex.EncodeToString(st.sha1), truncate(shasum))

@@ -418,15 +418,47 @@ func TestPublishEmitsEventWithIdentity(t *testing.T) {
 	hs := newHarness(t, defaultUsers())
 	expectStatus(t, hs.publishAs("writer", "", newPublish("@acme/x", "1.0.0", tarballOf("@acme/x", "1.0.0"))), http.StatusCreated)
 	events := hs.recorded()
-	if len(events) != 1 {
-		t.Fatalf("events = %+v, want one", events)
+	if len(events) != 2 {
+		t.Fatalf("events = %+v, want package.published and dist-tag.set", events)
 	}
 	e := events[0]
-	if e.Action != "package.published" || e.Package != "@acme/x" || e.Version != "1.0.0" {
+	if e.Action != "package.published" || e.Package != "@acme/x" || e.Version != "1.0.0" || e.Tag != "latest" {
 		t.Fatalf("event = %+v", e)
 	}
-	if e.Identity == nil || e.Identity.Subject != "writer" || e.Identity.Anonymous {
-		t.Fatalf("event identity = %+v, want writer", e.Identity)
+	for _, e := range events {
+		if e.Identity == nil || e.Identity.Subject != "writer" || e.Identity.Anonymous {
+			t.Fatalf("%s identity = %+v, want writer", e.Action, e.Identity)
+		}
+	}
+}
+
+// A publish moves a dist-tag as `npm dist-tag add` does, and an audit sees
+// it both ways: in the published event and as its own dist-tag.set.
+func TestPublishReportsTheDistTagItMoves(t *testing.T) {
+	tests := []struct {
+		name string
+		tags map[string]any // dist-tags of the publish body; nil: none
+		want []string
+	}{
+		{"default latest", map[string]any{"latest": "1.0.0"}, []string{"package.published latest 1.0.0", "dist-tag.set latest 1.0.0"}},
+		{"npm publish --tag next", map[string]any{"next": "1.0.0"}, []string{"package.published next 1.0.0", "dist-tag.set next 1.0.0"}},
+		{"no dist-tags", nil, []string{"package.published latest 1.0.0", "dist-tag.set latest 1.0.0"}},
+		{"several tags", map[string]any{"next": "1.0.0", "beta": "1.0.0"}, []string{"package.published beta,next 1.0.0", "dist-tag.set beta 1.0.0", "dist-tag.set next 1.0.0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hs := newHarness(t, defaultUsers())
+			p := newPublish("x", "1.0.0", tarballOf("x", "1.0.0"))
+			p.doc["dist-tags"] = tt.tags
+			expectStatus(t, hs.publishAs("writer", "", p), http.StatusCreated)
+			var got []string
+			for _, e := range hs.recorded() {
+				got = append(got, e.Action+" "+e.Tag+" "+e.Version)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("events = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
 

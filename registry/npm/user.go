@@ -75,6 +75,9 @@ func (h *Handler) getUser(q *request) error {
 
 // logout revokes the token the request is made with.
 func (h *Handler) logout(q *request) error {
+	if h.opts.DisableTokenAPI {
+		return h.logoutWithoutTokenAPI(q)
+	}
 	if err := h.requireUser(q); err != nil {
 		return err
 	}
@@ -91,6 +94,19 @@ func (h *Handler) logout(q *request) error {
 	}
 	h.emit(q, Event{Action: "token.revoked"})
 	writeJSON(q.w, q.r, http.StatusOK, map[string]any{"ok": true})
+	return nil
+}
+
+// logoutWithoutTokenAPI answers `npm logout` when the registry manages no
+// tokens: nothing checks a revocation then, so none is recorded, and the
+// caller is told the token stays valid. The answer is a 200 all the same,
+// with the message in the npm-notice header that npm prints: npm treats any
+// error status as a failed logout and keeps the token in .npmrc, and
+// forgetting it locally is all a logout can still do.
+func (h *Handler) logoutWithoutTokenAPI(q *request) error {
+	const msg = "token management is disabled on this registry: the token was not revoked and stays valid"
+	q.w.Header().Set("npm-notice", msg)
+	writeJSON(q.w, q.r, http.StatusOK, map[string]any{"ok": false, "error": msg})
 	return nil
 }
 

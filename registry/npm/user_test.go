@@ -2,6 +2,7 @@ package npm
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"reflect"
 	"slices"
@@ -344,6 +345,34 @@ func TestTokenAPIDisabled(t *testing.T) {
 	expectStatus(t, hs.get("bob", "/-/npm/v1/tokens"), http.StatusNotFound)
 	expectStatus(t, hs.do(call{method: http.MethodPost, path: "/-/npm/v1/tokens", body: []byte(`{}`), user: "bob"}), http.StatusNotFound)
 	expectStatus(t, hs.do(call{method: http.MethodDelete, path: "/-/npm/v1/tokens/token/abcdef12", user: "bob"}), http.StatusNotFound)
+}
+
+// With the token API off nothing checks revocations, so `npm logout` must
+// not pretend to revoke; it answers 200 all the same, because npm keeps the
+// token in .npmrc on an error, and prints the npm-notice header.
+func TestLogoutWithTokenAPIDisabledRevokesNothing(t *testing.T) {
+	hs := newHarnessWith(t, harnessConfig{users: tokenUsers(), options: func(o *Options) { o.DisableTokenAPI = true }})
+	tok := hs.tokens["bob"]
+	w := hs.do(call{method: http.MethodDelete, path: "/-/user/token/" + tok, token: tok})
+	expectStatus(t, w, http.StatusOK)
+	if n := w.Header().Get("npm-notice"); !strings.Contains(n, "token management is disabled") {
+		t.Fatalf("npm-notice = %q", n)
+	}
+	var body struct {
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.OK || !strings.Contains(body.Error, "not revoked") {
+		t.Fatalf("body = %s", w.Body.String())
+	}
+	if objs := hs.objects("npm/revoked"); len(objs) != 0 {
+		t.Fatalf("revocations recorded: %v", objs)
+	}
+	for _, e := range hs.recorded() {
+		if e.Action == "token.revoked" {
+			t.Fatalf("event %+v for a token that was not revoked", e)
+		}
+	}
 }
 
 func TestLogoutRevokesThePresentedToken(t *testing.T) {
