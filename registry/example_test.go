@@ -142,8 +142,8 @@ func ExampleConfig_onEvent() {
 	// tag.moved by alice: oci alice/app tag="v1" sha256:f20c43161d73
 }
 
-// A registry serving npm only: with the OCI side disabled, /v2/ is not
-// served, and OCI returns nil.
+// A registry serving npm only: with the OCI side disabled, /v2/ answers
+// 404 UNSUPPORTED in the OCI error JSON, and OCI returns nil.
 func Example_npmOnly() {
 	reg, err := registry.New(context.Background(), registry.Config{
 		Storage:         inmemory.New(),

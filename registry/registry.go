@@ -14,7 +14,7 @@
 // /token, the npm registry under /npm/, and /healthz, /readyz and /metrics.
 // OCI clients need /v2/ at the host root. [Config].OCI and [Config].NPM turn
 // a protocol or one of its features off, or move its prefix; a disabled
-// feature answers with its protocol's own error.
+// protocol or feature answers with its protocol's own error.
 //
 // # Authentication
 //
@@ -131,7 +131,8 @@ type Limits struct {
 
 // OCIConfig configures the OCI side.
 type OCIConfig struct {
-	// Disabled turns the OCI API off.
+	// Disabled turns the OCI API off; requests under Prefix then get
+	// 404 UNSUPPORTED in the OCI error JSON.
 	Disabled bool
 	// Prefix is where the API is mounted (default "/v2"; OCI clients need
 	// "/v2" at the host root, so change it only behind a rewriting proxy).
@@ -149,15 +150,19 @@ type OCIConfig struct {
 	// RedirectBlobs answers blob downloads with a 307 to a short-lived URL
 	// of the storage itself (S3 presigned URLs), when the backend offers one.
 	RedirectBlobs bool
-	// DisableDelete refuses deletion of manifests, tags and blobs.
+	// DisableDelete refuses deletion of manifests, tags and blobs;
+	// cancelling an upload still works.
 	DisableDelete bool
-	// DisableReferrers turns the referrers API off.
+	// DisableReferrers turns the referrers API off, and leaves the
+	// OCI-Subject header out of pushes so clients maintain the referrers
+	// fallback tag instead.
 	DisableReferrers bool
 }
 
 // NPMConfig configures the npm side.
 type NPMConfig struct {
-	// Disabled turns the npm registry off.
+	// Disabled turns the npm registry off; requests under Prefix then get
+	// 404 with {"error": "the npm registry is disabled on this server"}.
 	Disabled bool
 	// Prefix is where it is mounted (default "/npm").
 	Prefix string
@@ -166,7 +171,9 @@ type NPMConfig struct {
 	// MaxTarballSize bounds one tarball (default 256 MiB).
 	MaxTarballSize int64
 	// DisablePublish, DisableUnpublish, DisableSearch and DisableTokenAPI
-	// turn those features off; they answer with an npm error.
+	// turn those features off; they answer with an npm error. Without the
+	// token API, `npm logout` revokes nothing and says so in an npm-notice
+	// header, answering 200 so that npm still forgets the token locally.
 	DisablePublish, DisableUnpublish, DisableSearch, DisableTokenAPI bool
 }
 
@@ -174,13 +181,19 @@ type NPMConfig struct {
 type Event struct {
 	// Protocol is "oci" or "npm".
 	Protocol string
-	// Action names the write, e.g. "manifest.pushed", "tag.moved",
-	// "package.published", "token.created".
+	// Action names the write: for OCI "blob.pushed", "blob.mounted",
+	// "blob.deleted", "manifest.pushed", "manifest.deleted", "tag.moved",
+	// "tag.deleted" (also one per tag a manifest deletion removes); for npm
+	// "package.published" (followed by "dist-tag.set" for each tag the
+	// publish moved), "package.unpublished", "version.unpublished",
+	// "package.changed", "dist-tag.set", "dist-tag.removed",
+	// "token.created", "token.revoked".
 	Action string
 	// Repository is the OCI repository or the npm package.
 	Repository string
 	Digest     string
-	// Tag is the OCI tag or the npm dist-tag.
+	// Tag is the OCI tag or the npm dist-tag; for package.published, the
+	// dist-tag the publish set ("latest", or `npm publish --tag`).
 	Tag       string
 	MediaType string
 	// Version is the npm version.

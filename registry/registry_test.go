@@ -123,13 +123,53 @@ func TestBaseURLFollowsProxyHeadersUnlessPublicURLIsSet(t *testing.T) {
 	}
 }
 
-func TestDisabledOCIAnswersNotFound(t *testing.T) {
-	reg, _ := New(context.Background(), Config{Storage: inmemory.New(), OCI: OCIConfig{Disabled: true}})
-	defer reg.Close()
-	w := httptest.NewRecorder()
-	reg.ServeHTTP(w, httptest.NewRequest("GET", "/v2/", nil))
-	if w.Code != http.StatusNotFound {
-		t.Fatalf("disabled OCI /v2/: %d", w.Code)
+// A disabled protocol answers under its prefix in its own error format, so
+// its clients can say why; the registry's own routes are untouched.
+func TestDisabledProtocolAnswersInItsOwnFormat(t *testing.T) {
+	const npmBody = `{"error":"the npm registry is disabled on this server"}`
+	tests := []struct {
+		name     string
+		cfg      Config
+		path     string
+		status   int
+		want     string // the body, or for OCI the error code
+		wantCode bool
+	}{
+		{"npm root", Config{NPM: NPMConfig{Disabled: true}}, "/npm", 404, npmBody, false},
+		{"npm package", Config{NPM: NPMConfig{Disabled: true}}, "/npm/@acme%2fx", 404, npmBody, false},
+		{"npm moved prefix", Config{NPM: NPMConfig{Disabled: true, Prefix: "/js/"}}, "/js/-/ping", 404, npmBody, false},
+		{"oci base", Config{OCI: OCIConfig{Disabled: true}}, "/v2/", 404, "UNSUPPORTED", true},
+		{"oci manifest", Config{OCI: OCIConfig{Disabled: true}}, "/v2/a/manifests/latest", 404, "UNSUPPORTED", true},
+		{"oci moved prefix", Config{OCI: OCIConfig{Disabled: true, Prefix: "/registry/v2"}}, "/registry/v2/", 404, "UNSUPPORTED", true},
+		{"health unaffected", Config{OCI: OCIConfig{Disabled: true}, NPM: NPMConfig{Disabled: true}}, "/healthz", 200, "ok\n", false},
+		{"the other protocol unaffected", Config{OCI: OCIConfig{Disabled: true}, DisableAuth: true}, "/npm/-/ping", 200, "{}", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.Storage = inmemory.New()
+			reg, err := New(context.Background(), tt.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer reg.Close()
+			w := httptest.NewRecorder()
+			reg.ServeHTTP(w, httptest.NewRequest("GET", tt.path, nil))
+			if w.Code != tt.status {
+				t.Fatalf("GET %s: %d %s, want %d", tt.path, w.Code, w.Body.String(), tt.status)
+			}
+			if !tt.wantCode {
+				if got := strings.TrimSpace(w.Body.String()); got != strings.TrimSpace(tt.want) {
+					t.Fatalf("GET %s: body %s, want %s", tt.path, got, tt.want)
+				}
+				return
+			}
+			var body struct {
+				Errors []struct{ Code, Message string }
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || len(body.Errors) != 1 || body.Errors[0].Code != tt.want {
+				t.Fatalf("GET %s: body %s, want one %s error", tt.path, w.Body.String(), tt.want)
+			}
+		})
 	}
 }
 

@@ -52,15 +52,20 @@ func (r *Registry) routes() *echo.Echo {
 	})
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(r.cfg.Metrics, promhttp.HandlerOpts{})))
 
+	// A disabled protocol still answers under its prefix, in its own error
+	// format: its clients then say why instead of failing to parse ours.
+	// Mounted first, so that an enabled protocol sharing the path wins.
+	if p := disabledPrefix(r.cfg.NPM.Prefix, "/npm"); r.npm == nil && p != "/" {
+		mount(e, p, npm.Disabled())
+	}
+	if p := disabledPrefix(r.cfg.OCI.Prefix, "/v2"); r.oci == nil && p != "/" {
+		mount(e, p, oci.Disabled())
+	}
 	if r.npm != nil {
-		h := echo.WrapHandler(r.npm)
-		e.Any(r.npm.Prefix(), h)
-		e.Any(r.npm.Prefix()+"/*", h)
+		mount(e, r.npm.Prefix(), r.npm)
 	}
 	if r.oci != nil {
-		h := echo.WrapHandler(r.oci)
-		e.Any(r.oci.Prefix(), h)
-		e.Any(r.oci.Prefix()+"/*", h)
+		mount(e, r.oci.Prefix(), r.oci)
 		if r.auth != nil {
 			th := echo.WrapHandler(auth.TokenHandler{Service: r.auth})
 			e.GET("/token", th)
@@ -68,6 +73,22 @@ func (r *Registry) routes() *echo.Echo {
 		}
 	}
 	return e
+}
+
+// mount routes prefix and everything below it to h.
+func mount(e *echo.Echo, prefix string, h http.Handler) {
+	wrapped := echo.WrapHandler(h)
+	e.Any(prefix, wrapped)
+	e.Any(prefix+"/*", wrapped)
+}
+
+// disabledPrefix is where a disabled protocol would have been mounted; "/"
+// is never claimed for it, the host root serves the registry's own routes.
+func disabledPrefix(prefix, def string) string {
+	if prefix == "" {
+		return def
+	}
+	return "/" + strings.Trim(prefix, "/")
 }
 
 // routeOf names a request's route for metrics and logs.

@@ -56,3 +56,12 @@ func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
 		w.Write(b)
 	}
 }
+
+// Disabled answers every request with 404 in npm's error format. A server
+// that turns the npm registry off mounts it at the registry's prefix, so
+// that npm prints why instead of a bare failure.
+func Disabled() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, newError(http.StatusNotFound, "the npm registry is disabled on this server"))
+	})
+}

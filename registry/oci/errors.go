@@ -85,3 +85,13 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	json.NewEncoder(w).Encode(errorBody{Errors: []errorEntry{{Code: e.Code, Message: e.Message, Detail: e.Detail}}})
 }
+
+// Disabled answers every request with 404 UNSUPPORTED in the spec's error
+// JSON. A server that turns the OCI API off mounts it at the API's prefix,
+// so that a client learns the API is not served here instead of reading a
+// response it cannot parse.
+func Disabled() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, newError(http.StatusNotFound, CodeUnsupported, "the OCI registry is disabled on this server"))
+	})
+}
