@@ -28,12 +28,17 @@ type Options struct {
 	TokenTTL             time.Duration
 	PublicURL            string
 	OCIEnabled           bool
+	OCIPrefix            string
 	OCIDelete            bool
 	OCIReferrers         bool
 	OCIAllowSparse       bool
 	MaxManifestSize      int64
 	NPMEnabled           bool
 	NPMPrefix            string
+	NPMPublish           bool
+	NPMUnpublish         bool
+	NPMSearch            bool
+	NPMTokenAPI          bool
 	NPMMaxDocumentSize   int
 	NPMMaxTarballSize    int64
 	UploadMaxAge         time.Duration
@@ -84,13 +89,18 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.TokenService, "token-service", "unireg", "service name of the Docker token flow (the JWT audience)")
 	fs.DurationVar(&o.TokenTTL, "token-ttl", 5*time.Minute, "lifetime of issued JWTs")
 	fs.StringVar(&o.PublicURL, "public-url", "", "external base URL, e.g. https://registry.example.com (default: from each request's Host)")
-	fs.BoolVar(&o.OCIEnabled, "oci-enabled", true, "serve the OCI Distribution API at /v2/")
+	fs.BoolVar(&o.OCIEnabled, "oci-enabled", true, "serve the OCI Distribution API under --oci-prefix")
+	fs.StringVar(&o.OCIPrefix, "oci-prefix", "/v2", "path prefix of the OCI API; OCI clients need /v2 at the host root, so change it only behind a proxy that rewrites paths")
 	fs.BoolVar(&o.OCIDelete, "oci-delete", true, "allow deleting manifests, tags and blobs")
 	fs.BoolVar(&o.OCIReferrers, "oci-referrers", true, "serve the OCI referrers API")
 	fs.BoolVar(&o.OCIAllowSparse, "oci-allow-sparse", false, "accept image manifests whose layers are not in the repository (the config blob must be)")
 	fs.Int64Var(&o.MaxManifestSize, "max-manifest-size", 4<<20, "largest manifest accepted, in bytes")
 	fs.BoolVar(&o.NPMEnabled, "npm-enabled", true, "serve the npm registry under --npm-prefix")
 	fs.StringVar(&o.NPMPrefix, "npm-prefix", "/npm", "path prefix of the npm registry (clients use http://HOST/npm/ as registry URL)")
+	fs.BoolVar(&o.NPMPublish, "npm-publish", true, "accept npm publish (else an npm error)")
+	fs.BoolVar(&o.NPMUnpublish, "npm-unpublish", true, "accept npm unpublish (else an npm error)")
+	fs.BoolVar(&o.NPMSearch, "npm-search", true, "serve npm search (else an npm error)")
+	fs.BoolVar(&o.NPMTokenAPI, "npm-token-api", true, "serve npm token create/list/revoke and let npm logout revoke its token")
 	fs.IntVar(&o.NPMMaxDocumentSize, "npm-max-document-size", 16<<20, "largest npm publish document without its tarball, in bytes")
 	fs.Int64Var(&o.NPMMaxTarballSize, "npm-max-tarball-size", 256<<20, "largest npm tarball, in bytes")
 	fs.DurationVar(&o.UploadMaxAge, "upload-max-age", 24*time.Hour, "age after which an untouched upload session is purged")

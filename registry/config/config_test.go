@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unireg/unireg/registry"
 	"github.com/unireg/unireg/registry/auth"
 	"github.com/unireg/unireg/registry/storage/s3"
 )
@@ -161,5 +162,33 @@ func TestAWSCredentialsComeFromTheEnvironment(t *testing.T) {
 	o, err := Load(nil, env(map[string]string{"AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK", "AWS_SESSION_TOKEN": "ST"}), io.Discard)
 	if err != nil || o.S3AccessKey != "AK" || o.S3SecretKey != "SK" || o.S3SessionToken != "ST" {
 		t.Fatalf("credentials from AWS_*: %+v, %v", o, err)
+	}
+}
+
+// Every switch a Go user has in registry.Config has a flag too, and each
+// flag reaches its field: by default everything is on.
+func TestFeatureFlagsReachTheConfig(t *testing.T) {
+	build := func(t *testing.T, args ...string) registry.Config {
+		t.Helper()
+		o, err := Load(append([]string{"--data-dir", t.TempDir()}, args...), env(nil), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := o.Build(context.Background(), slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		return b.Config
+	}
+	def := build(t)
+	if def.OCI.Prefix != "/v2" || def.NPM.DisablePublish || def.NPM.DisableUnpublish || def.NPM.DisableSearch || def.NPM.DisableTokenAPI {
+		t.Fatalf("defaults: OCI %+v, NPM %+v", def.OCI, def.NPM)
+	}
+	got := build(t, "--oci-prefix", "/registry/v2", "--npm-publish=false", "--npm-unpublish=false", "--npm-search=false", "--npm-token-api=false")
+	want := registry.NPMConfig{Prefix: "/npm", MaxDocumentSize: def.NPM.MaxDocumentSize, MaxTarballSize: def.NPM.MaxTarballSize,
+		DisablePublish: true, DisableUnpublish: true, DisableSearch: true, DisableTokenAPI: true}
+	if got.OCI.Prefix != "/registry/v2" || got.NPM != want {
+		t.Fatalf("flags: OCI prefix %q, NPM %+v", got.OCI.Prefix, got.NPM)
 	}
 }
