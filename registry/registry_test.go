@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -180,5 +181,27 @@ func TestDisableAuthAllowsEverything(t *testing.T) {
 	reg.ServeHTTP(w, httptest.NewRequest("POST", "/v2/any/repo/blobs/uploads/", nil))
 	if w.Code != http.StatusAccepted {
 		t.Fatalf("upload without auth: %d", w.Code)
+	}
+}
+
+// `npm logout` names its token in the path; the request log must not.
+func TestRequestLogRedactsTheLogoutToken(t *testing.T) {
+	const token = "unireg_thisIsTheTokenNpmLogoutSendsInThePath0000"
+	for _, disabled := range []bool{false, true} {
+		var logs bytes.Buffer
+		reg, err := New(context.Background(), Config{
+			Storage: inmemory.New(), NPM: NPMConfig{Disabled: disabled},
+			Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := httptest.NewRequest("DELETE", "/npm/-/user/token/"+token, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		reg.ServeHTTP(httptest.NewRecorder(), req)
+		reg.Close()
+		if strings.Contains(logs.String(), "TokenNpmLogout") || !strings.Contains(logs.String(), `/npm/-/user/token/[redacted]`) {
+			t.Fatalf("npm disabled=%v: log %s", disabled, logs.String())
+		}
 	}
 }

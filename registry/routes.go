@@ -115,6 +115,20 @@ func (r *Registry) routeOf(req *http.Request) string {
 	return "other"
 }
 
+// logPath is the request path as logged: `npm logout` names the token it
+// revokes in the path, which must not reach the logs, whether or not the
+// npm registry is enabled.
+func (r *Registry) logPath(req *http.Request) string {
+	prefix := disabledPrefix(r.cfg.NPM.Prefix, "/npm")
+	if r.npm != nil {
+		prefix = r.npm.Prefix()
+	}
+	if rest, ok := strings.CutPrefix(req.URL.EscapedPath(), prefix); ok && npm.RouteOf(rest) == npm.RouteLogout {
+		return prefix + "/-/user/token/[redacted]"
+	}
+	return req.URL.Path
+}
+
 type countingReader struct {
 	io.ReadCloser
 	n int64
@@ -155,7 +169,7 @@ func (r *Registry) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			level = slog.LevelDebug
 		}
 		attrs := []slog.Attr{
-			slog.String("method", req.Method), slog.String("path", req.URL.Path),
+			slog.String("method", req.Method), slog.String("path", r.logPath(req)),
 			slog.String("route", route), slog.Int("status", status),
 			slog.Int64("bytes_in", body.n), slog.Int64("bytes_out", c.Response().Size),
 			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),

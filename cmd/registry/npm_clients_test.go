@@ -307,6 +307,25 @@ func TestNPMTokensLoginAndRefusals(t *testing.T) {
 	tw2.fail(tw2.home, npm, "whoami")
 }
 
+// With the token API off, the real npm's logout still forgets the token
+// locally and prints why the server kept it; the token stays valid.
+func TestNPMLogoutWithTokenAPIDisabled(t *testing.T) {
+	npm := npmClient(t, "npm")
+	s := startServer(t, "", "--npm-token-api=false")
+	w := newNPMWorld(t, s, s.adminToken())
+	out, err := w.cmd(w.home, npm, "logout").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "token management is disabled") {
+		t.Fatalf("npm logout: %v\n%s", err, out)
+	}
+	if rc, _ := os.ReadFile(filepath.Join(w.home, ".npmrc")); strings.Contains(string(rc), "_authToken") {
+		t.Fatalf(".npmrc still holds the token:\n%s", rc)
+	}
+	again := newNPMWorld(t, s, s.adminToken())
+	if out := again.run(again.home, npm, "whoami"); strings.TrimSpace(out) != "admin" {
+		t.Fatalf("whoami with the kept token: %q", out)
+	}
+}
+
 // tokenIn finds a unireg token in a client's output.
 func tokenIn(out string) string {
 	for _, f := range strings.Fields(out) {
