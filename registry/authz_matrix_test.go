@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +60,10 @@ var ociMatrix = []struct {
 	// The token endpoint: A means the JWT it issues grants the scope asked.
 	{"token pull", "GET", "/token?service=unireg-test&scope=repository:team-b/app:pull", "DDADADDDDDDDA"},
 	{"token push", "GET", "/token?service=unireg-test&scope=repository:team-b/app:pull,push", "DDDDDDDDDDDDA"},
+	// The token endpoint's POST form (OAuth2 password grant): the caller's
+	// credential travels in the body (a Bearer credential as the password).
+	{"token pull form", "POST", "/token", "DDADADDDDDDDA"},
+	{"token push form", "POST", "/token", "DDDDDDDDDDDDA"},
 }
 
 // A caller is a way of presenting credentials, built against one registry.
@@ -252,6 +257,22 @@ func TestAuthorizationMatrixOCI(t *testing.T) {
 					header["Content-Type"] = "application/vnd.oci.image.manifest.v1+json"
 				case "upload chunk":
 					body, header["Content-Type"], header["Content-Range"] = []byte("abc"), "application/octet-stream", "0-2"
+				case "token pull form", "token push form":
+					scope := "repository:team-b/app:pull"
+					if row.name == "token push form" {
+						scope += ",push"
+					}
+					form := url.Values{"grant_type": {"password"}, "service": {"unireg-test"}, "client_id": {"matrix"}, "scope": {scope}}
+					probe, _ := http.NewRequest("GET", "/", nil)
+					caller.auth(w, probe)
+					if user, pass, ok := probe.BasicAuth(); ok {
+						form.Set("username", user)
+						form.Set("password", pass)
+					} else if b, ok := strings.CutPrefix(probe.Header.Get("Authorization"), "Bearer "); ok {
+						form.Set("username", "owner")
+						form.Set("password", b)
+					}
+					body, header["Content-Type"] = []byte(form.Encode()), "application/x-www-form-urlencoded"
 				case "upload finish":
 					path += "&digest=" + digest.FromBytes(nil).String()
 					if !strings.Contains(path, "?") {
@@ -262,7 +283,9 @@ func TestAuthorizationMatrixOCI(t *testing.T) {
 				for k, v := range header {
 					req.Header.Set(k, v)
 				}
-				caller.auth(w, req)
+				if !strings.HasSuffix(row.name, " form") {
+					caller.auth(w, req)
+				}
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					t.Fatal(err)
@@ -295,7 +318,7 @@ func ociOutcome(t *testing.T, row string, resp *http.Response) byte {
 		if code == http.StatusOK {
 			return 'D'
 		}
-	case "token pull", "token push":
+	case "token pull", "token push", "token pull form", "token push form":
 		var tr struct{ Token string }
 		json.NewDecoder(resp.Body).Decode(&tr)
 		if code != http.StatusOK {
@@ -306,7 +329,7 @@ func ociOutcome(t *testing.T, row string, resp *http.Response) byte {
 			t.Fatalf("token endpoint returned %q: %v", tr.Token, err)
 		}
 		want := "pull"
-		if row == "token push" {
+		if strings.HasPrefix(row, "token push") {
 			want = "push"
 		}
 		for _, ra := range claims.Access {
@@ -354,6 +377,11 @@ var npmMatrix = []struct {
 	// Revoking the owner's read-only npm token: only the owner may; for
 	// anyone else it is not theirs (404, counted as D).
 	{"token revoke", "DELETE", "/npm/-/npm/v1/tokens/token/{K}", "", "DDDDDDDDDDDDA"},
+	// npm's legacy login: the credential travels in the body as the
+	// password ({T}); A means it was accepted and handed back for npm to
+	// store. Any registry token that authenticates may log in (what it may
+	// do is still decided per request); a token-flow JWT may not.
+	{"login", "PUT", "/npm/-/user/org.couchdb.user:owner", `{"name":"owner","password":"{T}"}`, "DAAAADDDDDDDA"},
 	// Logging out revokes the token the request is made with ({T}).
 	{"logout", "DELETE", "/npm/-/user/token/{T}", "", "DAAAADDDDADDA"},
 	// The audit endpoints answer "no advisories" to everyone: they read
@@ -377,7 +405,7 @@ func TestAuthorizationMatrixNPM(t *testing.T) {
 					presented = "none" // an anonymous caller names some token
 				}
 				path := strings.NewReplacer("{R}", rev, "{K}", strings.TrimPrefix(auth.HashToken(w.npmReadonly), "sha256:"), "{T}", presented).Replace(row.path)
-				body := []byte(row.body)
+				body := []byte(strings.ReplaceAll(row.body, "{T}", presented))
 				switch row.body {
 				case "publish":
 					body = npmPublishBody(w.srv.URL, "@b/pkg", "1.0.1")
@@ -386,7 +414,9 @@ func TestAuthorizationMatrixNPM(t *testing.T) {
 				}
 				req, _ := http.NewRequest(row.method, w.srv.URL+path, bytes.NewReader(body))
 				req.Header.Set("Content-Type", "application/json")
-				asNPM(caller, w, req)
+				if row.name != "login" { // login's credential is in the body only
+					asNPM(caller, w, req)
+				}
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					t.Fatal(err)
