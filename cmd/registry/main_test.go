@@ -36,7 +36,51 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if leaks := secretsInServerLogs(); len(leaks) > 0 {
+		fmt.Fprintf(os.Stderr, "secrets found in the logs of the servers this run started:\n%s\n", strings.Join(leaks, "\n"))
+		code = 1
+	}
 	os.Exit(code)
+}
+
+// Every server the tests start keeps its logs here, so that TestMain can
+// check, after the whole run, that none of them ever printed a secret.
+var serverLogs struct {
+	sync.Mutex
+	byTest []testLogs
+}
+
+type testLogs struct {
+	test string
+	logs *syncBuffer
+}
+
+// secretShapes match the credentials the run uses whatever made them: the
+// registry's tokens (admin tokens, auth-store tokens, npm tokens) and JWTs.
+var secretShapes = regexp.MustCompile(`unireg_[0-9A-Za-z]{43}|eyJ[0-9A-Za-z_-]{8,}\.eyJ[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]*`)
+
+// secretsInServerLogs names every server log holding a token, a JWT or the
+// S3 secret key, without printing the secret itself.
+func secretsInServerLogs() []string {
+	var literal []string
+	if k := os.Getenv("AWS_SECRET_ACCESS_KEY"); k != "" {
+		literal = append(literal, k)
+	}
+	serverLogs.Lock()
+	defer serverLogs.Unlock()
+	var leaks []string
+	for _, tl := range serverLogs.byTest {
+		text := tl.logs.String()
+		if loc := secretShapes.FindStringIndex(text); loc != nil {
+			leaks = append(leaks, fmt.Sprintf("%s: a credential at byte %d: %q...", tl.test, loc[0], text[max(0, loc[0]-80):loc[0]]))
+		}
+		for _, secret := range literal {
+			if i := strings.Index(text, secret); i >= 0 {
+				leaks = append(leaks, fmt.Sprintf("%s: the S3 secret key at byte %d", tl.test, i))
+			}
+		}
+	}
+	return leaks
 }
 
 // syncBuffer collects the server's log lines.
@@ -84,6 +128,9 @@ func startServerEnv(t testing.TB, dataDir string, env []string, args ...string) 
 		dataDir = t.TempDir()
 	}
 	s := &server{t: t, dataDir: dataDir, logs: &syncBuffer{}, exited: make(chan error, 1)}
+	serverLogs.Lock()
+	serverLogs.byTest = append(serverLogs.byTest, testLogs{test: t.Name(), logs: s.logs})
+	serverLogs.Unlock()
 	all := []string{"--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-format", "json"}
 	if endpoint := os.Getenv("UNIREG_S3_ENDPOINT"); endpoint != "" {
 		// The S3 run (make unit-s3): servers sharing a data dir share a bucket.
