@@ -258,6 +258,18 @@ func TestTokenBecomesSecretAndProjection(t *testing.T) {
 	}
 	reg := &uniregv1.Registry{}
 	eventually(t, "status.tokens", func() (bool, error) { err := get(ns, "reg", reg); return reg.Status.Tokens == 1, err })
+	// The credential lives in its Secret only: not in any status, nor in
+	// the events the operator records.
+	events := &corev1.EventList{}
+	eventually(t, "the token's events", func() (bool, error) {
+		err := k8sClient.List(context.Background(), events, client.InNamespace(ns))
+		return len(events.Items) > 0, err
+	})
+	for what, obj := range map[string]any{"RegistryToken": tok, "Registry": reg, "events": events} {
+		if b, _ := json.Marshal(obj); strings.Contains(string(b), token) {
+			t.Fatalf("the %s carry the token", what)
+		}
+	}
 
 	// A scope change reaches the auth store.
 	rs := &uniregv1.RegistryScope{}
