@@ -163,9 +163,11 @@ conformance: build conformance-tool minio ## OCI conformance suite, every toggle
 	hack/with-minio.sh hack/run-conformance.sh anonymous
 
 FUZZTIME ?= 30s
-FUZZ_TARGETS := registry/auth:FuzzParseScope registry/auth:FuzzCredentialsFrom registry/authstore:FuzzParse \
+FUZZ_TARGETS := registry/auth:FuzzParseScope registry/auth:FuzzCredentialsFrom registry/auth:FuzzTokenRequest \
+	registry/authstore:FuzzParse \
 	registry/oci:FuzzNameAndTag registry/oci:FuzzParseContentRange registry/oci:FuzzParseDigest \
-	registry/npm:FuzzSplitPublishBody
+	registry/oci:FuzzParseManifest registry/oci:FuzzChallenge \
+	registry/npm:FuzzSplitPublishBody registry/npm:FuzzValidName registry/npm:FuzzCheckPublish
 
 .PHONY: fuzz
 fuzz: ## Run each Go fuzz target for $(FUZZTIME) (see docs/security.md). Not part of make test; the seeds run there.

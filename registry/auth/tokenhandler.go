@@ -127,6 +127,8 @@ func (h TokenHandler) grantRepository(r *http.Request, id *Identity, name string
 	return &ResourceActions{Type: TypeRepository, Name: name, Actions: granted}
 }
 
+// expandActions expands `*` and drops unknown actions, which a grant of `*`
+// would otherwise copy into the token.
 func expandActions(actions []string) []string {
 	var out []string
 	seen := map[string]bool{}
@@ -136,7 +138,7 @@ func expandActions(actions []string) []string {
 			list = validActions[ProtocolOCI]
 		}
 		for _, x := range list {
-			if !seen[x] {
+			if !seen[x] && actionKnown(ProtocolOCI, x) {
 				seen[x] = true
 				out = append(out, x)
 			}
