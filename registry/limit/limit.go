@@ -139,17 +139,20 @@ func NewUploads(max int) *Uploads {
 	return &Uploads{max: max, active: map[string]int{}}
 }
 
-// Max returns the limit; 0 means none.
-func (u *Uploads) Max() int {
-	if u == nil || u.max < 0 {
-		return 0
-	}
-	return u.max
+// ErrTooManyUploads wraps the refusal of an upload beyond the maximum; the
+// client may retry once one of its uploads has ended.
+var ErrTooManyUploads = errors.New("too many uploads at once")
+
+// Refusal is the error for key's upload that Acquire refused.
+func (u *Uploads) Refusal(key string) error {
+	return fmt.Errorf("%w: %s already streams %d uploads, the most one identity may; finish one first",
+		ErrTooManyUploads, key, u.max)
 }
 
 // Acquire counts one more upload for key. ok is false, and nothing is
-// counted, when key already streams its maximum; otherwise release must be
-// called when the upload ends. A nil *Uploads allows everything.
+// counted, when key already streams its maximum (Refusal says so);
+// otherwise release must be called when the upload ends. A nil *Uploads
+// allows everything.
 func (u *Uploads) Acquire(key string) (release func(), ok bool) {
 	if u == nil {
 		return func() {}, true

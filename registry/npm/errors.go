@@ -30,6 +30,9 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
 	switch {
 	case errors.As(err, &e):
+	case errors.Is(err, limit.ErrTooManyUploads):
+		e = &Error{Status: http.StatusTooManyRequests, Message: limit.Reason(err, limit.ErrTooManyUploads)}
+		w.Header().Set("Retry-After", "1")
 	case errors.Is(err, limit.ErrBodyTooSlow):
 		e = &Error{Status: http.StatusRequestTimeout, Message: limit.Reason(err, limit.ErrBodyTooSlow)}
 		requestlog.Record(r, err)

@@ -45,9 +45,7 @@ func (h *Handler) putPackage(q *request) error {
 	}()
 	release, ok := h.opts.Uploads.Acquire(subjectOf(q.id))
 	if !ok {
-		q.w.Header().Set("Retry-After", "1")
-		return newError(http.StatusTooManyRequests, "%s already streams %d uploads, the most one identity may; finish one first",
-			subjectOf(q.id), h.opts.Uploads.Max())
+		return h.opts.Uploads.Refusal(subjectOf(q.id))
 	}
 	defer release()
 	h.uploads.Add(1)

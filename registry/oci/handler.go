@@ -251,9 +251,7 @@ func (h *Handler) require(q *request, name string, actions ...string) error {
 func (h *Handler) startUploadBody(q *request) (done func(), err error) {
 	release, ok := h.opts.Uploads.Acquire(subjectOf(q.id))
 	if !ok {
-		q.w.Header().Set("Retry-After", "1")
-		return nil, newError(http.StatusTooManyRequests, CodeTooManyRequests,
-			"%s already streams %d uploads, the most one identity may; finish one first", subjectOf(q.id), h.opts.Uploads.Max())
+		return nil, h.opts.Uploads.Refusal(subjectOf(q.id))
 	}
 	h.uploads.Add(1)
 	return func() { h.uploads.Add(-1); release() }, nil
