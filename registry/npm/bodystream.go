@@ -25,14 +25,56 @@ type attachment struct {
 	Received    bool  // the data field was present and handed to the callback
 }
 
+// bodyLimits bound what splitPublishBody keeps of a body, and decide, member
+// by member, what each top-level member is worth before its value is read.
+type bodyLimits struct {
+	// maxBytes bounds the document kept (the body without attachment data).
+	maxBytes int
+	// maxValues bounds the JSON values kept (member names aside): decoded,
+	// `{"a":[{},{},...]}` costs tens of times its size, so bytes alone do not
+	// bound the memory a document takes.
+	maxValues int
+	// member says what to do with a top-level member, or refuses the body
+	// (e.g. 403 for a member the caller may not change); nil keeps them all.
+	member func(key string) (memberRule, error)
+	// ownEntry is the one member kept of a keepOwnEntry object.
+	ownEntry string
+}
+
+// memberRule is what splitPublishBody does with a top-level member.
+type memberRule int
+
+const (
+	// keepMember copies the member into the document.
+	keepMember memberRule = iota
+	// skipMember reads past the value, keeping nothing of it.
+	skipMember
+	// keepOwnEntry keeps, of an object, only its member named
+	// bodyLimits.ownEntry (a star's `users`: only the caller's entry counts).
+	// A value that is not an object is read past.
+	keepOwnEntry
+)
+
+// errBodyTooLarge is matched by every refusal of a document beyond one of
+// its bounds (bytes or JSON values).
 var errBodyTooLarge = errors.New("document too large")
+
+// tooLargeError is a document beyond one of its bounds.
+type tooLargeError struct {
+	max  int
+	unit string // "bytes" or "JSON values"
+}
+
+func (e *tooLargeError) Error() string        { return fmt.Sprintf("document exceeds %d %s", e.max, e.unit) }
+func (e *tooLargeError) Is(target error) bool { return target == errBodyTooLarge }
 
 // jsonReader is a byte reader over the body that keeps a bounded copy of
 // what it copies into meta.
 type jsonReader struct {
-	br   *bufio.Reader
-	meta bytes.Buffer
-	max  int
+	br     *bufio.Reader
+	meta   bytes.Buffer
+	lim    bodyLimits
+	values int // JSON values copied into meta so far
 }
 
 // truncated is a read error inside the document: the body ending there is
@@ -59,23 +101,38 @@ func (j *jsonReader) next() (byte, error) {
 }
 
 func (j *jsonReader) emit(b ...byte) error {
-	if j.meta.Len()+len(b) > j.max {
-		return errBodyTooLarge
+	if j.meta.Len()+len(b) > j.lim.maxBytes {
+		return &tooLargeError{j.lim.maxBytes, "bytes"}
 	}
 	j.meta.Write(b)
 	return nil
 }
 
-// splitPublishBody returns the body without `_attachments`, and the
-// attachments; onData receives each attachment's decoded data.
-func splitPublishBody(r io.Reader, maxMeta int, onData func(name string, data io.Reader) error) ([]byte, []attachment, error) {
-	j := &jsonReader{br: bufio.NewReaderSize(r, 64<<10), max: maxMeta}
+// countValue counts one more JSON value kept.
+func (j *jsonReader) countValue() error {
+	j.values++
+	if j.values > j.lim.maxValues {
+		return &tooLargeError{j.lim.maxValues, "JSON values"}
+	}
+	return nil
+}
+
+// splitPublishBody returns the body without `_attachments` (and without
+// what lim.member skips), and the attachments; onData receives each
+// attachment's decoded data.
+func splitPublishBody(r io.Reader, lim bodyLimits, onData func(name string, data io.Reader) error) ([]byte, []attachment, error) {
+	if lim.member == nil {
+		lim.member = func(string) (memberRule, error) { return keepMember, nil }
+	}
+	j := &jsonReader{br: bufio.NewReaderSize(r, 64<<10), lim: lim}
 	var atts []attachment
 	c, err := j.next()
 	if err != nil || c != '{' {
 		return nil, nil, fmt.Errorf("body is not a JSON object")
 	}
-	j.emit('{')
+	if err := j.emit('{'); err != nil {
+		return nil, nil, err
+	}
 	first, emitted := true, false
 	for {
 		c, err := j.next()
@@ -98,6 +155,16 @@ func splitPublishBody(r io.Reader, maxMeta int, onData func(name string, data io
 		if err != nil {
 			return nil, nil, err
 		}
+		rule, err := lim.member(key)
+		if err != nil {
+			return nil, nil, err
+		}
+		if rule == skipMember {
+			if err := j.value(false); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
 		if key == "_attachments" {
 			if atts, err = j.readAttachments(onData); err != nil {
 				return nil, nil, err
@@ -114,7 +181,12 @@ func splitPublishBody(r io.Reader, maxMeta int, onData func(name string, data io
 		if err := j.emit(append(kb, ':')...); err != nil {
 			return nil, nil, err
 		}
-		if err := j.copyValue(); err != nil {
+		if rule == keepOwnEntry {
+			err = j.ownEntry()
+		} else {
+			err = j.value(true)
+		}
+		if err != nil {
 			return nil, nil, err
 		}
 	}
@@ -153,8 +225,8 @@ func (j *jsonReader) rawString() ([]byte, error) {
 			return nil, truncated(err)
 		}
 		out = append(out, c)
-		if len(out) > j.max {
-			return nil, errBodyTooLarge
+		if len(out) > j.lim.maxBytes {
+			return nil, &tooLargeError{j.lim.maxBytes, "bytes"}
 		}
 		switch c {
 		case '\\':
@@ -169,16 +241,66 @@ func (j *jsonReader) rawString() ([]byte, error) {
 	}
 }
 
-// copyValue copies one JSON value verbatim into meta.
-func (j *jsonReader) copyValue() error {
+// skipString reads past a string's remainder (after the opening quote),
+// keeping nothing of it.
+func (j *jsonReader) skipString() error {
+	for {
+		c, err := j.br.ReadByte()
+		if err != nil {
+			return truncated(err)
+		}
+		switch c {
+		case '\\':
+			if _, err := j.br.ReadByte(); err != nil {
+				return truncated(err)
+			}
+		case '"':
+			return nil
+		}
+	}
+}
+
+// value reads one JSON value: copied verbatim into meta and counted when
+// keep is set, else read past without keeping anything. Brackets must
+// match; the rest of the grammar is left to the decoder, which sees every
+// value that is kept.
+func (j *jsonReader) value(keep bool) error {
+	put := func(b ...byte) error {
+		if !keep {
+			return nil
+		}
+		return j.emit(b...)
+	}
+	count := func() error {
+		if !keep {
+			return nil
+		}
+		return j.countValue()
+	}
 	c, err := j.next()
 	if err != nil {
 		return err
 	}
-	depth := 0
+	// open holds the containers entered, 'o' (object) or 'a' (array);
+	// expectName is set where an object's member name comes next.
+	var open [limit.DefaultJSONDepth]byte
+	depth, expectName, inScalar := 0, false, false
 	for {
+		scalar := false
 		switch c {
 		case '"':
+			if !expectName {
+				if err := count(); err != nil {
+					return err
+				}
+			}
+			expectName = false
+			if !keep {
+				if err := j.skipString(); err != nil {
+					return err
+				}
+				break
+			}
 			s, err := j.rawString()
 			if err != nil {
 				return err
@@ -187,33 +309,61 @@ func (j *jsonReader) copyValue() error {
 				return err
 			}
 		case '{', '[':
-			depth++
-			if depth > limit.DefaultJSONDepth {
+			if depth == len(open) {
 				return fmt.Errorf("%w: more than %d levels", limit.ErrTooDeep, limit.DefaultJSONDepth)
 			}
-			if err := j.emit(c); err != nil {
+			if err := count(); err != nil {
+				return err
+			}
+			open[depth] = 'a'
+			if c == '{' {
+				open[depth] = 'o'
+			}
+			depth++
+			expectName = c == '{'
+			if err := put(c); err != nil {
 				return err
 			}
 		case '}', ']':
+			if depth == 0 || (c == '}') != (open[depth-1] == 'o') {
+				return fmt.Errorf("unexpected %c", c)
+			}
 			depth--
-			if err := j.emit(c); err != nil {
+			expectName = false
+			if err := put(c); err != nil {
+				return err
+			}
+		case ',':
+			expectName = depth > 0 && open[depth-1] == 'o'
+			if err := put(c); err != nil {
+				return err
+			}
+		case ':', ' ', '\t', '\r', '\n':
+			if err := put(c); err != nil {
 				return err
 			}
 		default:
-			if err := j.emit(c); err != nil {
+			scalar = true
+			if !inScalar {
+				if err := count(); err != nil {
+					return err
+				}
+			}
+			if err := put(c); err != nil {
 				return err
 			}
 		}
+		inScalar = scalar
 		if depth == 0 {
 			// A scalar ends at a delimiter, which belongs to the caller.
-			if c != '"' && c != '}' && c != ']' {
+			if scalar {
 				for {
 					p, err := j.br.Peek(1)
 					if err != nil || bytes.IndexByte([]byte(",}] \t\r\n"), p[0]) >= 0 {
 						return nil
 					}
 					b, _ := j.br.ReadByte()
-					if err := j.emit(b); err != nil {
+					if err := put(b); err != nil {
 						return err
 					}
 				}
@@ -222,6 +372,73 @@ func (j *jsonReader) copyValue() error {
 		}
 		if c, err = j.br.ReadByte(); err != nil {
 			return truncated(err)
+		}
+	}
+}
+
+// ownEntry reads an object keeping only its member named lim.ownEntry, or
+// reads past a value that is not an object, keeping an empty object.
+func (j *jsonReader) ownEntry() error {
+	c, err := j.br.Peek(1)
+	for err == nil && bytes.IndexByte([]byte(" \t\r\n"), c[0]) >= 0 {
+		j.br.ReadByte()
+		c, err = j.br.Peek(1)
+	}
+	if err != nil {
+		return truncated(err)
+	}
+	if c[0] != '{' {
+		if err := j.value(false); err != nil {
+			return err
+		}
+		return j.emit('{', '}')
+	}
+	j.br.ReadByte()
+	if err := j.countValue(); err != nil {
+		return err
+	}
+	if err := j.emit('{'); err != nil {
+		return err
+	}
+	kept := false
+	for n := 0; ; n++ {
+		c, err := j.next()
+		if err != nil {
+			return err
+		}
+		if c == '}' {
+			return j.emit('}')
+		}
+		if n > 0 {
+			if c != ',' {
+				return fmt.Errorf("expected , between members")
+			}
+			if c, err = j.next(); err != nil {
+				return err
+			}
+		}
+		key, err := j.readKey(c)
+		if err != nil {
+			return err
+		}
+		if key != j.lim.ownEntry {
+			if err := j.value(false); err != nil {
+				return err
+			}
+			continue
+		}
+		if kept {
+			if err := j.emit(','); err != nil {
+				return err
+			}
+		}
+		kept = true
+		kb, _ := json.Marshal(key)
+		if err := j.emit(append(kb, ':')...); err != nil {
+			return err
+		}
+		if err := j.value(true); err != nil {
+			return err
 		}
 	}
 }
@@ -304,7 +521,7 @@ func (j *jsonReader) readAttachment(name string, onData func(string, io.Reader) 
 		}
 		// Other fields are small: decode them through the meta buffer.
 		mark := j.meta.Len()
-		if err := j.copyValue(); err != nil {
+		if err := j.value(true); err != nil {
 			return a, err
 		}
 		raw := append([]byte(nil), j.meta.Bytes()[mark:]...)

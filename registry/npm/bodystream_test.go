@@ -20,10 +20,13 @@ type splitResult struct {
 	data map[string][]byte
 }
 
+// keepAll keeps every member, within maxBytes.
+func keepAll(maxBytes int) bodyLimits { return bodyLimits{maxBytes: maxBytes, maxValues: maxBytes} }
+
 func split(t *testing.T, body string, maxMeta int) (splitResult, error) {
 	t.Helper()
 	res := splitResult{data: map[string][]byte{}}
-	meta, atts, err := splitPublishBody(strings.NewReader(body), maxMeta, func(name string, r io.Reader) error {
+	meta, atts, err := splitPublishBody(strings.NewReader(body), keepAll(maxMeta), func(name string, r io.Reader) error {
 		b, err := io.ReadAll(r)
 		if err != nil {
 			return err
@@ -226,7 +229,7 @@ func TestSplitPublishBodyStreamsDataLargerThanItsBuffer(t *testing.T) {
 			body := `{"name":"x","_attachments":{"x-1.0.0.tgz":{"content_type":"application/octet-stream","data":"` + tt.data + `","length":` + itoa(len(raw)) + `}},"tail":"end"}`
 			var got []byte
 			var reads int
-			meta, atts, err := splitPublishBody(strings.NewReader(body), 1024, func(_ string, r io.Reader) error {
+			meta, atts, err := splitPublishBody(strings.NewReader(body), keepAll(1024), func(_ string, r io.Reader) error {
 				dec := base64.NewDecoder(base64.StdEncoding, readCounter{r, &reads})
 				var err error
 				got, err = io.ReadAll(dec)
@@ -268,7 +271,7 @@ func itoa(n int) string {
 
 func TestSplitPublishBodyDrainsDataTheCallbackLeaves(t *testing.T) {
 	body := `{"_id":"x","_attachments":{"x-1.0.0.tgz":{"data":"` + strings.Repeat("QUFB", 50000) + `","length":150000}},"name":"x"}`
-	meta, atts, err := splitPublishBody(strings.NewReader(body), 1024, func(_ string, r io.Reader) error {
+	meta, atts, err := splitPublishBody(strings.NewReader(body), keepAll(1024), func(_ string, r io.Reader) error {
 		_, err := io.ReadFull(r, make([]byte, 10))
 		return err
 	})
@@ -285,7 +288,7 @@ func TestSplitPublishBodyDrainsDataTheCallbackLeaves(t *testing.T) {
 
 func TestSplitPublishBodyPassesCallbackErrors(t *testing.T) {
 	stop := errors.New("stop here")
-	_, _, err := splitPublishBody(strings.NewReader(`{"_attachments":{"a.tgz":{"data":"AAAA"}}}`), 1024, func(string, io.Reader) error {
+	_, _, err := splitPublishBody(strings.NewReader(`{"_attachments":{"a.tgz":{"data":"AAAA"}}}`), keepAll(1024), func(string, io.Reader) error {
 		return stop
 	})
 	if !errors.Is(err, stop) {
@@ -356,5 +359,75 @@ func TestSplitPublishBodyRefusesMalformedJSON(t *testing.T) {
 				t.Fatalf("splitPublishBody accepted %q, returning %s", tt.body, res.meta)
 			}
 		})
+	}
+}
+
+func TestSplitPublishBodyCountsValuesNotMemberNames(t *testing.T) {
+	tests := []struct {
+		body   string
+		values int
+	}{
+		{`{"a":1}`, 1},
+		{`{"a":"s","b":true,"c":null,"d":-1.5e3}`, 4},
+		{`{"a":{"k1":1,"k2":"v"}}`, 3},
+		{`{"a":[{},{},[],"x"]}`, 5},
+		{`{"a":[ 1 , 22 ,333 ]}`, 4},
+		{`{"_attachments":{"a.tgz":{"length":5,"data":"aGVsbG8="}},"b":1}`, 2},
+	}
+	for _, tt := range tests {
+		lim := bodyLimits{maxBytes: 1 << 20, maxValues: tt.values}
+		if _, _, err := splitPublishBody(strings.NewReader(tt.body), lim, func(string, io.Reader) error { return nil }); err != nil {
+			t.Errorf("%s with %d values allowed: %v", tt.body, tt.values, err)
+		}
+		lim.maxValues--
+		_, _, err := splitPublishBody(strings.NewReader(tt.body), lim, func(string, io.Reader) error { return nil })
+		if !errors.Is(err, errBodyTooLarge) || !strings.Contains(err.Error(), "JSON values") {
+			t.Errorf("%s with %d values allowed: err = %v, want too many JSON values", tt.body, lim.maxValues, err)
+		}
+	}
+}
+
+func TestSplitPublishBodySkipsMembersAndKeepsOnlyTheOwnEntry(t *testing.T) {
+	rules := map[string]memberRule{"skip": skipMember, "users": keepOwnEntry}
+	lim := bodyLimits{maxBytes: 1 << 10, maxValues: 16, ownEntry: "me", member: func(key string) (memberRule, error) {
+		return rules[key], nil
+	}}
+	big := strings.Repeat(`{"k":["]\"}",1,{}]},`, 1000) // far beyond both bounds, kept nowhere
+	tests := []struct{ body, want string }{
+		{`{"_id":"x","skip":[` + big + `{}],"users":{"a":[` + big + `{}],"me":true,"z":[1,2]}}`, `{"_id":"x","users":{"me":true}}`},
+		{`{"users":{"a":true}}`, `{"users":{}}`},
+		{`{"users":["me"],"n":1}`, `{"users":{},"n":1}`},
+		{`{"users": "me" ,"skip":"x"}`, `{"users":{}}`},
+		{`{"skip":{"a":"}"},"_rev":"1-a"}`, `{"_rev":"1-a"}`},
+	}
+	for _, tt := range tests {
+		meta, _, err := splitPublishBody(strings.NewReader(tt.body), lim, func(string, io.Reader) error { return nil })
+		if err != nil || string(meta) != tt.want {
+			t.Errorf("%.80s: %s, %v; want %s", tt.body, meta, err, tt.want)
+		}
+	}
+	// Brackets must match in what is read past too.
+	for _, body := range []string{`{"skip":[1}}`, `{"skip":{"a":1]}`, `{"skip":[1,2`, `{"users":{"a":[}]}}`} {
+		if _, _, err := splitPublishBody(strings.NewReader(body), lim, func(string, io.Reader) error { return nil }); err == nil {
+			t.Errorf("%s accepted", body)
+		}
+	}
+}
+
+func TestSplitPublishBodyStopsAtARefusedMember(t *testing.T) {
+	refused := errors.New("refused")
+	lim := bodyLimits{maxBytes: 1 << 10, maxValues: 16, member: func(key string) (memberRule, error) {
+		if key == "versions" {
+			return 0, refused
+		}
+		return skipMember, nil
+	}}
+	body := &recordingBody{r: strings.NewReader(`{"a":1,"versions":` + strings.Repeat(`[`, 1<<20))}
+	_, _, err := splitPublishBody(body, lim, func(string, io.Reader) error { return nil })
+	if !errors.Is(err, refused) {
+		t.Fatalf("err = %v", err)
+	}
+	if n := body.read.Load(); n > 64<<10 {
+		t.Fatalf("read %d bytes past the refused member", n)
 	}
 }

@@ -219,19 +219,29 @@ func TestStarChangesOnlyTheCallersEntry(t *testing.T) {
 	}
 }
 
+// A star changes only `users`: from a caller who may write, other members
+// of a body without versions are ignored; from a caller who may only read,
+// a member that would change the package is refused (403) and nothing
+// changes.
 func TestStarIgnoresOtherFields(t *testing.T) {
 	hs := newHarness(t, defaultUsers())
 	hs.mustPublish("x", "1.0.0")
 	before := hs.packument("reader", "x")
-	body := jsonString(t, map[string]any{
-		"_id": "x", "users": map[string]any{"reader": true},
-		"maintainers": []any{map[string]any{"name": "reader", "email": ""}},
-		"dist-tags":   map[string]any{"latest": "1.0.0", "evil": "1.0.0"},
-	})
-	expectStatus(t, hs.do(call{method: http.MethodPut, path: "/x", body: body, user: "reader"}), http.StatusOK)
+	star := func(user string) map[string]any {
+		return map[string]any{
+			"_id": "x", "users": map[string]any{user: true},
+			"maintainers": []any{map[string]any{"name": user, "email": ""}},
+			"dist-tags":   map[string]any{"latest": "1.0.0", "evil": "1.0.0"},
+		}
+	}
+	expectStatus(t, hs.do(call{method: http.MethodPut, path: "/x", body: jsonString(t, star("writer")), user: "writer"}), http.StatusOK)
+	expectError(t, hs.do(call{method: http.MethodPut, path: "/x", body: jsonString(t, star("reader")), user: "reader"}), http.StatusForbidden, "npm:package:x:write")
 	after := hs.packument("reader", "x")
 	if !reflect.DeepEqual(after["maintainers"], before["maintainers"]) || !reflect.DeepEqual(after["dist-tags"], before["dist-tags"]) {
-		t.Fatalf("a read-only star changed maintainers %v or dist-tags %v", after["maintainers"], after["dist-tags"])
+		t.Fatalf("a star changed maintainers %v or dist-tags %v", after["maintainers"], after["dist-tags"])
+	}
+	if got := after["users"]; !reflect.DeepEqual(got, map[string]any{"writer": true}) {
+		t.Fatalf("users = %v", got)
 	}
 }
 
