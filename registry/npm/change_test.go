@@ -159,8 +159,10 @@ func TestUnpublishLastVersionDeletesPackage(t *testing.T) {
 	if !reflect.DeepEqual(actions, []string{"package.published", "dist-tag.set", "version.unpublished", "package.unpublished"}) {
 		t.Fatalf("events = %v", actions)
 	}
-	// The name is free again.
-	hs.mustPublish("@acme/x", "1.0.0")
+	// The name is free again, for versions it never had.
+	hs.mustPublish("@acme/x", "2.0.0")
+	w = hs.publishAs("admin", "", newPublish("@acme/x", "1.0.0", tarballOf("@acme/x", "1.0.0")))
+	expectError(t, w, http.StatusForbidden, "previously published versions: 1.0.0")
 }
 
 func TestUnpublishDisabled(t *testing.T) {

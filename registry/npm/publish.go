@@ -309,10 +309,10 @@ func mergePublish(cur, incoming packument, name, version string, vm map[string]a
 		}
 	}
 	if cur.version(version) != nil {
-		return nil, newError(http.StatusForbidden, "You cannot publish over the previously published versions: %s", version)
+		return nil, errVersionUsed(version, false)
 	}
 	if _, ok := cur.times()[version]; ok {
-		return nil, newError(http.StatusForbidden, "You cannot publish over the previously published versions: %s (it was unpublished)", version)
+		return nil, errVersionUsed(version, true)
 	}
 	stored := make(map[string]any, len(vm)+1)
 	for k, v := range vm {
@@ -345,6 +345,16 @@ func mergePublish(cur, incoming packument, name, version string, vm map[string]a
 	}
 	cur["_rev"] = nextRev(str(cur["_rev"]), []byte(version+ts))
 	return cur, nil
+}
+
+// errVersionUsed refuses a publish of a version the package has or had: a
+// name@version is never reused, since lockfiles pin its integrity. The
+// public registry's words, which npm prints.
+func errVersionUsed(version string, unpublished bool) error {
+	if unpublished {
+		return newError(http.StatusForbidden, "You cannot publish over the previously published versions: %s (it was unpublished; a version is never reused: publish a new one)", version)
+	}
+	return newError(http.StatusForbidden, "You cannot publish over the previously published versions: %s", version)
 }
 
 // dropUnreferencedTarball deletes a stored tarball unless the package's

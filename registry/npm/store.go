@@ -14,7 +14,8 @@ import (
 
 // The npm side's storage layout (docs/storage-layout.md):
 //
-//	npm/packages/<name>/packument.json          the package document
+//	npm/packages/<name>/packument.json          the package document, or the tombstone of a
+//	                                            deleted one (keeping every version's publish time)
 //	npm/packages/<name>/tarballs/<sha512 hex>   tarballs, by content
 //	npm/staging/<id>                            a tarball being received
 //	npm/tokens/<sha256 hex>                     tokens created with `npm token create`
@@ -46,6 +47,15 @@ type packages struct {
 // that does not exist has a nil document, and the version of its tombstone
 // when it was deleted (else "").
 func (ps *packages) load(ctx context.Context, name string) (packument, string, error) {
+	p, version, err := ps.loadStored(ctx, name)
+	if p.deleted() {
+		p = nil
+	}
+	return p, version, err
+}
+
+// loadStored is load that returns a deleted package's tombstone too.
+func (ps *packages) loadStored(ctx context.Context, name string) (packument, string, error) {
 	b, info, err := storage.ReadAll(ctx, ps.store, packumentKey(name))
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, "", nil
@@ -57,18 +67,48 @@ func (ps *packages) load(ctx context.Context, name string) (packument, string, e
 	if err != nil {
 		return nil, "", fmt.Errorf("decode packument of %s: %w", name, err)
 	}
-	if deleted, _ := p["_deleted"].(bool); deleted {
-		return nil, info.Version, nil
-	}
 	return p, info.Version, nil
+}
+
+func (p packument) deleted() bool {
+	d, _ := p["_deleted"].(bool)
+	return d
 }
 
 // tombstone replaces a deleted package's document. Storage has no
 // conditional delete, so deleting is a compare-and-swap write too: a publish
 // racing the deletion in another process then either lands before it (and
 // the deletion retries) or after it, on top of the tombstone; never lost.
-func tombstone(name string) packument {
-	return packument{"_id": name, "name": name, "_deleted": true, "time": map[string]any{"unpublished": now()}}
+//
+// The tombstone keeps the publish time of every version the package ever
+// had (the document's time map, which the publish of a version writes in
+// the same compare-and-swap as the version and nothing removes): a
+// name@version is never reused, not even after the whole package went.
+func tombstone(name string, last packument) packument {
+	times := map[string]any{"unpublished": now()}
+	for v, ts := range last.times() {
+		if validVersion(v) {
+			times[v] = ts
+		}
+	}
+	return packument{"_id": name, "name": name, "_deleted": true, "time": times}
+}
+
+// revive carries a tombstone's version history into the document that
+// brings its package back, refusing any version the package had before.
+func revive(next, tomb packument) error {
+	times := next.times()
+	for v := range next.versions() {
+		if _, ok := tomb.times()[v]; ok {
+			return errVersionUsed(v, true)
+		}
+	}
+	for v, ts := range tomb.times() {
+		if _, ok := times[v]; !ok && validVersion(v) {
+			times[v] = ts
+		}
+	}
+	return nil
 }
 
 // cached returns the package's current cache entry, re-reading the document
@@ -105,9 +145,13 @@ func (ps *packages) update(ctx context.Context, name string, change func(cur pac
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
 	for range maxUpdateAttempts {
-		cur, version, err := ps.load(ctx, name)
+		stored, version, err := ps.loadStored(ctx, name)
 		if err != nil {
 			return nil, err
+		}
+		cur := stored
+		if stored.deleted() {
+			cur = nil
 		}
 		next, err := change(cur)
 		if err != nil {
@@ -117,8 +161,13 @@ func (ps *packages) update(ctx context.Context, name string, change func(cur pac
 			return nil, nil
 		}
 		doc := next
-		if doc == nil {
-			doc = tombstone(name)
+		switch {
+		case doc == nil:
+			doc = tombstone(name, cur)
+		case cur == nil && stored != nil:
+			if err := revive(doc, stored); err != nil {
+				return nil, err
+			}
 		}
 		body, err := json.Marshal(doc)
 		if err != nil {
