@@ -50,6 +50,10 @@ type Options struct {
 	MaxDocumentSize int
 	// MaxTarballSize bounds one tarball (default 256 MiB).
 	MaxTarballSize int64
+	// DocumentCacheSize bounds the memory of the document cache, in bytes:
+	// the decoded documents and their rendered copies, least recently used
+	// evicted first (default 64 MiB).
+	DocumentCacheSize int64
 	// DisablePublish, DisableUnpublish, DisableSearch and DisableTokenAPI
 	// answer those endpoints with an npm error instead.
 	DisablePublish, DisableUnpublish, DisableSearch, DisableTokenAPI bool
@@ -83,13 +87,16 @@ func New(o Options) *Handler {
 	if o.MaxTarballSize <= 0 {
 		o.MaxTarballSize = 256 << 20
 	}
+	if o.DocumentCacheSize <= 0 {
+		o.DocumentCacheSize = defaultDocumentCacheSize
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Handler{
 		opts:     o,
 		store:    o.Storage,
-		packages: &packages{store: o.Storage, cache: newDocCache(4096)},
+		packages: &packages{store: o.Storage, cache: newDocCache(o.DocumentCacheSize)},
 		tokens:   NewTokens(o.Storage),
 	}
 }

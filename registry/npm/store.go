@@ -2,7 +2,6 @@ package npm
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -187,103 +186,4 @@ func (ps *packages) update(ctx context.Context, name string, change func(cur pac
 		return next, nil // nil after a deletion
 	}
 	return nil, newError(503, "too many concurrent changes to %s; try again", name)
-}
-
-// docCache keeps decoded packuments and their rendered forms.
-type docCache struct {
-	mu      sync.Mutex
-	entries map[string]*cachedDoc
-	max     int
-}
-
-func newDocCache(max int) *docCache { return &docCache{entries: map[string]*cachedDoc{}, max: max} }
-
-func (c *docCache) get(name string) *cachedDoc {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.entries[name]
-}
-
-func (c *docCache) put(name string, d *cachedDoc) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) >= c.max {
-		for k := range c.entries { // evict an arbitrary entry
-			delete(c.entries, k)
-			break
-		}
-	}
-	c.entries[name] = d
-}
-
-func (c *docCache) drop(name string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.entries, name)
-}
-
-// cachedDoc is one version of a packument with what is derived from it.
-type cachedDoc struct {
-	version string
-	doc     packument
-	files   map[string]string // tarball file name -> sha512 hex of its content
-
-	mu       sync.Mutex
-	rendered map[renderKey]*rendered
-}
-
-type renderKey struct {
-	base        string
-	abbreviated bool
-}
-
-// rendered is a document serialised once, plain and gzipped.
-type rendered struct {
-	plain, gzipped []byte
-	etag           string
-}
-
-func newCachedDoc(p packument, version string) *cachedDoc {
-	c := &cachedDoc{version: version, doc: p, files: map[string]string{}, rendered: map[renderKey]*rendered{}}
-	for _, v := range p.versions() {
-		vm := obj(v)
-		if hexSum, ok := sha512HexOfIntegrity(str(distOf(vm)["integrity"])); ok {
-			c.files[tarballFile(vm)] = hexSum
-		}
-	}
-	return c
-}
-
-// render returns the document for a base URL, serialising it once.
-func (c *cachedDoc) render(base string, abbreviated bool) (*rendered, error) {
-	k := renderKey{base, abbreviated}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if r := c.rendered[k]; r != nil {
-		return r, nil
-	}
-	var v any
-	if abbreviated {
-		v = abbreviate(c.doc, base)
-	} else {
-		v = withTarballURLs(c.doc, base)
-	}
-	plain, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	var gz bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
-	zw.Write(plain)
-	zw.Close()
-	kind := "full"
-	if abbreviated {
-		kind = "abbr"
-	}
-	r := &rendered{plain: plain, gzipped: gz.Bytes(), etag: fmt.Sprintf(`"%s-%s-%x"`, c.version, kind, fnv32([]byte(base)))}
-	if len(c.rendered) > 8 { // many Host names: do not grow without bound
-		clear(c.rendered)
-	}
-	c.rendered[k] = r
-	return r, nil
 }
