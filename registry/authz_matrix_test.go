@@ -178,7 +178,7 @@ func newMatrixWorld(t *testing.T) *matrixWorld {
 	r := w.ownerDo("GET", "/npm/-/npm/v1/tokens", nil, nil, http.StatusOK)
 	json.NewDecoder(r.Body).Decode(&list)
 	for _, o := range list.Objects {
-		if o.Key == strings.TrimPrefix(auth.HashToken(w.revoked), "sha256:") {
+		if o.Key == auth.TokenID(auth.HashToken(w.revoked)) {
 			w.ownerDo("DELETE", "/npm/-/npm/v1/tokens/token/"+o.Key, nil, nil, http.StatusNoContent)
 		}
 	}
@@ -404,7 +404,7 @@ func TestAuthorizationMatrixNPM(t *testing.T) {
 				if presented == "" {
 					presented = "none" // an anonymous caller names some token
 				}
-				path := strings.NewReplacer("{R}", rev, "{K}", strings.TrimPrefix(auth.HashToken(w.npmReadonly), "sha256:"), "{T}", presented).Replace(row.path)
+				path := strings.NewReplacer("{R}", rev, "{K}", auth.TokenID(auth.HashToken(w.npmReadonly)), "{T}", presented).Replace(row.path)
 				body := []byte(strings.ReplaceAll(row.body, "{T}", presented))
 				switch row.body {
 				case "publish":

@@ -54,6 +54,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -258,6 +259,11 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 			// `npm logout` revokes any token.
 			tokens := r.npm.Tokens()
 			r.cfg.Authenticator = auth.WithRevocations(auth.Chain{cfg.Authenticator, tokens}, tokens)
+			// Tokens made with a credential of cfg.Authenticator stop
+			// working with it.
+			if l, ok := cfg.Authenticator.(auth.TokenLiveness); ok {
+				tokens.SetParentLiveness(l)
+			}
 		}
 	}
 	gate, err := newGate(r.cfg)
@@ -280,6 +286,13 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	r.cancel = cancel
 	go func() {
 		defer close(r.done)
+		var refresh sync.WaitGroup
+		defer refresh.Wait()
+		if r.npm != nil && !cfg.NPM.DisableTokenAPI {
+			// npm tokens and revocations are checked from memory; this
+			// keeps that view current (see npm.Tokens).
+			refresh.Go(func() { r.npm.RunTokenRefresh(bg) })
+		}
 		if r.oci != nil && cfg.OCI.UploadPurgeInterval >= 0 {
 			every := cfg.OCI.UploadPurgeInterval
 			if every == 0 {

@@ -16,12 +16,15 @@ var ErrInvalidCredentials = errors.New("invalid credentials")
 type Identity struct {
 	// Subject is the user name; empty for anonymous requests.
 	Subject string
-	// Anonymous is true when the request carried no credentials.
+	// Anonymous is true when the request carried no credentials, or a JWT
+	// of the token flow bought without any.
 	Anonymous bool
 	// Scopes are the grants of this identity. The default Authorizer checks
 	// them; a custom Authorizer may ignore them.
 	Scopes Scopes
-	// TokenID is a short, non-secret fingerprint of the credential used.
+	// TokenID is a short, non-secret fingerprint of the credential used
+	// (for the registry's own tokens, TokenID of their hash). It is what
+	// TokenLiveness is asked about.
 	TokenID string
 	// ExpiresAt is when the credential used stops working; zero: never.
 	// Credentials made from this one must not outlive it.
@@ -34,7 +37,20 @@ type Identity struct {
 	// used only to find the source of a cross-repository mount without
 	// `from`; they never authorise reading.
 	mountable Scopes
+	// tracked is set when the Authenticator that accepted the credential
+	// implements TokenLiveness: what is made from it (JWTs, npm tokens)
+	// names its TokenID and stops working when it does.
+	tracked bool
+	// boughtWith is, for an issued JWT, the TokenID of the credential it was
+	// bought with; empty when that credential cannot be followed.
+	boughtWith string
 }
+
+// Tracked reports whether the registry can tell, on every request, that the
+// credential behind this identity stopped working: its Authenticator
+// implements TokenLiveness. Credentials made from an identity (npm tokens)
+// are made only from tracked ones, so that they stop with it.
+func (id *Identity) Tracked() bool { return id.tracked }
 
 // MayMountFrom reports whether a blob in repository name may serve as the
 // source of a mount without `from`: the subject may pull that repository.
@@ -92,6 +108,22 @@ func CredentialsFrom(r *http.Request) Credentials {
 // program may back it with its own user database, OIDC or an API call.
 type Authenticator interface {
 	Authenticate(ctx context.Context, c Credentials) (*Identity, error)
+}
+
+// TokenLiveness is implemented by an Authenticator whose credentials can stop
+// working before they expire (removed from its store, revoked): it tells
+// whether the credential with a TokenID (Identity.TokenID) still works. JWTs
+// of the token flow name the credential they were bought with, npm tokens
+// the credential they were made with; both are refused once TokenLive says
+// false. It is asked on every request carrying such a credential, so it must
+// answer from memory; it answers false for ids it does not know, and an error
+// only when it cannot tell now (the request then fails with 503).
+//
+// A JWT bought with a credential of an Authenticator that does not implement
+// it names no credential: it works until it expires (the token TTL), and no
+// npm token can be made from such a credential.
+type TokenLiveness interface {
+	TokenLive(ctx context.Context, tokenID string) (bool, error)
 }
 
 // Authorizer decides whether an identity may perform an access.

@@ -28,6 +28,11 @@ type Claims struct {
 	// pull. It authorises nothing but choosing the source of a mount
 	// without `from` (see Identity.MayMountFrom).
 	Mountable []string `json:"mountable,omitempty"`
+	// TokenID names the credential the JWT was bought with (its TokenID,
+	// never its hash or secret): the JWT works only while that credential
+	// does. Empty for anonymous JWTs and for credentials that cannot be
+	// followed (see TokenLiveness).
+	TokenID string `json:"tid,omitempty"`
 }
 
 // JWTIssuer signs and verifies the Docker-flow JWTs with an HS256 key.
@@ -88,36 +93,77 @@ func (j *JWTIssuer) Service() string { return j.service }
 // TTL returns the lifetime of issued tokens.
 func (j *JWTIssuer) TTL() time.Duration { return j.ttl }
 
+// Grant is what a JWT is issued for.
+type Grant struct {
+	// Subject is the user name; empty for an anonymous caller, whose JWT
+	// is anonymous wherever it is used.
+	Subject   string
+	Access    []ResourceActions
+	Mountable []string
+	// TokenID names the credential the JWT is bought with; when set, the
+	// JWT works only while that credential does (Service checks it on every
+	// use, see TokenLiveness).
+	TokenID string
+	// NotAfter, when set, is when that credential expires: the JWT's `exp`
+	// is never later.
+	NotAfter time.Time
+}
+
+// IssuedJWT is a signed JWT and its lifetime.
+type IssuedJWT struct {
+	Token               string
+	IssuedAt, ExpiresAt time.Time
+}
+
 // Issue signs a token for subject with the given access and mountable
-// repository patterns.
+// repository patterns, naming no credential (see IssueGrant).
 func (j *JWTIssuer) Issue(subject string, access []ResourceActions, mountable []string) (string, time.Time, error) {
+	t, err := j.IssueGrant(Grant{Subject: subject, Access: access, Mountable: mountable})
+	return t.Token, t.IssuedAt, err
+}
+
+// IssueGrant signs a token for g. Its lifetime is the issuer's TTL, cut at
+// g.NotAfter.
+func (j *JWTIssuer) IssueGrant(g Grant) (IssuedJWT, error) {
 	now := j.now()
 	jti := make([]byte, 12)
 	if _, err := rand.Read(jti); err != nil {
-		return "", time.Time{}, err
+		return IssuedJWT{}, err
 	}
-	if access == nil {
-		access = []ResourceActions{}
+	if g.Access == nil {
+		g.Access = []ResourceActions{}
+	}
+	exp := now.Add(j.ttl)
+	if !g.NotAfter.IsZero() && g.NotAfter.Before(exp) {
+		exp = g.NotAfter
 	}
 	claims := Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    j.issuer,
-			Subject:   subject,
+			Subject:   g.Subject,
 			Audience:  jwt.ClaimStrings{j.service},
 			IssuedAt:  jwt.NewNumericDate(now),
 			NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)),
-			ExpiresAt: jwt.NewNumericDate(now.Add(j.ttl)),
+			ExpiresAt: jwt.NewNumericDate(exp),
 			ID:        hex.EncodeToString(jti),
 		},
-		Access:    access,
-		Mountable: mountable,
+		Access:    g.Access,
+		Mountable: g.Mountable,
+		TokenID:   g.TokenID,
 	}
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(j.key)
-	return s, now, err
+	if err != nil {
+		return IssuedJWT{}, err
+	}
+	// NumericDate keeps whole seconds: report the instant the JWT says.
+	return IssuedJWT{Token: s, IssuedAt: now, ExpiresAt: claims.ExpiresAt.Time}, nil
 }
 
 // Verify checks a token's signature, algorithm, issuer, audience and lifetime
-// and returns the identity it carries: its scopes are exactly its access.
+// and returns the identity it carries: its scopes are exactly its access. It
+// does not know whether the credential the JWT was bought with still works:
+// Service checks that on every use (the cache here holds only what the JWT
+// itself says).
 func (j *JWTIssuer) Verify(token string) (*Identity, error) {
 	now := j.now()
 	j.mu.RLock()
@@ -166,7 +212,8 @@ func (j *JWTIssuer) verify(token string) (*Identity, *Claims, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidCredentials, err)
 	}
-	id := &Identity{Subject: c.Subject, TokenID: "jwt:" + c.ID}
+	id := &Identity{Subject: c.Subject, Anonymous: c.Subject == "", TokenID: "jwt:" + c.ID,
+		ExpiresAt: c.ExpiresAt.Time, boughtWith: c.TokenID}
 	for _, ra := range c.Access {
 		if ra.Type != TypeRepository {
 			continue

@@ -196,6 +196,61 @@ func (ss Scopes) Allows(a Access) bool {
 	return false
 }
 
+// Covers reports whether ss grants at least everything other grants: every
+// access one of other's scopes allows, some scope of ss allows too. It
+// decides whether one credential may manage another. Name patterns are
+// compared conservatively: a pattern covers itself, `*` covers every name,
+// and `prefix*` covers names and patterns that start with prefix.
+func (ss Scopes) Covers(other Scopes) bool {
+	for _, o := range other {
+		for _, a := range elementaryAccesses(o) {
+			if !ss.coversOne(a, o.Name) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// coversOne reports whether some scope grants action a on every name the
+// pattern name matches.
+func (ss Scopes) coversOne(a Access, name string) bool {
+	for _, s := range ss {
+		if segmentMatch(s.Protocol, a.Protocol) && segmentMatch(s.Type, a.Type) &&
+			actionMatch(s.Action, a.Action) && patternCovers(s.Name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// elementaryAccesses expands the wildcards of a scope's protocol, type and
+// action into the accesses they stand for (the name stays a pattern).
+func elementaryAccesses(s Scope) []Access {
+	var out []Access
+	for _, p := range []string{ProtocolOCI, ProtocolNPM} {
+		if !segmentMatch(s.Protocol, p) || !segmentMatch(s.Type, validTypes[p]) {
+			continue
+		}
+		for _, action := range validActions[p] {
+			if actionMatch(s.Action, action) {
+				out = append(out, Access{Protocol: p, Type: validTypes[p], Name: s.Name, Action: action})
+			}
+		}
+	}
+	return out
+}
+
+// patternCovers reports whether every name pattern b matches, pattern a
+// matches too (conservatively: false when unsure).
+func patternCovers(a, b string) bool {
+	if a == "*" || a == b {
+		return true
+	}
+	prefix, ok := strings.CutSuffix(a, "*")
+	return ok && !strings.Contains(prefix, "*") && strings.HasPrefix(b, prefix)
+}
+
 // Strings renders every scope.
 func (ss Scopes) Strings() []string {
 	out := make([]string, len(ss))

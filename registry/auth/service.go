@@ -79,14 +79,45 @@ func (s *Service) IdentifyCredentials(ctx context.Context, c Credentials) (*Iden
 		if err != nil {
 			return nil, err
 		}
+		if err := s.checkBoughtWith(ctx, id); err != nil {
+			return nil, err
+		}
 		id.issued = true
 		return id, nil
 	}
-	id, err := s.authn.Authenticate(ctx, c)
+	id, err := authenticate(ctx, s.authn, c)
 	if err != nil {
 		return nil, fmt.Errorf("authenticate: %w", err)
 	}
 	return id, nil
+}
+
+// checkBoughtWith refuses a JWT whose credential stopped working: revoked,
+// expired or removed. It asks the Authenticator's TokenLiveness on every
+// request, cached JWT or not, so no JWT outlives its credential by more than
+// the Authenticator takes to learn of the change.
+func (s *Service) checkBoughtWith(ctx context.Context, id *Identity) error {
+	if id.boughtWith == "" {
+		return nil
+	}
+	live, err := s.TokenLive(ctx, id.boughtWith)
+	if err != nil {
+		return fmt.Errorf("check the credential of a JWT: %w", err)
+	}
+	if !live {
+		return fmt.Errorf("the credential this JWT was bought with was revoked, expired or removed: %w", ErrInvalidCredentials)
+	}
+	return nil
+}
+
+// TokenLive implements TokenLiveness with the Authenticator's own: false when
+// the Authenticator tracks no credentials.
+func (s *Service) TokenLive(ctx context.Context, tokenID string) (bool, error) {
+	l, ok := s.authn.(TokenLiveness)
+	if !ok {
+		return false, nil
+	}
+	return l.TokenLive(ctx, tokenID)
 }
 
 // Allowed reports whether id may perform a. Anonymous scopes apply to

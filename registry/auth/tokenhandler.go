@@ -11,7 +11,9 @@ import (
 // TokenHandler serves the realm of the Docker token flow (`GET /token` and the
 // OAuth2 password grant `POST /token`): it authenticates the caller, keeps of
 // the requested OCI access only what the caller may do, and answers with a
-// short-lived JWT.
+// short-lived JWT. A JWT is never a credential here: like Distribution's token
+// servers, the realm takes only the credentials the JWT would be bought
+// with, so no JWT is renewed past the life of the credential behind it.
 type TokenHandler struct {
 	Service *Service
 }
@@ -57,6 +59,11 @@ func (h TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeTokenError(w, http.StatusBadRequest, "UNSUPPORTED", "unknown service "+quoteShort(svc))
 		return
 	}
+	if looksLikeJWT(creds.Bearer) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="unireg"`)
+		writeTokenError(w, http.StatusUnauthorized, "UNAUTHORIZED", "a JWT cannot buy another JWT: present the registry token it was bought with")
+		return
+	}
 	id, err := h.Service.IdentifyCredentials(r.Context(), creds)
 	if err != nil && !errors.Is(err, ErrInvalidCredentials) {
 		// The credentials could not be checked (storage down): retry later.
@@ -74,7 +81,13 @@ func (h TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, ra := range h.pullGrants(id) {
 		mountable = append(mountable, ra.Name)
 	}
-	token, issued, err := issuer.Issue(id.Subject, access, mountable)
+	grant := Grant{Subject: id.Subject, Access: access, Mountable: mountable, NotAfter: id.ExpiresAt}
+	if id.Anonymous {
+		grant.Subject = ""
+	} else if id.tracked {
+		grant.TokenID = id.TokenID
+	}
+	jwt, err := issuer.IssueGrant(grant)
 	if err != nil {
 		writeTokenError(w, http.StatusInternalServerError, "UNKNOWN", "could not sign token")
 		return
@@ -82,9 +95,9 @@ func (h TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	json.NewEncoder(w).Encode(tokenResponse{
-		Token: token, AccessToken: token,
-		ExpiresIn: int(issuer.TTL().Seconds()),
-		IssuedAt:  issued.UTC().Format(time.RFC3339),
+		Token: jwt.Token, AccessToken: jwt.Token,
+		ExpiresIn: int(jwt.ExpiresAt.Sub(jwt.IssuedAt).Seconds()),
+		IssuedAt:  jwt.IssuedAt.UTC().Format(time.RFC3339),
 	})
 }
 

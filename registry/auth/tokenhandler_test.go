@@ -237,20 +237,31 @@ func TestTokenHandlerWithoutServiceParameterUsesOwnService(t *testing.T) {
 	}
 }
 
-func TestTokenHandlerBearerJWTCannotWidenItsAccess(t *testing.T) {
+// A JWT is no credential at the realm: renewing one would let it outlive the
+// token it was bought with (revoked, expired or removed meanwhile).
+func TestTokenHandlerRefusesJWTCredentials(t *testing.T) {
 	f := newTokenFixture(t)
-	first, _, err := f.issuer.Issue("puller", []ResourceActions{{Type: "repository", Name: "foo", Actions: []string{"pull"}}}, nil)
-	if err != nil {
-		t.Fatal(err)
+	w := f.get(t, "service=unireg&scope=repository:foo:pull", "puller", f.puller.token)
+	first, _ := f.issuedToken(t, w)
+	if first.Subject != "puller" {
+		t.Fatalf("first JWT for %q", first.Subject)
 	}
-	r := httptest.NewRequest(http.MethodGet, "/token?service=unireg&scope=repository:foo:pull,push,delete", nil)
-	r.Header.Set("Authorization", "Bearer "+first)
-	w := httptest.NewRecorder()
-	f.handler.ServeHTTP(w, r)
-	_, c := f.issuedToken(t, w)
-	want := []ResourceActions{{Type: "repository", Name: "foo", Actions: []string{"pull"}}}
-	if !reflect.DeepEqual(c.Access, want) {
-		t.Errorf("access = %+v, want %+v", c.Access, want)
+	var jwt struct{ Token string }
+	json.Unmarshal(w.Body.Bytes(), &jwt)
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		var r *http.Request
+		if method == http.MethodGet {
+			r = httptest.NewRequest(method, "/token?service=unireg&scope=repository:foo:pull", nil)
+		} else {
+			r = httptest.NewRequest(method, "/token", strings.NewReader("grant_type=password&service=unireg&scope=repository:foo:pull"))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		r.Header.Set("Authorization", "Bearer "+jwt.Token)
+		w := httptest.NewRecorder()
+		f.handler.ServeHTTP(w, r)
+		if msg := tokenError(t, w, http.StatusUnauthorized, "UNAUTHORIZED"); !strings.Contains(msg, "a JWT cannot buy another JWT") {
+			t.Errorf("%s: message %q", method, msg)
+		}
 	}
 }
 
@@ -340,7 +351,7 @@ func TestTokenHandlerRefusesBadRequests(t *testing.T) {
 				f.handler.ServeHTTP(w, r)
 				return w
 			},
-			status: http.StatusUnauthorized, code: "UNAUTHORIZED", msg: "invalid credentials",
+			status: http.StatusUnauthorized, code: "UNAUTHORIZED", msg: "a JWT cannot buy another JWT",
 		},
 		{
 			name: "password grant with wrong password",

@@ -28,13 +28,18 @@ type storedToken struct {
 
 type tokenTable struct {
 	byHash map[string]*storedToken
-	raw    []byte
+	// byID holds the tokens by TokenID, for TokenLive: the JWTs and npm
+	// tokens made from a token name it by its id.
+	byID map[string][]*storedToken
+	raw  []byte
 }
 
 // TokenStore is the built-in Authenticator: it checks opaque tokens (sent as
 // the Basic password or as a Bearer token) against an auth-store file,
 // comparing only SHA-256 hashes. It reloads the file when it changes; a
-// broken file keeps the previous table and is reported by Err.
+// broken file keeps the previous table and is reported by Err. It implements
+// TokenLiveness: a token removed from the file, or past its expiry, takes the
+// JWTs and npm tokens made from it down with it at the next reload.
 type TokenStore struct {
 	path   string
 	log    *slog.Logger
@@ -92,7 +97,7 @@ func NewStaticTokenStore(f *authstore.File) (*TokenStore, error) {
 }
 
 func buildTable(f *authstore.File, raw []byte) (*tokenTable, error) {
-	t := &tokenTable{byHash: make(map[string]*storedToken, len(f.Tokens)), raw: raw}
+	t := &tokenTable{byHash: make(map[string]*storedToken, len(f.Tokens)), byID: make(map[string][]*storedToken, len(f.Tokens)), raw: raw}
 	for i, tok := range f.Tokens {
 		scopes, err := ParseScopes(tok.Scopes)
 		if err != nil {
@@ -103,6 +108,8 @@ func buildTable(f *authstore.File, raw []byte) (*tokenTable, error) {
 			st.expiresAt = *tok.ExpiresAt
 		}
 		t.byHash[tok.Hash] = st
+		id := TokenID(tok.Hash)
+		t.byID[id] = append(t.byID[id], st)
 	}
 	return t, nil
 }
@@ -157,7 +164,7 @@ func NewTokenStore(opts TokenStoreOptions) *TokenStore {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.table.Store(&tokenTable{byHash: map[string]*storedToken{}})
+	s.table.Store(&tokenTable{byHash: map[string]*storedToken{}, byID: map[string][]*storedToken{}})
 	return s
 }
 
@@ -212,6 +219,18 @@ func (s *TokenStore) Authenticate(_ context.Context, c Credentials) (*Identity, 
 		return nil, fmt.Errorf("token expired: %w", ErrInvalidCredentials)
 	}
 	return &Identity{Subject: st.user, Scopes: slices.Clone(st.scopes), TokenID: TokenID(hash), ExpiresAt: st.expiresAt}, nil
+}
+
+// TokenLive implements TokenLiveness: the token with this id is in the table
+// now and not past its expiry.
+func (s *TokenStore) TokenLive(_ context.Context, tokenID string) (bool, error) {
+	now := s.now()
+	for _, st := range s.table.Load().byID[tokenID] {
+		if st.expiresAt.IsZero() || now.Before(st.expiresAt) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // watch follows the file's directory, so that editors' rename-into-place and

@@ -95,6 +95,7 @@ func newHarnessWith(t *testing.T, cfg harnessConfig) *harness {
 		cfg.options(&o)
 	}
 	hs.h = New(o)
+	hs.h.Tokens().SetParentLiveness(static)
 	hs.gate = auth.NewService(auth.ServiceOptions{
 		Authenticator: auth.WithRevocations(auth.Chain{static, hs.h.Tokens()}, hs.h.Tokens()),
 		Anonymous:     anonymous,

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/unireg/unireg/registry/auth"
@@ -15,16 +17,74 @@ import (
 
 // Tokens keeps the tokens created through the npm token API (`npm token
 // create`) in registry storage, hashed like every other token, and the list
-// of tokens revoked by `npm logout`. It is an auth.Authenticator for the
-// former and an auth.Revocations for all tokens.
+// of tokens revoked by `npm logout` and `npm token revoke`. It is an
+// auth.Authenticator and an auth.TokenLiveness for the former and an
+// auth.Revocations for all tokens.
+//
+// Every token it makes records its parent: the TokenID of the credential it
+// was made with. A token works only while its parent does, and the parent's
+// parent, up to a credential outside the token API, which the liveness set
+// with SetParentLiveness judges (the registry's Authenticator).
+//
+// No request waits on storage to learn whether a credential still works:
+// tokens and revocations are held in memory, in a view that
+// Handler.RunTokenRefresh reloads from storage every TokenRefreshInterval and
+// this process's own creations and revocations update at once, so that a
+// revocation by any replica holds in every replica within seconds. A view
+// older than tokenViewMaxAge is reloaded before it is used; when that fails,
+// credentials cannot be checked (503) rather than checked against a stale
+// view.
 type Tokens struct {
-	store storage.Driver
+	store   storage.Driver
+	now     func() time.Time
+	parents auth.TokenLiveness
+
+	mu   sync.RWMutex
+	view tokenSnapshot
+
+	refreshMu sync.Mutex // serialises refreshes
+	lastTry   time.Time  // when the last refresh began, guarded by refreshMu
+	lastErr   error      // how it ended, guarded by refreshMu
 }
 
-// NewTokens returns the token store over s.
-func NewTokens(s storage.Driver) *Tokens { return &Tokens{store: s} }
+// tokenSnapshot is what Tokens knows of storage, guarded by Tokens.mu.
+type tokenSnapshot struct {
+	// loaded is when the listing of the last successful refresh began;
+	// zero: never.
+	loaded  time.Time
+	byKey   map[string]*storedToken // sha256 hex -> token
+	byID    map[string]*storedToken // auth.TokenID -> token
+	revoked map[string]bool         // auth.TokenIDs of revoked tokens, any issuer's
+}
 
-// storedToken is npm/tokens/<sha256 hex>.
+const (
+	// TokenRefreshInterval is how often RunTokenRefresh reloads the tokens
+	// and revocations from storage.
+	TokenRefreshInterval = 3 * time.Second
+	// tokenViewMaxAge is the oldest view used without reloading it first: a
+	// revocation made by another replica is seen within it (under 10 s).
+	tokenViewMaxAge = 8 * time.Second
+	// refreshRetryEvery bounds the reloads that unknown token ids and
+	// failed reloads can trigger.
+	refreshRetryEvery = time.Second
+	// maxTokenChain bounds the parents followed from one token.
+	maxTokenChain = 32
+)
+
+// NewTokens returns the token store over s.
+func NewTokens(s storage.Driver) *Tokens {
+	return &Tokens{store: s, now: time.Now, view: tokenSnapshot{
+		byKey: map[string]*storedToken{}, byID: map[string]*storedToken{}, revoked: map[string]bool{},
+	}}
+}
+
+// SetParentLiveness sets what tells whether a credential outside the token
+// API, with which tokens were made, still works; the registry passes its
+// Authenticator. Without it, tokens made with such credentials are refused.
+func (t *Tokens) SetParentLiveness(l auth.TokenLiveness) { t.parents = l }
+
+// storedToken is npm/tokens/<sha256 hex>. Tokens are written once and never
+// changed; revoking one records its revocation, then deletes it.
 type storedToken struct {
 	Key      string    `json:"key"` // sha256 hex of the token
 	User     string    `json:"user"`
@@ -37,7 +97,13 @@ type storedToken struct {
 	Name    string   `json:"name,omitempty"`
 	// Expires, when set, is the instant from which the token is refused.
 	Expires time.Time `json:"expires,omitzero"`
+	// Parent is the auth.TokenID of the credential the token was made with;
+	// empty only for tokens made before parents were recorded.
+	Parent string `json:"parent,omitempty"`
 }
+
+// id is the token's auth.TokenID, the one identifier a list shows.
+func (st *storedToken) id() string { return auth.TokenID(st.Key) }
 
 // tokenSpec is what a new token is made of.
 type tokenSpec struct {
@@ -45,6 +111,7 @@ type tokenSpec struct {
 	scopes     []string
 	readonly   bool
 	expires    time.Time
+	parent     string
 }
 
 func tokenKey(hashHex string) string   { return "npm/tokens/" + hashHex }
@@ -61,21 +128,224 @@ func (t *Tokens) Authenticate(ctx context.Context, c auth.Credentials) (*auth.Id
 	if !strings.HasPrefix(token, auth.TokenPrefix) {
 		return nil, auth.ErrInvalidCredentials
 	}
-	st, err := t.get(ctx, hashHex(token))
+	if err := t.fresh(ctx); err != nil {
+		return nil, err
+	}
+	key := hashHex(token)
+	t.mu.RLock()
+	st := t.view.byKey[key]
+	t.mu.RUnlock()
+	if st == nil {
+		// Made by another replica since the last refresh, or no token of
+		// ours at all.
+		var err error
+		if st, err = t.read(ctx, key); err != nil {
+			return nil, err
+		}
+		t.remember(st)
+	}
+	live, err := t.chainLive(ctx, st)
 	if err != nil {
 		return nil, err
 	}
-	if !st.Expires.IsZero() && !time.Now().Before(st.Expires) {
-		return nil, fmt.Errorf("token expired: %w", auth.ErrInvalidCredentials)
+	if !live {
+		return nil, fmt.Errorf("token revoked, expired, or made with a credential that no longer works: %w", auth.ErrInvalidCredentials)
 	}
 	scopes, err := auth.ParseScopes(st.Scopes)
 	if err != nil {
-		return nil, fmt.Errorf("stored token %s: %w", auth.TokenID(st.Key), err)
+		return nil, fmt.Errorf("stored token %s: %w", st.id(), err)
 	}
-	return &auth.Identity{Subject: st.User, Scopes: scopes, TokenID: auth.TokenID(st.Key), ExpiresAt: st.Expires}, nil
+	return &auth.Identity{Subject: st.User, Scopes: scopes, TokenID: st.id(), ExpiresAt: st.Expires}, nil
 }
 
-func (t *Tokens) get(ctx context.Context, key string) (*storedToken, error) {
+// TokenLive implements auth.TokenLiveness for the tokens of the token API.
+func (t *Tokens) TokenLive(ctx context.Context, tokenID string) (bool, error) {
+	if err := t.fresh(ctx); err != nil {
+		return false, err
+	}
+	st, revoked := t.lookup(tokenID)
+	if st == nil && !revoked {
+		// Perhaps made by another replica since the last refresh.
+		if err := t.refreshUnlessRecent(ctx, refreshRetryEvery); err != nil {
+			return false, err
+		}
+		st, _ = t.lookup(tokenID)
+	}
+	if st == nil {
+		return false, nil
+	}
+	return t.chainLive(ctx, st)
+}
+
+// Revoked implements auth.Revocations.
+func (t *Tokens) Revoked(ctx context.Context, tokenID string) (bool, error) {
+	if err := t.fresh(ctx); err != nil {
+		return false, err
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.view.revoked[tokenID], nil
+}
+
+// lookup returns the token with this id (nil: none known) and whether the id
+// is revoked.
+func (t *Tokens) lookup(tokenID string) (*storedToken, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.view.byID[tokenID], t.view.revoked[tokenID]
+}
+
+// chainLive reports whether st works: not revoked, not expired, and made
+// with a credential that works, all the way up its parents.
+func (t *Tokens) chainLive(ctx context.Context, st *storedToken) (bool, error) {
+	now := t.now()
+	for range maxTokenChain {
+		if !st.Expires.IsZero() && !now.Before(st.Expires) {
+			return false, nil
+		}
+		if _, revoked := t.lookup(st.id()); revoked {
+			return false, nil
+		}
+		if st.Parent == "" {
+			return true, nil
+		}
+		parent, revoked := t.lookup(st.Parent)
+		if revoked {
+			return false, nil
+		}
+		if parent == nil {
+			return t.rootLive(ctx, st.Parent)
+		}
+		st = parent
+	}
+	return false, nil // no chain this long is made by the token API
+}
+
+// rootLive judges a parent that is no token of this view: a credential of the
+// registry's Authenticator, or a token of the API that another replica made
+// moments ago.
+func (t *Tokens) rootLive(ctx context.Context, tokenID string) (bool, error) {
+	if t.parents != nil {
+		live, err := t.parents.TokenLive(ctx, tokenID)
+		if err != nil || live {
+			return live, err
+		}
+	}
+	if err := t.refreshUnlessRecent(ctx, refreshRetryEvery); err != nil {
+		return false, err
+	}
+	if st, _ := t.lookup(tokenID); st != nil {
+		return t.chainLive(ctx, st)
+	}
+	return false, nil
+}
+
+// fresh makes sure the view is recent enough to judge credentials with.
+func (t *Tokens) fresh(ctx context.Context) error {
+	t.mu.RLock()
+	loaded := t.view.loaded
+	t.mu.RUnlock()
+	if !loaded.IsZero() && t.now().Sub(loaded) <= tokenViewMaxAge {
+		return nil
+	}
+	if err := t.refreshUnlessRecent(ctx, refreshRetryEvery); err != nil {
+		return fmt.Errorf("npm tokens and revocations cannot be checked: %w", err)
+	}
+	t.mu.RLock()
+	loaded = t.view.loaded
+	t.mu.RUnlock()
+	if loaded.IsZero() || t.now().Sub(loaded) > tokenViewMaxAge {
+		return fmt.Errorf("npm tokens and revocations cannot be checked: %w", storage.ErrUnavailable)
+	}
+	return nil
+}
+
+// Refresh reloads the tokens and revocations from storage now.
+func (t *Tokens) Refresh(ctx context.Context) error { return t.refreshUnlessRecent(ctx, 0) }
+
+// refreshUnlessRecent reloads the view, unless a reload began less than
+// `every` ago: then it reports how that one ended.
+func (t *Tokens) refreshUnlessRecent(ctx context.Context, every time.Duration) error {
+	t.refreshMu.Lock()
+	defer t.refreshMu.Unlock()
+	if every > 0 && !t.lastTry.IsZero() && t.now().Sub(t.lastTry) < every {
+		return t.lastErr
+	}
+	t.lastTry = t.now()
+	t.lastErr = t.refresh(ctx, t.lastTry)
+	return t.lastErr
+}
+
+// refresh lists tokens and revocations and swaps them into the view. Tokens
+// never change once written, so only those it has not seen are read.
+func (t *Tokens) refresh(ctx context.Context, started time.Time) error {
+	keys, err := listKeys(ctx, t.store, "npm/tokens")
+	if err != nil {
+		return fmt.Errorf("list npm tokens: %w", err)
+	}
+	byKey := make(map[string]*storedToken, len(keys))
+	for _, k := range keys {
+		t.mu.RLock()
+		st := t.view.byKey[k]
+		t.mu.RUnlock()
+		if st == nil {
+			if st, err = t.read(ctx, k); errors.Is(err, auth.ErrInvalidCredentials) {
+				continue // revoked meanwhile
+			} else if err != nil {
+				return err
+			}
+		}
+		byKey[k] = st
+	}
+	revoked, err := listKeys(ctx, t.store, "npm/revoked")
+	if err != nil {
+		return fmt.Errorf("list npm revocations: %w", err)
+	}
+	byID := make(map[string]*storedToken, len(byKey))
+	for _, st := range byKey {
+		byID[st.id()] = st
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	// A revocation is for good: what this process revoked while the listing
+	// ran stays revoked even if the listing predates it.
+	for _, k := range revoked {
+		t.view.revoked[auth.TokenID(k)] = true
+	}
+	t.view.byKey, t.view.byID, t.view.loaded = byKey, byID, started
+	return nil
+}
+
+// listKeys lists the names under prefix; a missing prefix is empty.
+func listKeys(ctx context.Context, s storage.Driver, prefix string) ([]string, error) {
+	keys, err := s.List(ctx, prefix)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	return keys, err
+}
+
+// remember adds a token this process made or read to the view.
+func (t *Tokens) remember(st *storedToken) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.view.byKey[st.Key] = st
+	t.view.byID[st.id()] = st
+}
+
+// forget records a revocation in the view.
+func (t *Tokens) forget(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.view.revoked[auth.TokenID(key)] = true
+	if st := t.view.byKey[key]; st != nil {
+		delete(t.view.byKey, key)
+		delete(t.view.byID, st.id())
+	}
+}
+
+// read loads one token from storage; ErrInvalidCredentials when there is none.
+func (t *Tokens) read(ctx context.Context, key string) (*storedToken, error) {
 	b, _, err := storage.ReadAll(ctx, t.store, tokenKey(key))
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, auth.ErrInvalidCredentials
@@ -87,24 +357,23 @@ func (t *Tokens) get(ctx context.Context, key string) (*storedToken, error) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, fmt.Errorf("decode token %s: %w", auth.TokenID(key), err)
 	}
+	if st.Key != key {
+		return nil, fmt.Errorf("token %s: stored under another key", auth.TokenID(key))
+	}
 	return &st, nil
 }
 
-// IsRevoked implements auth.Revocations.
-func (t *Tokens) IsRevoked(ctx context.Context, tokenHash string) (bool, error) {
-	_, err := t.store.Stat(ctx, revokedKey(strings.TrimPrefix(tokenHash, "sha256:")))
-	if errors.Is(err, storage.ErrNotFound) {
-		return false, nil
-	}
-	return err == nil, err
+// Revoke makes a token unusable for good, whoever issued it, and so every
+// JWT and token made from it.
+func (t *Tokens) Revoke(ctx context.Context, token string) error {
+	return t.revokeKey(ctx, hashHex(token))
 }
 
-// Revoke makes a token unusable for good, whoever issued it.
-func (t *Tokens) Revoke(ctx context.Context, token string) error {
-	key := hashHex(token)
-	if _, err := t.store.Put(ctx, revokedKey(key), strings.NewReader(time.Now().UTC().Format(time.RFC3339)), storage.Condition{}); err != nil {
+func (t *Tokens) revokeKey(ctx context.Context, key string) error {
+	if _, err := t.store.Put(ctx, revokedKey(key), strings.NewReader(t.now().UTC().Format(time.RFC3339)), storage.Condition{}); err != nil {
 		return err
 	}
+	t.forget(key)
 	if err := t.store.Delete(ctx, tokenKey(key)); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return err
 	}
@@ -118,46 +387,75 @@ func (t *Tokens) create(ctx context.Context, spec tokenSpec) (string, *storedTok
 		return "", nil, err
 	}
 	st := &storedToken{Key: hashHex(token), User: spec.user, Scopes: spec.scopes, Readonly: spec.readonly,
-		Created: time.Now().UTC(), Preview: token[:len(auth.TokenPrefix)+4], Name: spec.name, Expires: spec.expires}
+		Created: t.now().UTC(), Preview: token[:len(auth.TokenPrefix)+4], Name: spec.name, Expires: spec.expires,
+		Parent: spec.parent}
 	b, _ := json.Marshal(st)
 	if _, err := t.store.Put(ctx, tokenKey(st.Key), bytes.NewReader(b), storage.Condition{IfNoneMatch: true}); err != nil {
 		return "", nil, fmt.Errorf("store token: %w", err)
 	}
+	t.remember(st)
 	return token, st, nil
 }
 
-// list returns the tokens of user.
+// list returns the live tokens of user, oldest first, as storage has them
+// now.
 func (t *Tokens) list(ctx context.Context, user string) ([]*storedToken, error) {
-	keys, err := t.store.List(ctx, "npm/tokens")
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
+	if err := t.Refresh(ctx); err != nil {
 		return nil, err
 	}
+	t.mu.RLock()
 	var out []*storedToken
-	for _, k := range keys {
-		st, err := t.get(ctx, k)
-		if err != nil {
-			continue // revoked meanwhile
-		}
-		if st.User == user {
+	for _, st := range t.view.byKey {
+		if st.User == user && !t.view.revoked[st.id()] {
 			out = append(out, st)
 		}
 	}
+	t.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *storedToken) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
 	return out, nil
 }
 
-// delete removes a token of user by its key.
+// delete revokes a token of user by its key.
 func (t *Tokens) delete(ctx context.Context, user, key string) error {
-	st, err := t.get(ctx, key)
-	if err != nil || st.User != user {
+	st, err := t.read(ctx, key)
+	if errors.Is(err, auth.ErrInvalidCredentials) || (err == nil && st.User != user) {
 		return errTokenNotFound
 	}
-	if _, err := t.store.Put(ctx, revokedKey(key), strings.NewReader(time.Now().UTC().Format(time.RFC3339)), storage.Condition{}); err != nil {
+	if err != nil {
 		return err
 	}
-	return t.store.Delete(ctx, tokenKey(key))
+	return t.revokeKey(ctx, key)
+}
+
+// RunTokenRefresh reloads the npm tokens and revocations from storage every
+// TokenRefreshInterval until ctx ends, so that checking a credential never
+// waits on storage and revocations made by other replicas hold here within
+// seconds.
+func (h *Handler) RunTokenRefresh(ctx context.Context) {
+	tick := time.NewTicker(TokenRefreshInterval)
+	defer tick.Stop()
+	failing := false
+	for {
+		err := h.tokens.Refresh(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil && !failing:
+			h.opts.Logger.Error("npm tokens and revocations: refresh failed; credentials cannot be checked once the view is older than "+tokenViewMaxAge.String(), "error", err)
+			failing = true
+		case err == nil && failing:
+			h.opts.Logger.Info("npm tokens and revocations: refresh recovered")
+			failing = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 var errTokenNotFound = errors.New("token not found")

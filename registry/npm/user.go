@@ -78,6 +78,12 @@ func (h *Handler) logout(q *request) error {
 	if h.opts.DisableTokenAPI {
 		return h.logoutWithoutTokenAPI(q)
 	}
+	if err := h.identify(q); err != nil {
+		return err
+	}
+	if q.id.Issued() {
+		return h.logoutOfJWT(q)
+	}
 	if err := h.requireUser(q); err != nil {
 		return err
 	}
@@ -94,6 +100,19 @@ func (h *Handler) logout(q *request) error {
 	}
 	h.emit(q, Event{Action: "token.revoked"})
 	writeJSON(q.w, q.r, http.StatusOK, map[string]any{"ok": true})
+	return nil
+}
+
+// logoutOfJWT answers `npm logout` made with a JWT of the token flow, which
+// cannot be revoked: it lives until its `exp` (or until the token it was
+// bought with stops working). As with the token API off, the answer is a 200
+// with the reason in the npm-notice header that npm prints, so that npm still
+// forgets the JWT locally.
+func (h *Handler) logoutOfJWT(q *request) error {
+	msg := "a token-flow JWT cannot be revoked: it stays valid until it expires at " +
+		q.id.ExpiresAt.UTC().Format(time.RFC3339) + "; revoke the registry token it was bought with to end it sooner"
+	q.w.Header().Set("npm-notice", msg)
+	writeJSON(q.w, q.r, http.StatusOK, map[string]any{"ok": false, "error": msg})
 	return nil
 }
 
@@ -121,11 +140,14 @@ type tokenView struct {
 	CIDRWhitelist []string   `json:"cidr_whitelist"`
 }
 
+// viewOf is a token as the token API shows it. Its key is the token's id
+// (auth.TokenID), the identifier `npm token revoke` sends back; never the
+// hash, which would let whoever reads a list test guesses offline.
 func viewOf(st *storedToken, token string) tokenView {
 	if token == "" {
 		token = st.Preview + "…"
 	}
-	v := tokenView{Key: st.Key, Token: token, Name: st.Name, Created: st.Created, Updated: st.Created, Readonly: st.Readonly, CIDRWhitelist: st.CIDR}
+	v := tokenView{Key: st.id(), Token: token, Name: st.Name, Created: st.Created, Updated: st.Created, Readonly: st.Readonly, CIDRWhitelist: st.CIDR}
 	if !st.Expires.IsZero() {
 		v.Expires = &st.Expires
 	}
@@ -153,8 +175,9 @@ func narrowToPackages(creator auth.Scopes, packages, npmScopes []string) (auth.S
 	var out auth.Scopes
 	for _, n := range names {
 		for _, action := range []string{auth.ActionRead, auth.ActionWrite, auth.ActionDelete} {
-			if coversPattern(creator, n, action) {
-				out = append(out, auth.Scope{Protocol: auth.ProtocolNPM, Type: auth.TypePackage, Name: n, Action: action})
+			sc := auth.Scope{Protocol: auth.ProtocolNPM, Type: auth.TypePackage, Name: n, Action: action}
+			if creator.Covers(auth.Scopes{sc}) {
+				out = append(out, sc)
 			}
 		}
 	}
@@ -164,19 +187,12 @@ func narrowToPackages(creator auth.Scopes, packages, npmScopes []string) (auth.S
 	return out, nil
 }
 
-// coversPattern reports whether the creator's grants include action on every
-// name the pattern (a name, or @scope/*) matches.
-func coversPattern(creator auth.Scopes, pattern, action string) bool {
-	prefix, isGlob := strings.CutSuffix(pattern, "*")
-	for _, s := range creator {
-		if !s.Allows(access(strings.ReplaceAll(pattern, "*", "x"), action)) {
-			continue
-		}
-		if !isGlob || s.Name == "*" || (strings.HasSuffix(s.Name, "*") && strings.HasPrefix(prefix, strings.TrimSuffix(s.Name, "*"))) {
-			return true
-		}
-	}
-	return false
+// manageable reports whether the caller may see and revoke st: its scopes
+// cover everything st may do, so that a token narrowed to some packages
+// manages only tokens as narrow as itself.
+func manageable(id *auth.Identity, st *storedToken) bool {
+	scopes, err := auth.ParseScopes(st.Scopes)
+	return err == nil && id.Scopes.Covers(scopes)
 }
 
 func (h *Handler) listTokens(q *request) error {
@@ -192,7 +208,9 @@ func (h *Handler) listTokens(q *request) error {
 	}
 	objects := make([]tokenView, 0, len(list))
 	for _, st := range list {
-		objects = append(objects, viewOf(st, ""))
+		if manageable(q.id, st) {
+			objects = append(objects, viewOf(st, ""))
+		}
 	}
 	writeJSON(q.w, q.r, http.StatusOK, map[string]any{"objects": objects, "total": len(objects), "urls": map[string]any{}})
 	return nil
@@ -241,6 +259,11 @@ func (h *Handler) createToken(q *request) error {
 	if err := mayManageTokens(q.id); err != nil {
 		return err
 	}
+	if !q.id.Tracked() || q.id.TokenID == "" {
+		// The new token must stop working with its parent, and nothing would
+		// tell when this credential does.
+		return newError(http.StatusForbidden, "tokens cannot be made with this credential: the registry cannot tell when it stops working")
+	}
 	readonly := body.Readonly || body.Permission == "read-only"
 	granted := q.id.Scopes
 	if len(body.Packages) > 0 || len(body.Scopes) > 0 {
@@ -262,7 +285,7 @@ func (h *Handler) createToken(q *request) error {
 		expires = limit.UTC()
 	}
 	token, st, err := h.tokens.create(q.r.Context(), tokenSpec{
-		user: subjectOf(q.id), name: body.Name, scopes: scopes, readonly: readonly, expires: expires,
+		user: subjectOf(q.id), name: body.Name, scopes: scopes, readonly: readonly, expires: expires, parent: q.id.TokenID,
 	})
 	if err != nil {
 		return err
@@ -286,22 +309,25 @@ func (h *Handler) revokeToken(q *request) error {
 	if len(key) < 6 || strings.ContainsAny(key, "/.") {
 		return newError(http.StatusBadRequest, "invalid token key")
 	}
-	// The client may send a prefix of the key; resolve it among the
-	// caller's own tokens.
+	// The client sends the key of the list (the token's id) or a prefix of
+	// it; resolve it among the caller's own tokens.
 	list, err := h.tokens.list(q.r.Context(), subjectOf(q.id))
 	if err != nil {
 		return err
 	}
-	var match []string
+	var match []*storedToken
 	for _, st := range list {
 		if strings.HasPrefix(st.Key, key) {
-			match = append(match, st.Key)
+			match = append(match, st)
 		}
 	}
 	if len(match) != 1 {
 		return newError(http.StatusNotFound, "no single token of %s matches %s", subjectOf(q.id), key)
 	}
-	if err := h.tokens.delete(q.r.Context(), subjectOf(q.id), match[0]); err != nil {
+	if !manageable(q.id, match[0]) {
+		return newError(http.StatusForbidden, "token %s may do more than the token revoking it: revoke it with a token at least as broad", match[0].id())
+	}
+	if err := h.tokens.delete(q.r.Context(), subjectOf(q.id), match[0].Key); err != nil {
 		if errors.Is(err, errTokenNotFound) {
 			return newError(http.StatusNotFound, "token %s not found", key)
 		}

@@ -1,0 +1,151 @@
+package npm
+
+import (
+	"context"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/unireg/unireg/registry/auth"
+)
+
+// createTokenWith posts to the token API with token as the credential and
+// returns the new token.
+func (hs *harness) createTokenWith(token string, body map[string]any) string {
+	hs.t.Helper()
+	w := hs.do(call{method: http.MethodPost, path: "/-/npm/v1/tokens", body: jsonString(hs.t, body), token: token})
+	expectStatus(hs.t, w, http.StatusOK)
+	tok, _ := decodeBody(hs.t, w)["token"].(string)
+	if tok == "" {
+		hs.t.Fatalf("no token in %s", w.Body)
+	}
+	return tok
+}
+
+func (hs *harness) whoami(token string) int {
+	hs.t.Helper()
+	return hs.do(call{method: http.MethodGet, path: "/-/whoami", token: token}).Code
+}
+
+// A token made with the token API works only while the token it was made
+// with does, all the way up the chain.
+func TestChildTokenStopsWhenItsParentIsRevoked(t *testing.T) {
+	hs := newHarness(t, tokenUsers())
+	parent := hs.createTokenWith(hs.tokens["bob"], map[string]any{"name": "parent"})
+	child := hs.createTokenWith(parent, map[string]any{"name": "child"})
+	grandchild := hs.createTokenWith(child, map[string]any{"name": "grandchild"})
+	sibling := hs.createTokenWith(hs.tokens["bob"], map[string]any{"name": "sibling"})
+	for _, tok := range []string{parent, child, grandchild, sibling} {
+		if code := hs.whoami(tok); code != http.StatusOK {
+			t.Fatalf("fresh token: whoami %d", code)
+		}
+	}
+
+	w := hs.do(call{method: http.MethodDelete, path: "/-/npm/v1/tokens/token/" + tokenIDOf(parent), user: "bob"})
+	expectStatus(t, w, http.StatusNoContent)
+	for name, tok := range map[string]string{"parent": parent, "child": child, "grandchild": grandchild} {
+		if code := hs.whoami(tok); code != http.StatusUnauthorized {
+			t.Errorf("%s of a revoked token: whoami %d, want 401", name, code)
+		}
+	}
+	if code := hs.whoami(sibling); code != http.StatusOK {
+		t.Errorf("a token made with bob's own token: whoami %d after another was revoked", code)
+	}
+
+	// npm logout revokes the token it is run with: its children go with it.
+	child2 := hs.createTokenWith(sibling, map[string]any{})
+	expectStatus(t, hs.do(call{method: http.MethodDelete, path: "/-/user/token/" + sibling, token: sibling}), http.StatusOK)
+	if code := hs.whoami(child2); code != http.StatusUnauthorized {
+		t.Errorf("child of a logged-out token: whoami %d, want 401", code)
+	}
+}
+
+// A token narrowed to some packages sees and revokes only the tokens it
+// covers; the list shows ids, never hashes.
+func TestNarrowedTokenManagesOnlyTokensItCovers(t *testing.T) {
+	hs := newHarness(t, tokenUsers())
+	full := hs.createTokenWith(hs.tokens["bob"], map[string]any{"name": "full"})
+	narrow := hs.createTokenWith(hs.tokens["bob"], map[string]any{"name": "narrow", "packages": []string{"x"}})
+	narrower := hs.createTokenWith(narrow, map[string]any{"name": "narrower", "packages": []string{"x"}, "readonly": true})
+
+	w := hs.do(call{method: http.MethodGet, path: "/-/npm/v1/tokens", token: narrow})
+	expectStatus(t, w, http.StatusOK)
+	listed := w.Body.String()
+	for _, tok := range []string{full, narrow, narrower, hs.tokens["bob"]} {
+		if strings.Contains(listed, hashHex(tok)) {
+			t.Errorf("the token list shows a token's full hash: %s", listed)
+		}
+	}
+	if strings.Contains(listed, tokenIDOf(full)) {
+		t.Errorf("a token narrowed to x lists bob's full token: %s", listed)
+	}
+	if !strings.Contains(listed, tokenIDOf(narrow)) || !strings.Contains(listed, tokenIDOf(narrower)) {
+		t.Errorf("a narrowed token does not list itself and the tokens it made: %s", listed)
+	}
+	if regexp.MustCompile(`[0-9a-f]{64}`).MatchString(listed) {
+		t.Errorf("the token list holds a SHA-256: %s", listed)
+	}
+
+	w = hs.do(call{method: http.MethodDelete, path: "/-/npm/v1/tokens/token/" + tokenIDOf(full), token: narrow})
+	expectError(t, w, http.StatusForbidden, "at least as broad")
+	if code := hs.whoami(full); code != http.StatusOK {
+		t.Fatalf("bob's full token after a narrowed token tried to revoke it: whoami %d", code)
+	}
+	w = hs.do(call{method: http.MethodDelete, path: "/-/npm/v1/tokens/token/" + tokenIDOf(narrower), token: narrow})
+	expectStatus(t, w, http.StatusNoContent)
+	w = hs.do(call{method: http.MethodDelete, path: "/-/npm/v1/tokens/token/" + tokenIDOf(narrow), token: full})
+	expectStatus(t, w, http.StatusNoContent)
+}
+
+// npm logout with a JWT answers 200, so that npm forgets it, and says in the
+// npm-notice header (which npm prints) that the JWT stays valid.
+func TestLogoutWithAJWTSaysItCannotBeRevoked(t *testing.T) {
+	hs := newHarness(t, tokenUsers())
+	jwt, _, err := hs.gate.Issuer().Issue("bob", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := hs.do(call{method: http.MethodDelete, path: "/-/user/token/" + jwt, token: jwt})
+	expectStatus(t, w, http.StatusOK)
+	if notice := w.Header().Get("npm-notice"); !strings.Contains(notice, "cannot be revoked") {
+		t.Errorf("npm-notice = %q, want it to say the JWT cannot be revoked", notice)
+	}
+	if body := decodeBody(t, w); body["ok"] != false {
+		t.Errorf("logout of a JWT answers %v, want ok false", body)
+	}
+}
+
+// An anonymous JWT of the token flow is no user on npm.
+func TestAnonymousJWTIsAnonymousOnNPM(t *testing.T) {
+	hs := newHarness(t, tokenUsers())
+	jwt, _, err := hs.gate.Issuer().Issue("", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/-/whoami", "/-/npm/v1/tokens", "/-/user/org.couchdb.user:anonymous"} {
+		if w := hs.do(call{method: http.MethodGet, path: path, token: jwt}); w.Code != http.StatusUnauthorized {
+			t.Errorf("GET %s with an anonymous JWT: %d %s, want 401", path, w.Code, w.Body)
+		}
+	}
+}
+
+// Tokens are made only with credentials the registry can follow: a token
+// made with one whose Authenticator cannot tell when it stops would outlive
+// it.
+func TestTokensAreNotMadeWithCredentialsNothingFollows(t *testing.T) {
+	h := New(Options{Storage: newHarness(t, nil).store})
+	h.SetGate(auth.NewService(auth.ServiceOptions{Authenticator: fixedIdentity{&auth.Identity{
+		Subject: "bob", TokenID: "custom", Scopes: auth.Scopes{{Protocol: "*", Type: "*", Name: "*", Action: "*"}},
+	}}}))
+	hs := &harness{t: t, h: h}
+	w := hs.do(call{method: http.MethodPost, path: "/-/npm/v1/tokens", body: []byte(`{}`), token: "anything"})
+	expectError(t, w, http.StatusForbidden, "cannot tell when it stops")
+}
+
+// fixedIdentity accepts any credential as one identity, and tracks nothing.
+type fixedIdentity struct{ id *auth.Identity }
+
+func (f fixedIdentity) Authenticate(context.Context, auth.Credentials) (*auth.Identity, error) {
+	return f.id, nil
+}
