@@ -124,6 +124,11 @@ type Limits struct {
 	// pause of at most a minute, and 1 KiB/s on average after the first
 	// minute); a slower body fails with 408 and nothing of it is kept.
 	BodyRate limit.BodyRate
+	// ResponseRate bounds how slowly a client may take a response (by
+	// default every 64 KiB within about a minute: 1 KiB/s); a client that
+	// stops reading is disconnected, so it holds no connection, goroutine
+	// or open file beyond that.
+	ResponseRate limit.ResponseRate
 	// UploadsPerIdentity is how many blob uploads and npm publishes one
 	// identity (one subject; all anonymous callers together) may stream at
 	// once (default 128); more answer 429. Negative: no bound.
@@ -280,7 +285,7 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	}
 	r.metrics.watchUploads(r.uploadsInProgress)
 	r.echo = r.routes()
-	r.handler = limit.SlowBodies(r.echo, cfg.Limits.BodyRate)
+	r.handler = limit.SlowResponses(limit.SlowBodies(r.echo, cfg.Limits.BodyRate), cfg.Limits.ResponseRate)
 
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel

@@ -104,6 +104,7 @@ func (o *Options) Build(ctx context.Context, log *slog.Logger) (*Built, error) {
 		Metrics:         metrics,
 		Limits: registry.Limits{
 			BodyRate:           limit.BodyRate{Idle: o.BodyIdleTimeout, MinBytesPerSecond: o.BodyMinRate},
+			ResponseRate:       limit.ResponseRate{Idle: o.ResponseIdleTimeout, MinBytesPerSecond: o.ResponseMinRate},
 			UploadsPerIdentity: o.UploadsPerIdentity,
 		},
 		NPM: registry.NPMConfig{

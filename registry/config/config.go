@@ -68,6 +68,11 @@ type Options struct {
 	BodyIdleTimeout    time.Duration
 	BodyMinRate        int64
 	UploadsPerIdentity int
+
+	// ResponseIdleTimeout and ResponseMinRate bound how slowly a client may
+	// take a response (limit.ResponseRate).
+	ResponseIdleTimeout time.Duration
+	ResponseMinRate     int64
 }
 
 // EnvName is the environment variable of a flag: UNIREG_ and the flag name in
@@ -123,6 +128,8 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request line and headers, in bytes; larger requests get 431")
 	fs.DurationVar(&o.BodyIdleTimeout, "body-idle-timeout", time.Minute, "longest pause in a request body; a body that stops longer gets 408 and nothing of it is kept")
 	fs.Int64Var(&o.BodyMinRate, "body-min-rate", 1024, "slowest average rate of a request body after its first minute, in bytes per second (408 below it); negative: no minimum")
+	fs.DurationVar(&o.ResponseIdleTimeout, "response-idle-timeout", time.Minute, "least time a client has to take each part of a response (Idle x --response-min-rate bytes, 64 KiB to 4 MiB); a client that takes longer is disconnected")
+	fs.Int64Var(&o.ResponseMinRate, "response-min-rate", 1024, "slowest rate a client may take a response at, in bytes per second (disconnected below it); negative: no minimum, only --response-idle-timeout per 64 KiB")
 	fs.IntVar(&o.UploadsPerIdentity, "uploads-per-identity", 128, "blob uploads and npm publishes one identity may stream at once (429 beyond); negative: no bound")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: registry [flags]\n\nunireg: an OCI Distribution registry (and npm registry).\n"+

@@ -1,6 +1,6 @@
 // Package limit holds the request limits both protocols share: how slowly a
-// client may send a request body, how many uploads one identity may stream at
-// once, and how deeply a JSON document may nest.
+// client may send a request body or take a response, how many uploads one
+// identity may stream at once, and how deeply a JSON document may nest.
 //
 // Each limit answers with an error that says which limit was hit; the protocol
 // handlers turn those errors into their own error format.
