@@ -176,6 +176,9 @@ type NPMConfig struct {
 	MaxDocumentSize int
 	// MaxTarballSize bounds one tarball (default 256 MiB).
 	MaxTarballSize int64
+	// DocumentCacheSize bounds the memory of the npm document cache, in
+	// bytes: decoded documents and their rendered copies (default 64 MiB).
+	DocumentCacheSize int64
 	// DisablePublish, DisableUnpublish, DisableSearch and DisableTokenAPI
 	// turn those features off; they answer with an npm error. Without the
 	// token API, `npm logout` revokes nothing and says so in an npm-notice
@@ -362,17 +365,18 @@ func (r *Registry) newOCI() *oci.Handler {
 
 func (r *Registry) newNPM() *npm.Handler {
 	o := npm.Options{
-		Storage:          r.cfg.Storage,
-		Prefix:           r.cfg.NPM.Prefix,
-		BaseURL:          r.BaseURL,
-		MaxDocumentSize:  r.cfg.NPM.MaxDocumentSize,
-		MaxTarballSize:   r.cfg.NPM.MaxTarballSize,
-		DisablePublish:   r.cfg.NPM.DisablePublish,
-		DisableUnpublish: r.cfg.NPM.DisableUnpublish,
-		DisableSearch:    r.cfg.NPM.DisableSearch,
-		DisableTokenAPI:  r.cfg.NPM.DisableTokenAPI,
-		Uploads:          r.uploads,
-		Logger:           r.cfg.Logger,
+		Storage:           r.cfg.Storage,
+		Prefix:            r.cfg.NPM.Prefix,
+		BaseURL:           r.BaseURL,
+		MaxDocumentSize:   r.cfg.NPM.MaxDocumentSize,
+		MaxTarballSize:    r.cfg.NPM.MaxTarballSize,
+		DocumentCacheSize: r.cfg.NPM.DocumentCacheSize,
+		DisablePublish:    r.cfg.NPM.DisablePublish,
+		DisableUnpublish:  r.cfg.NPM.DisableUnpublish,
+		DisableSearch:     r.cfg.NPM.DisableSearch,
+		DisableTokenAPI:   r.cfg.NPM.DisableTokenAPI,
+		Uploads:           r.uploads,
+		Logger:            r.cfg.Logger,
 	}
 	if r.cfg.OnEvent != nil {
 		o.OnEvent = func(ctx context.Context, e npm.Event) {
