@@ -28,7 +28,8 @@ import (
 // succeeds (its route's success status); D = it is refused (401 or 403).
 // Columns, in order (see matrixCallers):
 //
-//	anon nomatch readonly othername npmro expired revoked jwtkey jwtsvc jwtrepo jwttamper jwtnone owner
+//	anon nomatch readonly othername npmro expired revoked jwtkey jwtsvc jwtrepo jwttamper jwtnone
+//	jwtowner jwtgone jwtanon orphan narrow owner
 //
 // The target is repository team-b/app, where the owner (scopes on team-b/*)
 // pushed an image tagged v1 and started an upload.
@@ -38,32 +39,37 @@ var ociMatrix = []struct {
 }{
 	// Any valid credential may ask the base endpoint, a JWT for another
 	// repository included.
-	{"base", "GET", "/v2/", "DAAAADDDDADDA"},
-	{"manifest by tag", "GET", "/v2/team-b/app/manifests/v1", "DDADADDDDDDDA"},
-	{"manifest head", "HEAD", "/v2/team-b/app/manifests/v1", "DDADADDDDDDDA"},
-	{"manifest by digest", "GET", "/v2/team-b/app/manifests/{M}", "DDADADDDDDDDA"},
-	{"manifest put", "PUT", "/v2/team-b/app/manifests/v2", "DDDDDDDDDDDDA"},
-	{"manifest delete", "DELETE", "/v2/team-b/app/manifests/{M}", "DDDDDDDDDDDDA"},
-	{"blob get", "GET", "/v2/team-b/app/blobs/{L}", "DDADADDDDDDDA"},
-	{"blob head", "HEAD", "/v2/team-b/app/blobs/{L}", "DDADADDDDDDDA"},
-	{"blob delete", "DELETE", "/v2/team-b/app/blobs/{L}", "DDDDDDDDDDDDA"},
-	{"upload start", "POST", "/v2/team-b/app/blobs/uploads/", "DDDDDDDDDDDDA"},
-	{"upload status", "GET", "{U}", "DDDDDDDDDDDDA"},
-	{"upload chunk", "PATCH", "{U}", "DDDDDDDDDDDDA"},
-	{"upload finish", "PUT", "{U}", "DDDDDDDDDDDDA"},
-	{"upload cancel", "DELETE", "{U}", "DDDDDDDDDDDDA"},
-	{"tag list", "GET", "/v2/team-b/app/tags/list", "DDADADDDDDDDA"},
-	{"referrers", "GET", "/v2/team-b/app/referrers/{M}", "DDADADDDDDDDA"},
+	{"base", "GET", "/v2/", "DAAAADDDDADDADDDAA"},
+	{"manifest by tag", "GET", "/v2/team-b/app/manifests/v1", "DDADADDDDDDDADDDDA"},
+	{"manifest head", "HEAD", "/v2/team-b/app/manifests/v1", "DDADADDDDDDDADDDDA"},
+	{"manifest by digest", "GET", "/v2/team-b/app/manifests/{M}", "DDADADDDDDDDADDDDA"},
+	{"manifest put", "PUT", "/v2/team-b/app/manifests/v2", "DDDDDDDDDDDDADDDDA"},
+	{"manifest delete", "DELETE", "/v2/team-b/app/manifests/{M}", "DDDDDDDDDDDDADDDDA"},
+	{"blob get", "GET", "/v2/team-b/app/blobs/{L}", "DDADADDDDDDDADDDDA"},
+	{"blob head", "HEAD", "/v2/team-b/app/blobs/{L}", "DDADADDDDDDDADDDDA"},
+	{"blob delete", "DELETE", "/v2/team-b/app/blobs/{L}", "DDDDDDDDDDDDADDDDA"},
+	{"upload start", "POST", "/v2/team-b/app/blobs/uploads/", "DDDDDDDDDDDDADDDDA"},
+	{"upload status", "GET", "{U}", "DDDDDDDDDDDDADDDDA"},
+	{"upload chunk", "PATCH", "{U}", "DDDDDDDDDDDDADDDDA"},
+	{"upload finish", "PUT", "{U}", "DDDDDDDDDDDDADDDDA"},
+	{"upload cancel", "DELETE", "{U}", "DDDDDDDDDDDDADDDDA"},
+	{"tag list", "GET", "/v2/team-b/app/tags/list", "DDADADDDDDDDADDDDA"},
+	{"referrers", "GET", "/v2/team-b/app/referrers/{M}", "DDADADDDDDDDADDDDA"},
 	// The catalog answers every valid credential; A here means team-b/app is
 	// listed (pull on it), D that it is not or the caller is refused.
-	{"catalog", "GET", "/v2/_catalog", "DDADADDDDDDDA"},
+	{"catalog", "GET", "/v2/_catalog", "DDADADDDDDDDADDDDA"},
 	// The token endpoint: A means the JWT it issues grants the scope asked.
-	{"token pull", "GET", "/token?service=unireg-test&scope=repository:team-b/app:pull", "DDADADDDDDDDA"},
-	{"token push", "GET", "/token?service=unireg-test&scope=repository:team-b/app:pull,push", "DDDDDDDDDDDDA"},
+	// For the JWT callers these are renewals, which the realm refuses: a
+	// renewed JWT would outlive the token it was bought with.
+	{"token pull", "GET", "/token?service=unireg-test&scope=repository:team-b/app:pull", "DDADADDDDDDDDDDDDA"},
+	{"token push", "GET", "/token?service=unireg-test&scope=repository:team-b/app:pull,push", "DDDDDDDDDDDDDDDDDA"},
 	// The token endpoint's POST form (OAuth2 password grant): the caller's
 	// credential travels in the body (a Bearer credential as the password).
-	{"token pull form", "POST", "/token", "DDADADDDDDDDA"},
-	{"token push form", "POST", "/token", "DDDDDDDDDDDDA"},
+	{"token pull form", "POST", "/token", "DDADADDDDDDDDDDDDA"},
+	{"token push form", "POST", "/token", "DDDDDDDDDDDDDDDDDA"},
+	// JWT renewal as clients would try it: the caller's credential, JWT or
+	// registry token, as a Bearer token at the realm.
+	{"token renew", "GET", "/token?service=unireg-test&scope=repository:team-b/app:pull,push", "DDDDDDDDDDDDDDDDDA"},
 }
 
 // A caller is a way of presenting credentials, built against one registry.
@@ -100,6 +106,11 @@ var matrixCallers = []matrixCaller{
 	{"jwtnone", bearerJWT(func(w *matrixWorld) string {
 		return w.mint(jwt.UnsafeAllowNoneSignatureType, "unireg-test", "team-b/app", jwt.SigningMethodNone)
 	})},
+	{"jwtowner", bearerJWT(func(w *matrixWorld) string { return w.jwtOwner })},
+	{"jwtgone", bearerJWT(func(w *matrixWorld) string { return w.jwtGone })},
+	{"jwtanon", bearerJWT(func(w *matrixWorld) string { return w.jwtAnon })},
+	{"orphan", func(w *matrixWorld, r *http.Request) { r.SetBasicAuth("owner", w.orphan) }},
+	{"narrow", func(w *matrixWorld, r *http.Request) { r.SetBasicAuth("owner", w.narrow) }},
 	{"owner", basic("owner")},
 }
 
@@ -119,6 +130,9 @@ type matrixWorld struct {
 	key                   []byte
 	tokens                map[string]string // user -> opaque token
 	npmReadonly, revoked  string            // tokens made through the npm token API
+	orphan, narrow        string            // ditto, see the world's setup
+	jwtOwner, jwtGone     string            // JWTs bought at the token endpoint
+	jwtAnon               string
 	manifest, layer, upld string
 }
 
@@ -172,17 +186,61 @@ func newMatrixWorld(t *testing.T) *matrixWorld {
 	w.upld = resp.Header.Get("Location")
 	w.npmReadonly = w.npmToken(true)
 	w.revoked = w.npmToken(false)
-	var list struct {
-		Objects []struct{ Key string } `json:"objects"`
-	}
-	r := w.ownerDo("GET", "/npm/-/npm/v1/tokens", nil, nil, http.StatusOK)
-	json.NewDecoder(r.Body).Decode(&list)
-	for _, o := range list.Objects {
-		if o.Key == auth.TokenID(auth.HashToken(w.revoked)) {
-			w.ownerDo("DELETE", "/npm/-/npm/v1/tokens/token/"+o.Key, nil, nil, http.StatusNoContent)
-		}
+	// JWTs: the owner's, for the target; one bought with an npm token of
+	// the owner that is then revoked; an anonymous one.
+	w.jwtOwner = w.buyJWT(w.tokens["owner"])
+	gone := w.npmTokenWith(w.tokens["owner"], `{}`)
+	w.jwtGone = w.buyJWT(gone)
+	w.jwtAnon = w.buyJWT("")
+	// orphan: an npm token made with an npm token of the owner that is then
+	// revoked. narrow: an npm token of the owner limited to @b/pkg.
+	parent := w.npmTokenWith(w.tokens["owner"], `{}`)
+	w.orphan = w.npmTokenWith(parent, `{}`)
+	w.narrow = w.npmTokenWith(w.tokens["owner"], `{"packages":["@b/pkg"]}`)
+	for _, tok := range []string{w.revoked, gone, parent} {
+		w.ownerDo("DELETE", "/npm/-/npm/v1/tokens/token/"+auth.TokenID(auth.HashToken(tok)), nil, nil, http.StatusNoContent)
 	}
 	return w
+}
+
+// buyJWT asks the token endpoint for everything on the target with token as
+// the Basic password (none: anonymously).
+func (w *matrixWorld) buyJWT(token string) string {
+	w.t.Helper()
+	req, _ := http.NewRequest("GET", w.srv.URL+"/token?service=unireg-test&scope=repository:team-b/app:pull,push,delete", nil)
+	if token != "" {
+		req.SetBasicAuth("owner", token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Token string }
+	json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode != http.StatusOK || out.Token == "" {
+		w.t.Fatalf("setup: token endpoint answered %d", resp.StatusCode)
+	}
+	return out.Token
+}
+
+// npmTokenWith makes an npm token with token as the credential.
+func (w *matrixWorld) npmTokenWith(token, body string) string {
+	w.t.Helper()
+	req, _ := http.NewRequest("POST", w.srv.URL+"/npm/-/npm/v1/tokens", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Token string }
+	json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode != http.StatusOK || out.Token == "" {
+		w.t.Fatalf("setup: npm token create answered %d", resp.StatusCode)
+	}
+	return out.Token
 }
 
 // ownerDo sends a request as the owner and requires the status.
@@ -283,7 +341,10 @@ func TestAuthorizationMatrixOCI(t *testing.T) {
 				for k, v := range header {
 					req.Header.Set(k, v)
 				}
-				if !strings.HasSuffix(row.name, " form") {
+				switch {
+				case row.name == "token renew":
+					asNPM(caller, w, req) // the credential as a Bearer token
+				case !strings.HasSuffix(row.name, " form"):
 					caller.auth(w, req)
 				}
 				resp, err := http.DefaultClient.Do(req)
@@ -318,7 +379,7 @@ func ociOutcome(t *testing.T, row string, resp *http.Response) byte {
 		if code == http.StatusOK {
 			return 'D'
 		}
-	case "token pull", "token push", "token pull form", "token push form":
+	case "token pull", "token push", "token pull form", "token push form", "token renew":
 		var tr struct{ Token string }
 		json.NewDecoder(resp.Body).Decode(&tr)
 		if code != http.StatusOK {
@@ -329,7 +390,7 @@ func ociOutcome(t *testing.T, row string, resp *http.Response) byte {
 			t.Fatalf("token endpoint returned %q: %v", tr.Token, err)
 		}
 		want := "pull"
-		if strings.HasPrefix(row, "token push") {
+		if strings.HasPrefix(row, "token push") || row == "token renew" {
 			want = "push"
 		}
 		for _, ra := range claims.Access {
@@ -358,35 +419,40 @@ var npmMatrix = []struct {
 	body               string
 	want               string
 }{
-	{"packument", "GET", "/npm/@b%2fpkg", "", "DDADADDDDDDDA"},
-	{"version", "GET", "/npm/@b%2fpkg/1.0.0", "", "DDADADDDDDDDA"},
-	{"tarball", "GET", "/npm/@b%2fpkg/-/pkg-1.0.0.tgz", "", "DDADADDDDDDDA"},
-	{"publish", "PUT", "/npm/@b%2fpkg", "publish", "DDDDDDDDDDDDA"},
-	{"change", "PUT", "/npm/@b%2fpkg/-rev/{R}", "change", "DDDDDDDDDDDDA"},
-	{"unpublish", "DELETE", "/npm/@b%2fpkg/-rev/{R}", "", "DDDDDDDDDDDDA"},
-	{"tarball delete", "DELETE", "/npm/@b%2fpkg/-/pkg-1.0.0.tgz/-rev/{R}", "", "DDDDDDDDDDDDA"},
-	{"dist-tags", "GET", "/npm/-/package/@b%2fpkg/dist-tags", "", "DDADADDDDDDDA"},
-	{"dist-tag set", "PUT", "/npm/-/package/@b%2fpkg/dist-tags/next", `"1.0.0"`, "DDDDDDDDDDDDA"},
-	{"dist-tag delete", "DELETE", "/npm/-/package/@b%2fpkg/dist-tags/beta", "", "DDDDDDDDDDDDA"},
+	{"packument", "GET", "/npm/@b%2fpkg", "", "DDADADDDDDDDDDDDAA"},
+	{"version", "GET", "/npm/@b%2fpkg/1.0.0", "", "DDADADDDDDDDDDDDAA"},
+	{"tarball", "GET", "/npm/@b%2fpkg/-/pkg-1.0.0.tgz", "", "DDADADDDDDDDDDDDAA"},
+	{"publish", "PUT", "/npm/@b%2fpkg", "publish", "DDDDDDDDDDDDDDDDAA"},
+	{"change", "PUT", "/npm/@b%2fpkg/-rev/{R}", "change", "DDDDDDDDDDDDDDDDAA"},
+	{"unpublish", "DELETE", "/npm/@b%2fpkg/-rev/{R}", "", "DDDDDDDDDDDDDDDDAA"},
+	{"tarball delete", "DELETE", "/npm/@b%2fpkg/-/pkg-1.0.0.tgz/-rev/{R}", "", "DDDDDDDDDDDDDDDDAA"},
+	{"dist-tags", "GET", "/npm/-/package/@b%2fpkg/dist-tags", "", "DDADADDDDDDDDDDDAA"},
+	{"dist-tag set", "PUT", "/npm/-/package/@b%2fpkg/dist-tags/next", `"1.0.0"`, "DDDDDDDDDDDDDDDDAA"},
+	{"dist-tag delete", "DELETE", "/npm/-/package/@b%2fpkg/dist-tags/beta", "", "DDDDDDDDDDDDDDDDAA"},
 	// A for search: the package is among the results.
-	{"search", "GET", "/npm/-/v1/search?text=pkg", "", "DDADADDDDDDDA"},
-	{"whoami", "GET", "/npm/-/whoami", "", "DAAAADDDDADDA"},
-	{"token list", "GET", "/npm/-/npm/v1/tokens", "", "DAAAADDDDADDA"},
+	{"search", "GET", "/npm/-/v1/search?text=pkg", "", "DDADADDDDDDDDDDDAA"},
+	{"whoami", "GET", "/npm/-/whoami", "", "DAAAADDDDADDADDDAA"},
+	{"token list", "GET", "/npm/-/npm/v1/tokens", "", "DAAAADDDDADDADDDAA"},
+	// A here means the list shows the owner's read-only npm token: only a
+	// credential of the owner at least as broad as that token sees it.
+	{"token list shows", "GET", "/npm/-/npm/v1/tokens", "", "DDDDADDDDDDDDDDDDA"},
 	// Neither a token-flow JWT nor a read-only token may mint tokens.
-	{"token create", "POST", "/npm/-/npm/v1/tokens", `{"readonly":true}`, "DADADDDDDDDDA"},
+	{"token create", "POST", "/npm/-/npm/v1/tokens", `{"readonly":true}`, "DADADDDDDDDDDDDDAA"},
 	// Revoking the owner's read-only npm token: only the owner may; for
 	// anyone else it is not theirs (404, counted as D).
-	{"token revoke", "DELETE", "/npm/-/npm/v1/tokens/token/{K}", "", "DDDDDDDDDDDDA"},
+	{"token revoke", "DELETE", "/npm/-/npm/v1/tokens/token/{K}", "", "DDDDDDDDDDDDDDDDDA"},
 	// npm's legacy login: the credential travels in the body as the
 	// password ({T}); A means it was accepted and handed back for npm to
 	// store. Any registry token that authenticates may log in (what it may
 	// do is still decided per request); a token-flow JWT may not.
-	{"login", "PUT", "/npm/-/user/org.couchdb.user:owner", `{"name":"owner","password":"{T}"}`, "DAAAADDDDDDDA"},
-	// Logging out revokes the token the request is made with ({T}).
-	{"logout", "DELETE", "/npm/-/user/token/{T}", "", "DAAAADDDDADDA"},
+	{"login", "PUT", "/npm/-/user/org.couchdb.user:owner", `{"name":"owner","password":"{T}"}`, "DAAAADDDDDDDDDDDAA"},
+	// Logging out revokes the token the request is made with ({T}); A means
+	// it did (`"ok": true`). A JWT cannot be revoked: its logout answers 200
+	// with "ok": false and says so in npm-notice (D).
+	{"logout", "DELETE", "/npm/-/user/token/{T}", "", "DAAAADDDDDDDDDDDAA"},
 	// The audit endpoints answer "no advisories" to everyone: they read
 	// nothing of the registry's content.
-	{"audit", "POST", "/npm/-/npm/v1/security/advisories/bulk", `{}`, "AAAAAAAAAAAAA"},
+	{"audit", "POST", "/npm/-/npm/v1/security/advisories/bulk", `{}`, "AAAAAAAAAAAAAAAAAA"},
 }
 
 func TestAuthorizationMatrixNPM(t *testing.T) {
@@ -422,7 +488,7 @@ func TestAuthorizationMatrixNPM(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer resp.Body.Close()
-				got := npmOutcome(t, row.name, resp)
+				got := npmOutcome(t, row.name, auth.TokenID(auth.HashToken(w.npmReadonly)), resp)
 				if want := row.want[i]; got != want {
 					t.Errorf("%s %s as %s: %c (status %d), the matrix says %c", row.method, row.path, caller.name, got, resp.StatusCode, want)
 				}
@@ -440,7 +506,9 @@ func asNPM(c matrixCaller, w *matrixWorld, r *http.Request) {
 	}
 }
 
-func npmOutcome(t *testing.T, row string, resp *http.Response) byte {
+// npmOutcome reads a response as A or D; readonlyID is the id of the
+// owner's read-only npm token.
+func npmOutcome(t *testing.T, row, readonlyID string, resp *http.Response) byte {
 	t.Helper()
 	code := resp.StatusCode
 	if code == http.StatusUnauthorized || code == http.StatusForbidden {
@@ -449,6 +517,21 @@ func npmOutcome(t *testing.T, row string, resp *http.Response) byte {
 	if row == "search" && code == http.StatusOK {
 		b, _ := io.ReadAll(resp.Body)
 		if strings.Contains(string(b), `"@b/pkg"`) {
+			return 'A'
+		}
+		return 'D'
+	}
+	if row == "token list shows" && code == http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		if strings.Contains(string(b), `"key":"`+readonlyID) {
+			return 'A'
+		}
+		return 'D'
+	}
+	if row == "logout" && code == http.StatusOK {
+		var answer struct{ OK bool }
+		json.NewDecoder(resp.Body).Decode(&answer)
+		if answer.OK {
 			return 'A'
 		}
 		return 'D'
