@@ -76,8 +76,8 @@ func (h *Handler) startUpload(q *request) error {
 	algorithm := digest.Canonical
 	if a := query.Get("digest-algorithm"); a != "" {
 		algorithm = digest.Algorithm(a)
-		if !algorithm.Available() {
-			return newError(http.StatusBadRequest, CodeDigestInvalid, "unsupported digest algorithm %q", truncate(a))
+		if err := checkAlgorithm(algorithm); err != nil {
+			return newError(http.StatusBadRequest, CodeDigestInvalid, "%v", err)
 		}
 	}
 	var want digest.Digest
@@ -401,8 +401,8 @@ func (h *Handler) commit(q *request, s *session, want digest.Digest) error {
 // own algorithm that is the saved hash state; another algorithm (a client
 // that asks for sha512 only when it finishes) costs one re-read.
 func (h *Handler) sessionDigest(ctx context.Context, s *session, alg digest.Algorithm) (digest.Digest, error) {
-	if !alg.Available() {
-		return "", newError(http.StatusBadRequest, CodeDigestInvalid, "unsupported digest algorithm %s", alg)
+	if err := checkAlgorithm(alg); err != nil {
+		return "", newError(http.StatusBadRequest, CodeDigestInvalid, "%v", err)
 	}
 	if string(alg) == s.state.Algorithm {
 		hh, err := s.hasher()

@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -88,5 +89,19 @@ func ParseDigest(s string) (digest.Digest, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := checkAlgorithm(d.Algorithm()); err != nil {
+		return "", err
+	}
 	return d, nil
+}
+
+// checkAlgorithm accepts the digest algorithms the OCI image spec registers,
+// sha256 and sha512. go-digest also knows sha384 (and Distribution accepts
+// it), but no client of the spec produces it, and a registry that stored it
+// would hold content other registries refuse to copy.
+func checkAlgorithm(alg digest.Algorithm) error {
+	if alg != digest.SHA256 && alg != digest.SHA512 {
+		return fmt.Errorf("unsupported digest algorithm %q: this registry accepts sha256 and sha512, the algorithms of the OCI image spec", truncate(string(alg)))
+	}
+	return nil
 }
