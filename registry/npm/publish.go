@@ -117,8 +117,8 @@ const (
 // putLimits says what of a PUT body is kept, and refuses what the caller may
 // not send, as soon as the member that says so arrives. A caller who may
 // write keeps the whole document, within MaxDocumentSize and one JSON value
-// per 16 bytes of it (`npm deprecate` of a 3,000-version package sends
-// about a fifth of that). A caller who may only read can only star: a
+// per 16 bytes of it (`npm deprecate` of a realistic 3,000-version package
+// sends 441,000, under half of that). A caller who may only read can only star: a
 // member that would change the package is a 403 at once, and everything but
 // _id, _rev, name and the caller's own entry of users is read past, never
 // buffered. users is cut to the caller's entry for every caller: no change
