@@ -64,8 +64,8 @@ const (
 	// tokenViewMaxAge is the oldest view used without reloading it first: a
 	// revocation made by another replica is seen within it (under 10 s).
 	tokenViewMaxAge = 8 * time.Second
-	// refreshRetryEvery bounds the reloads that unknown token ids and
-	// failed reloads can trigger.
+	// refreshRetryEvery spaces the reloads that requests trigger while the
+	// view is too old (storage failing): one at a time, at most one a second.
 	refreshRetryEvery = time.Second
 	// maxTokenChain bounds the parents followed from one token.
 	maxTokenChain = 32
@@ -117,6 +117,10 @@ type tokenSpec struct {
 func tokenKey(hashHex string) string   { return "npm/tokens/" + hashHex }
 func revokedKey(hashHex string) string { return "npm/revoked/" + hashHex }
 
+// idKey indexes a token by its id, for the JWTs and tokens that name it
+// before this replica's view holds it: it holds the token's hash hex.
+func idKey(tokenID string) string { return "npm/token-ids/" + tokenID }
+
 func hashHex(token string) string { return strings.TrimPrefix(auth.HashToken(token), "sha256:") }
 
 // Authenticate implements auth.Authenticator.
@@ -163,16 +167,9 @@ func (t *Tokens) TokenLive(ctx context.Context, tokenID string) (bool, error) {
 	if err := t.fresh(ctx); err != nil {
 		return false, err
 	}
-	st, revoked := t.lookup(tokenID)
-	if st == nil && !revoked {
-		// Perhaps made by another replica since the last refresh.
-		if err := t.refreshUnlessRecent(ctx, refreshRetryEvery); err != nil {
-			return false, err
-		}
-		st, _ = t.lookup(tokenID)
-	}
-	if st == nil {
-		return false, nil
+	st, err := t.find(ctx, tokenID)
+	if st == nil || err != nil {
+		return false, err
 	}
 	return t.chainLive(ctx, st)
 }
@@ -213,31 +210,66 @@ func (t *Tokens) chainLive(ctx context.Context, st *storedToken) (bool, error) {
 		if revoked {
 			return false, nil
 		}
+		if parent == nil && t.parents != nil {
+			// Most tokens are made with a token of the auth store.
+			if live, err := t.parents.TokenLive(ctx, st.Parent); err != nil || live {
+				return live, err
+			}
+		}
 		if parent == nil {
-			return t.rootLive(ctx, st.Parent)
+			// A token of the API that another replica made moments ago, or
+			// a credential gone for good.
+			var err error
+			if parent, err = t.find(ctx, st.Parent); parent == nil || err != nil {
+				return false, err
+			}
 		}
 		st = parent
 	}
 	return false, nil // no chain this long is made by the token API
 }
 
-// rootLive judges a parent that is no token of this view: a credential of the
-// registry's Authenticator, or a token of the API that another replica made
-// moments ago.
-func (t *Tokens) rootLive(ctx context.Context, tokenID string) (bool, error) {
-	if t.parents != nil {
-		live, err := t.parents.TokenLive(ctx, tokenID)
-		if err != nil || live {
-			return live, err
+// find returns the token with this id: from the view, else (made by another
+// replica since the last refresh, or no token at all) through its id's index
+// object in storage. nil: there is none, or it was revoked.
+func (t *Tokens) find(ctx context.Context, tokenID string) (*storedToken, error) {
+	st, revoked := t.lookup(tokenID)
+	if st != nil || revoked {
+		return st, nil
+	}
+	if !validTokenID(tokenID) {
+		return nil, nil
+	}
+	key, _, err := storage.ReadAll(ctx, t.store, idKey(tokenID))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find npm token %s: %w", tokenID, err)
+	}
+	st, err = t.read(ctx, string(key))
+	if errors.Is(err, auth.ErrInvalidCredentials) {
+		return nil, nil
+	}
+	if err != nil || st.id() != tokenID {
+		return nil, err
+	}
+	t.remember(st)
+	return st, nil
+}
+
+// validTokenID tells an auth.TokenID of a hash (12 lowercase hex digits)
+// from anything else a JWT or a stored record might name.
+func validTokenID(id string) bool {
+	if len(id) != 12 {
+		return false
+	}
+	for _, c := range id {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
 		}
 	}
-	if err := t.refreshUnlessRecent(ctx, refreshRetryEvery); err != nil {
-		return false, err
-	}
-	if st, _ := t.lookup(tokenID); st != nil {
-		return t.chainLive(ctx, st)
-	}
-	return false, nil
+	return true
 }
 
 // fresh makes sure the view is recent enough to judge credentials with.
@@ -249,7 +281,7 @@ func (t *Tokens) fresh(ctx context.Context) error {
 		return nil
 	}
 	if err := t.refreshUnlessRecent(ctx, refreshRetryEvery); err != nil {
-		return fmt.Errorf("npm tokens and revocations cannot be checked: %w", err)
+		return fmt.Errorf("npm tokens and revocations cannot be checked: %w: %w", storage.ErrUnavailable, err)
 	}
 	t.mu.RLock()
 	loaded = t.view.loaded
@@ -374,27 +406,40 @@ func (t *Tokens) revokeKey(ctx context.Context, key string) error {
 		return err
 	}
 	t.forget(key)
-	if err := t.store.Delete(ctx, tokenKey(key)); err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return err
+	for _, k := range []string{tokenKey(key), idKey(auth.TokenID(key))} {
+		if err := t.store.Delete(ctx, k); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
 	}
 	return nil
 }
 
-// create stores a new token.
+// create stores a new token: its id's index first, so that no stored token
+// lacks one; an id already taken (a 48-bit collision) draws another token.
 func (t *Tokens) create(ctx context.Context, spec tokenSpec) (string, *storedToken, error) {
-	token, err := auth.NewToken()
-	if err != nil {
-		return "", nil, err
+	for range 3 {
+		token, err := auth.NewToken()
+		if err != nil {
+			return "", nil, err
+		}
+		st := &storedToken{Key: hashHex(token), User: spec.user, Scopes: spec.scopes, Readonly: spec.readonly,
+			Created: t.now().UTC(), Preview: token[:len(auth.TokenPrefix)+4], Name: spec.name, Expires: spec.expires,
+			Parent: spec.parent}
+		_, err = t.store.Put(ctx, idKey(st.id()), strings.NewReader(st.Key), storage.Condition{IfNoneMatch: true})
+		if errors.Is(err, storage.ErrPreconditionFailed) {
+			continue
+		}
+		if err != nil {
+			return "", nil, fmt.Errorf("store token: %w", err)
+		}
+		b, _ := json.Marshal(st)
+		if _, err := t.store.Put(ctx, tokenKey(st.Key), bytes.NewReader(b), storage.Condition{IfNoneMatch: true}); err != nil {
+			return "", nil, fmt.Errorf("store token: %w", err)
+		}
+		t.remember(st)
+		return token, st, nil
 	}
-	st := &storedToken{Key: hashHex(token), User: spec.user, Scopes: spec.scopes, Readonly: spec.readonly,
-		Created: t.now().UTC(), Preview: token[:len(auth.TokenPrefix)+4], Name: spec.name, Expires: spec.expires,
-		Parent: spec.parent}
-	b, _ := json.Marshal(st)
-	if _, err := t.store.Put(ctx, tokenKey(st.Key), bytes.NewReader(b), storage.Condition{IfNoneMatch: true}); err != nil {
-		return "", nil, fmt.Errorf("store token: %w", err)
-	}
-	t.remember(st)
-	return token, st, nil
+	return "", nil, errors.New("store token: no free token id")
 }
 
 // list returns the live tokens of user, oldest first, as storage has them
