@@ -145,6 +145,11 @@ type OCIConfig struct {
 	Prefix string
 	// MaxManifestSize bounds manifests (default 4 MiB).
 	MaxManifestSize int64
+	// MaxBlobSize bounds blobs, in bytes (default 0: no bound). A push
+	// above it gets 413 SIZE_INVALID, before its bytes are stored when it
+	// declares its length, cut as it crosses the bound when it does not;
+	// either way its upload session and data are removed.
+	MaxBlobSize int64
 	// UploadMaxAge is how long an untouched upload session lives (default 24h).
 	UploadMaxAge time.Duration
 	// UploadPurgeInterval is how often abandoned uploads are looked for
@@ -341,6 +346,7 @@ func (r *Registry) newOCI() *oci.Handler {
 		Storage:          r.cfg.Storage,
 		Prefix:           r.cfg.OCI.Prefix,
 		MaxManifestSize:  r.cfg.OCI.MaxManifestSize,
+		MaxBlobSize:      r.cfg.OCI.MaxBlobSize,
 		UploadMaxAge:     r.cfg.OCI.UploadMaxAge,
 		AllowSparse:      r.cfg.OCI.AllowSparse,
 		RedirectBlobs:    r.cfg.OCI.RedirectBlobs,

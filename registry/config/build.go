@@ -121,6 +121,7 @@ func (o *Options) Build(ctx context.Context, log *slog.Logger) (*Built, error) {
 			Disabled:            !o.OCIEnabled,
 			Prefix:              o.OCIPrefix,
 			MaxManifestSize:     o.MaxManifestSize,
+			MaxBlobSize:         o.MaxBlobSize,
 			UploadMaxAge:        o.UploadMaxAge,
 			UploadPurgeInterval: o.UploadPurgeInterval,
 			AllowSparse:         o.OCIAllowSparse,

@@ -73,6 +73,8 @@ type Options struct {
 	// take a response (limit.ResponseRate).
 	ResponseIdleTimeout time.Duration
 	ResponseMinRate     int64
+	// MaxBlobSize bounds OCI blobs, in bytes; 0: no bound.
+	MaxBlobSize int64
 }
 
 // EnvName is the environment variable of a flag: UNIREG_ and the flag name in
@@ -100,6 +102,7 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.OCIReferrers, "oci-referrers", true, "serve the OCI referrers API")
 	fs.BoolVar(&o.OCIAllowSparse, "oci-allow-sparse", false, "accept image manifests whose layers are not in the repository (the config blob must be)")
 	fs.Int64Var(&o.MaxManifestSize, "max-manifest-size", 4<<20, "largest manifest accepted, in bytes")
+	fs.Int64Var(&o.MaxBlobSize, "max-blob-size", 0, "largest blob accepted, in bytes (413 SIZE_INVALID above it, and the upload is removed); 0: no bound")
 	fs.BoolVar(&o.NPMEnabled, "npm-enabled", true, "serve the npm registry under --npm-prefix")
 	fs.StringVar(&o.NPMPrefix, "npm-prefix", "/npm", "path prefix of the npm registry (clients use http://HOST/npm/ as registry URL)")
 	fs.BoolVar(&o.NPMPublish, "npm-publish", true, "accept npm publish (else an npm error)")

@@ -87,6 +87,9 @@ func (h *Handler) startUpload(q *request) error {
 			return newError(http.StatusBadRequest, CodeDigestInvalid, "invalid digest: %v", err)
 		}
 		want, algorithm = d, d.Algorithm()
+		if h.exceedsMaxBlobSize(0, q.r.ContentLength) {
+			return h.blobTooLarge(q.r.ContentLength)
+		}
 	}
 	s, err := h.createSession(q.r.Context(), name, algorithm)
 	if err != nil {
@@ -243,8 +246,20 @@ func (h *Handler) appendReader(q *request, s *session, body io.Reader, want int6
 	if err != nil {
 		return err
 	}
+	declared := want
+	if declared < 0 {
+		declared = q.r.ContentLength
+	}
+	if h.exceedsMaxBlobSize(s.state.Offset, declared) {
+		return h.endTooLarge(ctx, s, s.state.Offset+declared)
+	}
 	if want >= 0 {
 		body = io.LimitReader(body, want+1)
+	}
+	var limited *blobSizeReader
+	if h.opts.MaxBlobSize > 0 {
+		limited = &blobSizeReader{r: body, left: h.opts.MaxBlobSize - s.state.Offset}
+		body = limited
 	}
 	done, err := h.startUploadBody(q)
 	if err != nil {
@@ -252,6 +267,11 @@ func (h *Handler) appendReader(q *request, s *session, body io.Reader, want int6
 	}
 	n, err := h.store.Append(ctx, uploadDataKey(s.id), s.state.Offset, io.TeeReader(body, hh))
 	done()
+	// Asked of the reader rather than of err: a backend need not keep the
+	// reader's error in its chain.
+	if limited != nil && limited.crossed() {
+		return h.endTooLarge(ctx, s, -1)
+	}
 	if err != nil {
 		return fmt.Errorf("append upload %s: %w", s.id, err)
 	}
@@ -266,6 +286,59 @@ func (h *Handler) appendReader(q *request, s *session, body io.Reader, want int6
 	s.state.HashState = hs
 	s.state.UpdatedAt = time.Now().UTC()
 	return h.saveSession(ctx, s, storage.Condition{IfMatch: s.version})
+}
+
+// exceedsMaxBlobSize reports whether an upload that holds offset bytes and
+// declares n more (negative: undeclared) would exceed MaxBlobSize.
+func (h *Handler) exceedsMaxBlobSize(offset, n int64) bool {
+	return h.opts.MaxBlobSize > 0 && n > 0 && n > h.opts.MaxBlobSize-offset
+}
+
+// blobTooLarge is the refusal of a blob above MaxBlobSize; size is its
+// length, negative when the body declared none.
+func (h *Handler) blobTooLarge(size int64) error {
+	if size < 0 {
+		return newError(http.StatusRequestEntityTooLarge, CodeSizeInvalid, "the blob exceeds the registry's limit of %d bytes", h.opts.MaxBlobSize)
+	}
+	return newError(http.StatusRequestEntityTooLarge, CodeSizeInvalid, "a blob of %d bytes exceeds the registry's limit of %d bytes", size, h.opts.MaxBlobSize)
+}
+
+// endTooLarge ends an upload that would exceed MaxBlobSize: the blob can
+// never be accepted, so the session and its data go at once rather than
+// waiting for the purger.
+func (h *Handler) endTooLarge(ctx context.Context, s *session, size int64) error {
+	if err := h.store.DeleteAll(ctx, uploadDirKey(s.id)); err != nil {
+		return fmt.Errorf("remove upload %s above the blob size limit: %w", s.id, err)
+	}
+	return h.blobTooLarge(size)
+}
+
+// errBlobTooLarge fails the reads of a body that crosses MaxBlobSize, so
+// that storage keeps nothing of it.
+var errBlobTooLarge = errors.New("blob exceeds the size limit")
+
+// blobSizeReader passes at most left bytes of r, and fails with
+// errBlobTooLarge as soon as r has more.
+type blobSizeReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (b *blobSizeReader) crossed() bool { return b.left < 0 }
+
+func (b *blobSizeReader) Read(p []byte) (int, error) {
+	if b.left < 0 {
+		return 0, errBlobTooLarge
+	}
+	// One byte past the limit is enough to know the body crosses it.
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.r.Read(p)
+	if b.left -= int64(n); b.left < 0 {
+		return n + int(b.left), errBlobTooLarge
+	}
+	return n, err
 }
 
 // parseContentRange parses "start-end" (inclusive), with or without a

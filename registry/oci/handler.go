@@ -49,6 +49,11 @@ type Options struct {
 	Prefix string
 	// MaxManifestSize bounds manifest bodies (default 4 MiB).
 	MaxManifestSize int64
+	// MaxBlobSize bounds blobs, in bytes; 0 (or negative): no bound. An
+	// upload that would exceed it gets 413 SIZE_INVALID, before its bytes
+	// are stored when it declares its length, and is ended: its session
+	// and the data it had are removed.
+	MaxBlobSize int64
 	// UploadMaxAge is how long an untouched upload session lives (default 24h).
 	UploadMaxAge time.Duration
 	// AllowSparse accepts image manifests whose layers are not (yet) in the

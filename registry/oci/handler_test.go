@@ -31,7 +31,13 @@ type harnessOpt func(*Options)
 // newHarness builds a handler whose users are given as user -> scopes.
 func newHarness(t *testing.T, users map[string][]string, opts ...harnessOpt) *harness {
 	t.Helper()
-	hs := &harness{t: t, store: inmemory.New(), tokens: map[string]string{}}
+	return newHarnessOn(t, inmemory.New(), users, opts...)
+}
+
+// newHarnessOn is newHarness over the given storage.
+func newHarnessOn(t *testing.T, store storage.Driver, users map[string][]string, opts ...harnessOpt) *harness {
+	t.Helper()
+	hs := &harness{t: t, store: store, tokens: map[string]string{}}
 	f := &authstore.File{Version: authstore.Version}
 	for user, scopes := range users {
 		tok, err := auth.NewToken()
