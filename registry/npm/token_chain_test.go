@@ -122,9 +122,11 @@ func TestLogoutWithAJWTSaysItCannotBeRevoked(t *testing.T) {
 	}
 }
 
-// An anonymous JWT of the token flow is no user on npm.
+// An anonymous JWT of the token flow is no user on npm: where anonymous
+// callers may read, it reads, and it stars nothing.
 func TestAnonymousJWTIsAnonymousOnNPM(t *testing.T) {
-	hs := newHarness(t, tokenUsers())
+	hs := newHarnessWith(t, harnessConfig{users: defaultUsers(), anonymous: []string{"npm:package:*:read"}})
+	hs.mustPublish("x", "1.0.0")
 	jwt, _, err := hs.gate.Issuer().Issue("", nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -133,6 +135,15 @@ func TestAnonymousJWTIsAnonymousOnNPM(t *testing.T) {
 		if w := hs.do(call{method: http.MethodGet, path: path, token: jwt}); w.Code != http.StatusUnauthorized {
 			t.Errorf("GET %s with an anonymous JWT: %d %s, want 401", path, w.Code, w.Body)
 		}
+	}
+	expectStatus(t, hs.do(call{method: http.MethodGet, path: "/x", token: jwt}), http.StatusOK)
+	rev := hs.writeDoc("x")["_rev"].(string)
+	star := jsonString(t, map[string]any{"_id": "x", "_rev": rev, "users": map[string]any{"anonymous": true}})
+	if w := hs.do(call{method: http.MethodPut, path: "/x/-rev/" + rev, body: star, token: jwt}); w.Code != http.StatusUnauthorized {
+		t.Errorf("star with an anonymous JWT: %d %s, want 401", w.Code, w.Body)
+	}
+	if users := hs.writeDoc("x")["users"]; users != nil && len(users.(map[string]any)) > 0 {
+		t.Errorf("an anonymous JWT starred the package: users %v", users)
 	}
 }
 
