@@ -38,8 +38,25 @@ func (h *Handler) packageNames(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
+// listingGate is a Gate that can tell, before search reads every packument,
+// that an identity could be shown nothing: no package could be allowed
+// action. The registry's gate implements it; with another Gate every search
+// reads.
+type listingGate interface {
+	MayAccessSome(ctx context.Context, id *auth.Identity, protocol, action string) bool
+}
+
+// maySeeSome reports whether the caller could be allowed to read some
+// package, so that a search is worth running.
+func (h *Handler) maySeeSome(q *request) bool {
+	g, ok := h.opts.Gate.(listingGate)
+	return !ok || g.MayAccessSome(q.r.Context(), q.id, auth.ProtocolNPM, auth.ActionRead)
+}
+
 // search answers /-/v1/search over names, descriptions and keywords, among
-// the packages the caller may read. Every term must match.
+// the packages the caller may read. Every term must match. It reads every
+// packument, so a caller who could see nothing gets the empty answer without
+// a read.
 func (h *Handler) search(q *request) error {
 	if h.opts.DisableSearch {
 		return newError(http.StatusNotFound, "search is disabled on this registry")
@@ -51,9 +68,12 @@ func (h *Handler) search(q *request) error {
 	terms := strings.Fields(strings.ToLower(query.Get("text")))
 	size := boundedInt(query.Get("size"), 20, 1, 250)
 	from := boundedInt(query.Get("from"), 0, 0, 1<<20)
-	names, err := h.packageNames(q.r.Context())
-	if err != nil {
-		return err
+	var names []string
+	if h.maySeeSome(q) {
+		var err error
+		if names, err = h.packageNames(q.r.Context()); err != nil {
+			return err
+		}
 	}
 	var hits []map[string]any
 	for _, name := range names {

@@ -57,20 +57,39 @@ func (h *Handler) walkDir(ctx context.Context, rel string, fn func(string) (bool
 	return true, nil
 }
 
-// serveCatalog lists the repositories the caller may pull.
+// listingGate is a Gate that can tell, before a listing walks the storage,
+// that an identity could be shown nothing in it: no name of protocol could
+// be allowed action. The registry's gate implements it; with another Gate
+// every listing walks.
+type listingGate interface {
+	MayAccessSome(ctx context.Context, id *auth.Identity, protocol, action string) bool
+}
+
+// maySeeSome reports whether the caller could be allowed to pull some
+// repository, so that a listing is worth walking.
+func (h *Handler) maySeeSome(q *request) bool {
+	g, ok := h.opts.Gate.(listingGate)
+	return !ok || g.MayAccessSome(q.r.Context(), q.id, auth.ProtocolOCI, auth.ActionPull)
+}
+
+// serveCatalog lists the repositories the caller may pull. The walk costs in
+// proportion to the registry, so a caller who could see nothing gets its
+// answer without one.
 func (h *Handler) serveCatalog(q *request) error {
 	if err := h.identify(q); err != nil {
 		return err
 	}
 	var repos []string
-	err := h.walkRepositories(q.r.Context(), func(repo string) (bool, error) {
-		if h.allowed(q, repo, auth.ActionPull) {
-			repos = append(repos, repo)
+	if h.maySeeSome(q) {
+		err := h.walkRepositories(q.r.Context(), func(repo string) (bool, error) {
+			if h.allowed(q, repo, auth.ActionPull) {
+				repos = append(repos, repo)
+			}
+			return true, nil
+		})
+		if err != nil {
+			return err
 		}
-		return true, nil
-	})
-	if err != nil {
-		return err
 	}
 	if q.id.Anonymous && len(repos) == 0 && h.opts.Gate != nil {
 		return h.challenge(q, []string{"registry:catalog:*"}, "authentication required")
