@@ -1,7 +1,9 @@
 package limit
 
 import (
+	"bufio"
 	"io"
+	"net"
 	"net/http"
 	"time"
 )
@@ -66,16 +68,18 @@ func (r ResponseRate) partTime(n int64) time.Duration {
 // *io.LimitedReader over the same source, which is what net/http and the
 // kernel fast paths unwrap.
 //
-// Servers that cannot set deadlines (httptest.ResponseRecorder) write
-// without them.
+// Until its first write a response has no deadline (the handler may work a
+// long time first, on a large upload). A server with a WriteTimeout already
+// bounds every response, more strictly: its deadline is left alone. Servers
+// that cannot set deadlines (httptest.ResponseRecorder) write without them.
 func SlowResponses(next http.Handler, rate ResponseRate) http.Handler {
 	rate = rate.withDefaults()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok && srv.WriteTimeout > 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
 		rw := &rateWriter{ResponseWriter: w, rc: http.NewResponseController(w), rate: rate, part: rate.Part()}
-		// A deadline of an earlier response on this connection must not
-		// cut this one before it writes: the handler may work a long time
-		// first (a large upload) or answer "100 Continue".
-		_ = rw.rc.SetWriteDeadline(time.Time{})
 		defer rw.finish()
 		next.ServeHTTP(rw, r)
 	})
@@ -84,10 +88,11 @@ func SlowResponses(next http.Handler, rate ResponseRate) http.Handler {
 // rateWriter is the ResponseWriter of SlowResponses.
 type rateWriter struct {
 	http.ResponseWriter
-	rc     *http.ResponseController
-	rate   ResponseRate
-	part   int64
-	failed bool // a write missed its deadline
+	rc       *http.ResponseController
+	rate     ResponseRate
+	part     int64
+	failed   bool // a write missed its deadline
+	hijacked bool // the connection is the handler's now
 }
 
 // before sets the deadline of a write of n bytes.
@@ -105,6 +110,9 @@ func (w *rateWriter) after(err error) {
 // (the buffered tail, the end of a chunked body): at once when the client
 // has already missed a deadline, so the connection closes now.
 func (w *rateWriter) finish() {
+	if w.hijacked {
+		return
+	}
 	deadline := time.Now().Add(w.rate.Idle)
 	if w.failed {
 		deadline = time.Now()
@@ -177,8 +185,17 @@ func (w *rateWriter) FlushError() error {
 	return err
 }
 
+// Hijack hands the connection over, and with it its deadlines.
+func (w *rateWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := w.rc.Hijack()
+	if err == nil {
+		w.hijacked = true
+	}
+	return c, rw, err
+}
+
 // Unwrap gives http.ResponseController the server's writer, for what the
-// wrapper does not do itself (read deadlines, hijacking, full duplex).
+// wrapper does not do itself (read deadlines, full duplex).
 func (w *rateWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // writerOnly hides ReadFrom, so that io.Copy uses Write.

@@ -2,6 +2,7 @@ package limit
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -89,12 +90,11 @@ func TestSlowResponsesWriteLargeBodiesInPartsEachWithItsDeadline(t *testing.T) {
 		w.writes[0] != want[0] || w.writes[1] != want[1] || w.writes[2] != want[2] {
 		t.Fatalf("writes of %v bytes, want %v", w.writes, want)
 	}
-	// Cleared before the handler, one per part, one for what the server
-	// writes after the handler.
-	if len(w.deadlines) != 5 || !w.deadlines[0].IsZero() {
-		t.Fatalf("deadlines %v: want cleared, then one per part and one at the end", w.deadlines)
+	// One per part, one for what the server writes after the handler.
+	if len(w.deadlines) != 4 {
+		t.Fatalf("deadlines %v: want one per part and one at the end", w.deadlines)
 	}
-	for _, d := range w.deadlines[1:] {
+	for _, d := range w.deadlines {
 		if d.Before(start.Add(rate.Idle)) || d.After(time.Now().Add(rate.Idle+time.Second)) {
 			t.Errorf("deadline %v after the start: want about Idle (%v)", d.Sub(start), rate.Idle)
 		}
@@ -120,5 +120,18 @@ func TestResponsePartIsWhatTheMinimumRateTakesInIdle(t *testing.T) {
 		if got := r.partTime(r.Part()); got != tt.time {
 			t.Errorf("%+v: a part may take %v, want %v", tt.rate, got, tt.time)
 		}
+	}
+}
+
+func TestSlowResponsesLeaveAServersWriteTimeoutAlone(t *testing.T) {
+	w := &deadlineRecorder{ResponseRecorder: httptest.NewRecorder()}
+	srv := &http.Server{WriteTimeout: 30 * time.Second}
+	req := httptest.NewRequest("GET", "/", nil)
+	req = req.WithContext(context.WithValue(req.Context(), http.ServerContextKey, srv))
+	SlowResponses(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(make([]byte, 200<<10))
+	}), ResponseRate{}).ServeHTTP(w, req)
+	if len(w.deadlines) != 0 {
+		t.Fatalf("deadlines %v set under a server WriteTimeout, which must stay the bound", w.deadlines)
 	}
 }
