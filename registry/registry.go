@@ -52,6 +52,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -96,6 +97,13 @@ type Config struct {
 	// PublicURL is the registry's external base URL (scheme and host, e.g.
 	// "https://registry.example.com"); empty derives it from each request.
 	PublicURL string
+	// TrustedProxies are the peers whose forwarded headers are believed:
+	// X-Forwarded-For and X-Real-IP for the client address in the request
+	// log, X-Forwarded-Host and X-Forwarded-Proto for the base URL (when
+	// PublicURL is empty). From any other peer they are ignored. nil trusts
+	// DefaultTrustedProxies (loopback and the private ranges, where ingress
+	// controllers and sidecars run); an empty, non-nil slice trusts no peer.
+	TrustedProxies []netip.Prefix
 
 	// OCI configures the OCI Distribution API.
 	OCI OCIConfig
@@ -234,6 +242,7 @@ type Registry struct {
 	npm     *npm.Handler
 	metrics *metrics
 	uploads *limit.Uploads
+	proxies *proxies
 	handler http.Handler
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -265,6 +274,7 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 		cfg.Limits.UploadsPerIdentity = 128
 	}
 	r := &Registry{cfg: cfg, done: make(chan struct{}), uploads: limit.NewUploads(cfg.Limits.UploadsPerIdentity)}
+	r.proxies = newProxies(cfg.TrustedProxies)
 	if !cfg.NPM.Disabled {
 		r.npm = r.newNPM()
 		if !cfg.NPM.DisableTokenAPI {
@@ -405,8 +415,8 @@ func (r *Registry) uploadsInProgress() int64 {
 }
 
 // BaseURL is the registry's external base URL for a request: PublicURL when
-// set, else the request's scheme (X-Forwarded-Proto honoured) and Host
-// (X-Forwarded-Host honoured).
+// set, else the request's scheme and Host, where X-Forwarded-Proto and
+// X-Forwarded-Host count only from a peer in Config.TrustedProxies.
 func (r *Registry) BaseURL(req *http.Request) string {
 	if r.cfg.PublicURL != "" {
 		return r.cfg.PublicURL
@@ -415,10 +425,13 @@ func (r *Registry) BaseURL(req *http.Request) string {
 	if req.TLS != nil {
 		scheme = "https"
 	}
+	host := req.Host
+	if !r.proxies.trustsPeer(req) {
+		return scheme + "://" + host
+	}
 	if p := req.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
 		scheme = p
 	}
-	host := req.Host
 	if h := req.Header.Get("X-Forwarded-Host"); h != "" {
 		host, _, _ = strings.Cut(h, ",")
 	}

@@ -109,6 +109,7 @@ func TestBaseURLFollowsProxyHeadersUnlessPublicURLIsSet(t *testing.T) {
 	defer reg.Close()
 	req := httptest.NewRequest("GET", "/v2/", nil)
 	req.Host = "internal:5000"
+	req.RemoteAddr = "10.0.0.1:4000" // an ingress controller, trusted by default
 	if got := reg.BaseURL(req); got != "http://internal:5000" {
 		t.Fatalf("BaseURL = %s", got)
 	}

@@ -24,6 +24,7 @@ import (
 func (r *Registry) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	e.IPExtractor = r.proxies.clientIP
 	e.HTTPErrorHandler = func(err error, c echo.Context) {
 		code := http.StatusInternalServerError
 		var he *echo.HTTPError

@@ -100,6 +100,7 @@ func (o *Options) Build(ctx context.Context, log *slog.Logger) (*Built, error) {
 		TokenService:    o.TokenService,
 		TokenTTL:        o.TokenTTL,
 		PublicURL:       o.PublicURL,
+		TrustedProxies:  o.TrustedProxies,
 		Logger:          log,
 		Metrics:         metrics,
 		Limits: registry.Limits{

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ type Options struct {
 	TokenService         string
 	TokenTTL             time.Duration
 	PublicURL            string
+	TrustedProxies       []netip.Prefix
 	OCIEnabled           bool
 	OCIPrefix            string
 	OCIDelete            bool
@@ -96,6 +98,7 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.TokenService, "token-service", "unireg", "service name of the Docker token flow (the JWT audience)")
 	fs.DurationVar(&o.TokenTTL, "token-ttl", 5*time.Minute, "lifetime of issued JWTs")
 	fs.StringVar(&o.PublicURL, "public-url", "", "external base URL, e.g. https://registry.example.com (default: from each request's Host)")
+	fs.Var(proxyList{&o.TrustedProxies}, "trusted-proxies", trustedProxiesUsage())
 	fs.BoolVar(&o.OCIEnabled, "oci-enabled", true, "serve the OCI Distribution API under --oci-prefix")
 	fs.StringVar(&o.OCIPrefix, "oci-prefix", "/v2", "path prefix of the OCI API; OCI clients need /v2 at the host root, so change it only behind a proxy that rewrites paths")
 	fs.BoolVar(&o.OCIDelete, "oci-delete", true, "allow deleting manifests, tags and blobs")
