@@ -116,18 +116,20 @@ func (r *Registry) routeOf(req *http.Request) string {
 	return "other"
 }
 
-// logPath is the request path as logged: `npm logout` names the token it
-// revokes in the path, which must not reach the logs, whether or not the
-// npm registry is enabled.
+// logPath is the request path as logged, without the credentials a path
+// can carry: every token- or JWT-shaped segment on any route
+// (requestlog.RedactPath), and on `npm logout`, whether or not the npm
+// registry is enabled, the token it revokes whatever its shape (a custom
+// Authenticator's tokens need not look like ours).
 func (r *Registry) logPath(req *http.Request) string {
 	prefix := disabledPrefix(r.cfg.NPM.Prefix, "/npm")
 	if r.npm != nil {
 		prefix = r.npm.Prefix()
 	}
 	if rest, ok := strings.CutPrefix(req.URL.EscapedPath(), prefix); ok && npm.RouteOf(rest) == npm.RouteLogout {
-		return prefix + "/-/user/token/[redacted]"
+		return prefix + "/-/user/token/" + requestlog.Redacted
 	}
-	return req.URL.Path
+	return requestlog.RedactPath(req.URL.Path)
 }
 
 type countingReader struct {
