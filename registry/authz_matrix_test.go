@@ -39,7 +39,7 @@ var ociMatrix = []struct {
 }{
 	// Any valid credential may ask the base endpoint, a JWT for another
 	// repository included.
-	{"base", "GET", "/v2/", "DAAAADDDDADDADDDAA"},
+	{"base", "GET", "/v2/", "DAAAADDDDADDADADAA"},
 	{"manifest by tag", "GET", "/v2/team-b/app/manifests/v1", "DDADADDDDDDDADDDDA"},
 	{"manifest head", "HEAD", "/v2/team-b/app/manifests/v1", "DDADADDDDDDDADDDDA"},
 	{"manifest by digest", "GET", "/v2/team-b/app/manifests/{M}", "DDADADDDDDDDADDDDA"},

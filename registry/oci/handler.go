@@ -301,8 +301,10 @@ func (h *Handler) serveBase(q *request) error {
 		return err
 	}
 	// Like Distribution with token auth, the base endpoint asks anonymous
-	// callers to authenticate, so `docker login` checks the credentials.
-	if q.id.Anonymous && h.opts.Gate != nil {
+	// callers to authenticate, so `docker login` checks the credentials. A
+	// JWT the token flow issued anonymously is a valid credential here, as
+	// in Distribution: a client that checks /v2/ with it must not loop.
+	if q.id.Anonymous && !q.id.Issued() && h.opts.Gate != nil {
 		return h.challenge(q, nil, "authentication required")
 	}
 	q.w.Header().Set("Content-Type", "application/json")
