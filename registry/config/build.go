@@ -210,18 +210,27 @@ func authStoreMetrics(metrics *prometheus.Registry) *storeMetrics {
 }
 
 // authStoreChecks: never loaded is unready; a failed reload only warns (the
-// previous tokens stay in force).
+// previous tokens stay in force). /readyz answers anyone, and a load error
+// quotes the store (user names, scopes), so the checks say only which state
+// the store is in; the token store logs the error itself, once per failure.
 func authStoreChecks(ts *auth.TokenStore) []registry.ReadyCheck {
 	return []registry.ReadyCheck{
 		{Name: "auth store", Check: func(context.Context) error {
 			if err := ts.Err(); errors.Is(err, auth.ErrNotLoaded) {
-				return err
+				return auth.ErrNotLoaded
 			}
 			return nil
 		}},
-		{Name: "auth store", WarnOnly: true, Check: func(context.Context) error { return ts.Err() }},
+		{Name: "auth store", WarnOnly: true, Check: func(context.Context) error {
+			if ts.Err() != nil {
+				return errAuthStoreReloadFailed
+			}
+			return nil
+		}},
 	}
 }
+
+var errAuthStoreReloadFailed = errors.New("last reload failed")
 
 // watchAuthSecret feeds a token store from the Secret NAMESPACE/NAME.
 func (o *Options) watchAuthSecret(ctx context.Context, log *slog.Logger, m *storeMetrics) (*auth.TokenStore, error) {
