@@ -44,6 +44,14 @@ func (r *RegistryReconciler) podTemplate(reg *uniregv1.Registry) corev1.PodTempl
 	if reg.Spec.PublicURL != "" {
 		args = append(args, "--public-url="+publicURL(reg))
 	}
+	// Unset keeps the server's default set; an empty list trusts no peer.
+	if tp := reg.Spec.TrustedProxies; tp != nil {
+		list := strings.Join(*tp, ",")
+		if len(*tp) == 0 {
+			list = "none"
+		}
+		args = append(args, "--trusted-proxies="+list)
+	}
 	if len(reg.Spec.AnonymousScopes) > 0 {
 		args = append(args, "--anonymous="+strings.Join(reg.Spec.AnonymousScopes, ","))
 	}

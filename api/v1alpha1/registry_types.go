@@ -48,6 +48,19 @@ type RegistrySpec struct {
 	// +optional
 	PublicURL string `json:"publicURL,omitempty"`
 
+	// TrustedProxies are the proxies, as CIDRs or addresses, whose
+	// X-Forwarded-For, X-Real-IP, X-Forwarded-Host and X-Forwarded-Proto
+	// the registry believes (its --trusted-proxies); from any other peer
+	// those headers are ignored. Unset: loopback and the private ranges,
+	// where in-cluster ingress controllers connect from. An empty list
+	// trusts no peer: set it when clients reach the Service without a
+	// proxy, or list only the ingress controller's pod range.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.all(p, isCIDR(p) || isIP(p))",message="each entry must be a CIDR (10.0.0.0/8) or an IP address"
+	// +optional
+	TrustedProxies *[]string `json:"trustedProxies,omitempty"`
+
 	// Service exposes the registry.
 	// +optional
 	Service ServiceSpec `json:"service,omitempty"`

@@ -302,6 +302,15 @@ func (in *RegistrySpec) DeepCopyInto(out *RegistrySpec) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.TrustedProxies != nil {
+		in, out := &in.TrustedProxies, &out.TrustedProxies
+		*out = new([]string)
+		if **in != nil {
+			in, out := *in, *out
+			*out = make([]string, len(*in))
+			copy(*out, *in)
+		}
+	}
 	out.Service = in.Service
 	in.Resources.DeepCopyInto(&out.Resources)
 	in.PodTemplate.DeepCopyInto(&out.PodTemplate)
