@@ -74,6 +74,6 @@ func trustedProxiesUsage() string {
 	for _, pr := range registry.DefaultTrustedProxies() {
 		def = append(def, pr.String())
 	}
-	return "comma-separated CIDRs (or addresses) of the proxies whose X-Forwarded-For, X-Real-IP, X-Forwarded-Host and X-Forwarded-Proto are believed; " +
+	return "comma-separated `CIDRs` (or addresses) of the proxies whose X-Forwarded-For, X-Real-IP, X-Forwarded-Host and X-Forwarded-Proto are believed; " +
 		`from other peers they are ignored; "none" trusts no peer (default ` + strings.Join(def, ",") + ")"
 }
