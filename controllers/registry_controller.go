@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -51,14 +52,15 @@ type RegistryReconciler struct {
 	Now func() time.Time
 }
 
-// +kubebuilder:rbac:groups=unireg.dev,resources=registries,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=unireg.dev,resources=registries/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=unireg.dev,resources=registries,verbs=get;list;watch
+// +kubebuilder:rbac:groups=unireg.dev,resources=registries/status,verbs=update
 // +kubebuilder:rbac:groups=unireg.dev,resources=registries/finalizers,verbs=update
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=services;secrets;persistentvolumeclaims,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups="",resources=services;secrets,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update
 
 // Reconcile brings one Registry's children to what its spec says.
 func (r *RegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -141,18 +143,36 @@ func (r *RegistryReconciler) reconcileJWTKey(ctx context.Context, reg *uniregv1.
 	return r.Create(ctx, s)
 }
 
+// Reasons of the Registry's TokensProjected condition.
+const (
+	ReasonProjected         = "Projected"
+	ReasonTokensLeftOut     = "TokensLeftOut"
+	ReasonProjectionRefused = "ProjectionRefused"
+)
+
 // reconcileAuthStore projects every Ready, unexpired token of the Registry
 // (hash, user, its scopes and its RegistryScopes' scopes, expiry) into the
 // auth-store Secret, in the format of docs/auth-store.md. It returns the
 // earliest expiry to come, so the token drops out on time.
+//
+// The pods refuse a store that does not parse as a whole and keep the
+// previous one, so one bad entry would stop every revocation and new token.
+// The store is therefore checked with the server's own parser before it is
+// written: entries it would refuse are left out one by one (projection), and
+// a store that still does not parse is not written. The TokensProjected
+// condition and an event say which.
 func (r *RegistryReconciler) reconcileAuthStore(ctx context.Context, reg *uniregv1.Registry) (time.Time, error) {
-	file, next, err := r.projection(ctx, reg)
+	file, leftOut, next, err := r.projection(ctx, reg)
 	if err != nil {
 		return time.Time{}, err
 	}
 	body, err := authstore.Marshal(file)
 	if err != nil {
 		return time.Time{}, err
+	}
+	if _, err := authstore.Parse(body); err != nil {
+		r.setProjected(reg, ReasonProjectionRefused, "the auth store built does not parse, so it was not written and the pods keep the previous one: "+err.Error())
+		return next, nil
 	}
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: authSecretName(reg)}}
 	op, err := controllerutil.CreateOrUpdate(ctx, r.Client, s, func() error {
@@ -167,19 +187,56 @@ func (r *RegistryReconciler) reconcileAuthStore(ctx context.Context, reg *unireg
 		log.FromContext(ctx).Info("auth store projected", "tokens", len(file.Tokens), "operation", op)
 	}
 	reg.Status.Tokens = int32(len(file.Tokens))
+	if len(leftOut) > 0 {
+		r.setProjected(reg, ReasonTokensLeftOut, "left out of the auth store: "+summarise(leftOut, 10))
+	} else {
+		r.setProjected(reg, ReasonProjected, "every Ready token is in the auth store")
+	}
 	return next, nil
 }
 
-func (r *RegistryReconciler) projection(ctx context.Context, reg *uniregv1.Registry) (*authstore.File, time.Time, error) {
+// setProjected sets the TokensProjected condition, with a warning event
+// when a failure is new.
+func (r *RegistryReconciler) setProjected(reg *uniregv1.Registry, reason, msg string) {
+	ok := reason == ReasonProjected
+	was := meta.FindStatusCondition(reg.Status.Conditions, uniregv1.ConditionTokensProjected)
+	if !ok && (was == nil || was.Reason != reason || was.Message != msg) {
+		r.Recorder.Event(reg, corev1.EventTypeWarning, reason, msg)
+	}
+	status := metav1.ConditionFalse
+	if ok {
+		status = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&reg.Status.Conditions, metav1.Condition{
+		Type: uniregv1.ConditionTokensProjected, Status: status, Reason: reason, Message: msg, ObservedGeneration: reg.Generation,
+	})
+}
+
+func summarise(items []string, max int) string {
+	if len(items) <= max {
+		return strings.Join(items, "; ")
+	}
+	return fmt.Sprintf("%s; and %d more", strings.Join(items[:max], "; "), len(items)-max)
+}
+
+// projection is the auth store of the Registry's tokens, and the tokens
+// left out of it: a later token holding the same token as an earlier one
+// (projectedBefore decides, as the token controller does), and an entry the
+// server's parser refuses.
+func (r *RegistryReconciler) projection(ctx context.Context, reg *uniregv1.Registry) (*authstore.File, []string, time.Time, error) {
 	var tokens uniregv1.RegistryTokenList
 	if err := r.List(ctx, &tokens, client.InNamespace(reg.Namespace), client.MatchingFields{indexRegistryRef: reg.Name}); err != nil {
-		return nil, time.Time{}, err
+		return nil, nil, time.Time{}, err
 	}
+	items := tokens.Items
+	sort.Slice(items, func(i, j int) bool { return projectedBefore(&items[i], &items[j]) })
 	now := r.now()
 	var next time.Time
+	var leftOut []string
+	holders := map[string]string{} // hash -> the token projected with it
 	file := &authstore.File{Version: authstore.Version, Tokens: []authstore.Token{}}
-	for i := range tokens.Items {
-		t := &tokens.Items[i]
+	for i := range items {
+		t := &items[i]
 		if !meta.IsStatusConditionTrue(t.Status.Conditions, uniregv1.ConditionReady) || t.Status.SecretName == "" {
 			continue
 		}
@@ -194,14 +251,10 @@ func (r *RegistryReconciler) projection(ctx context.Context, reg *uniregv1.Regis
 				next = e
 			}
 		}
-		secret := &corev1.Secret{}
-		if err := r.Get(ctx, types.NamespacedName{Namespace: reg.Namespace, Name: t.Status.SecretName}, secret); err != nil {
-			if apierrors.IsNotFound(err) {
-				continue
-			}
-			return nil, time.Time{}, err
+		hash, err := projectedHash(ctx, r.Client, t)
+		if err != nil {
+			return nil, nil, time.Time{}, err
 		}
-		hash := secret.Annotations[annotationTokenHash]
 		if hash == "" {
 			continue
 		}
@@ -209,10 +262,32 @@ func (r *RegistryReconciler) projection(ctx context.Context, reg *uniregv1.Regis
 		if err != nil {
 			continue // a missing RegistryScope: the token controller marks it not Ready
 		}
-		file.Tokens = append(file.Tokens, authstore.Token{Hash: hash, User: tokenUser(t), Scopes: scopes, ExpiresAt: expires})
+		name := t.Namespace + "/" + t.Name
+		if first, taken := holders[hash]; taken {
+			leftOut = append(leftOut, fmt.Sprintf("%s (the same token as %s)", name, first))
+			continue
+		}
+		entry := authstore.Token{Hash: hash, User: tokenUser(t), Scopes: scopes, ExpiresAt: expires}
+		if err := checkEntry(entry); err != nil {
+			leftOut = append(leftOut, fmt.Sprintf("%s (%v)", name, err))
+			continue
+		}
+		holders[hash] = name
+		file.Tokens = append(file.Tokens, entry)
 	}
 	sort.Slice(file.Tokens, func(i, j int) bool { return file.Tokens[i].Hash < file.Tokens[j].Hash })
-	return file, next, nil
+	return file, leftOut, next, nil
+}
+
+// checkEntry asks the server's parser about one entry alone, so an entry it
+// would refuse is left out instead of taking the whole store down with it.
+func checkEntry(t authstore.Token) error {
+	body, err := authstore.Marshal(&authstore.File{Version: authstore.Version, Tokens: []authstore.Token{t}})
+	if err != nil {
+		return err
+	}
+	_, err = authstore.Parse(body)
+	return err
 }
 
 // reconcileAccess gives the registry's pods a ServiceAccount that may get,
@@ -377,6 +452,11 @@ func (r *RegistryReconciler) setStatus(reg *uniregv1.Registry, dep *appsv1.Deplo
 	degraded := dep.Status.ReadyReplicas < want && rolledOut
 	set(uniregv1.ConditionDegraded, degraded, map[bool]string{true: "MissingReplicas", false: "AsExpected"}[degraded], "")
 	ready := available && !degraded
+	if c := meta.FindStatusCondition(reg.Status.Conditions, uniregv1.ConditionTokensProjected); c != nil && c.Reason == ReasonProjectionRefused {
+		// The pods serve, but with an auth store that no longer follows the tokens.
+		set(uniregv1.ConditionReady, false, ReasonProjectionRefused, c.Message)
+		return
+	}
 	set(uniregv1.ConditionReady, ready, map[bool]string{true: "Serving", false: "NotServing"}[ready],
 		fmt.Sprintf("%d of %d replicas ready at %s", dep.Status.ReadyReplicas, want, reg.Status.URL))
 }

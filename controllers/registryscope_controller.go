@@ -20,7 +20,7 @@ type RegistryScopeReconciler struct {
 	client.Client
 }
 
-// +kubebuilder:rbac:groups=unireg.dev,resources=registryscopes/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=unireg.dev,resources=registryscopes/status,verbs=update
 
 // Reconcile counts the tokens that name the scope set.
 func (r *RegistryScopeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {

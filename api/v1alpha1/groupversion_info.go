@@ -30,4 +30,10 @@ const (
 	ConditionProgressing = "Progressing"
 	// ConditionDegraded: fewer ready replicas than asked for, or a problem.
 	ConditionDegraded = "Degraded"
+	// ConditionTokensProjected: every Ready token of the Registry is in the
+	// auth store its pods load. False with reason TokensLeftOut (some are
+	// not: a duplicate hash, an entry the server would refuse) or
+	// ProjectionRefused (the store built does not parse, so it is not
+	// written and the previous one stays in force).
+	ConditionTokensProjected = "TokensProjected"
 )

@@ -36,11 +36,18 @@ type RegistryTokenSpec struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	SecretName string `json:"secretName,omitempty"`
-	// SecretRef brings an existing token (key "token" of that Secret)
-	// instead of generating one.
+	// SecretRef brings an existing token (key "token" of that Secret, a
+	// unireg_ token) instead of generating one. The Secret must opt in: its
+	// annotation unireg.dev/registry-token names this RegistryToken.
 	// +optional
 	SecretRef *corev1.LocalObjectReference `json:"secretRef,omitempty"`
 }
+
+// SecretRefAnnotation on a Secret names the one RegistryToken of its
+// namespace that may bring the Secret's token with spec.secretRef. Without
+// it the operator does not use the Secret: creating a RegistryToken must not
+// be a way to read the namespace's Secrets.
+const SecretRefAnnotation = "unireg.dev/registry-token"
 
 // RegistryTokenStatus is what the operator observed.
 type RegistryTokenStatus struct {
@@ -54,7 +61,9 @@ type RegistryTokenStatus struct {
 	// +optional
 	TokenID string `json:"tokenID,omitempty"`
 	// Conditions: Ready is false with a reason when the registry or a scope
-	// is missing, or the token expired.
+	// is missing, the token expired, spec.secretRef is not allowed or holds
+	// no valid token, spec.secretName is a Secret the operator did not
+	// create for this token, or an earlier token has the same token.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
