@@ -39,6 +39,9 @@ type bodyLimits struct {
 	member func(key string) (memberRule, error)
 	// ownEntry is the one member kept of a keepOwnEntry object.
 	ownEntry string
+	// maxBody bounds the body as a whole, whitespace and what is read past
+	// included, so that no body streams for ever; 0: no bound.
+	maxBody int64
 }
 
 // memberRule is what splitPublishBody does with a top-level member.
@@ -61,8 +64,8 @@ var errBodyTooLarge = errors.New("document too large")
 
 // tooLargeError is a document beyond one of its bounds.
 type tooLargeError struct {
-	max  int
-	unit string // "bytes" or "JSON values"
+	max  int64
+	unit string // "bytes", "JSON values" or "bytes of body"
 }
 
 func (e *tooLargeError) Error() string        { return fmt.Sprintf("document exceeds %d %s", e.max, e.unit) }
@@ -102,7 +105,7 @@ func (j *jsonReader) next() (byte, error) {
 
 func (j *jsonReader) emit(b ...byte) error {
 	if j.meta.Len()+len(b) > j.lim.maxBytes {
-		return &tooLargeError{j.lim.maxBytes, "bytes"}
+		return &tooLargeError{int64(j.lim.maxBytes), "bytes"}
 	}
 	j.meta.Write(b)
 	return nil
@@ -112,7 +115,7 @@ func (j *jsonReader) emit(b ...byte) error {
 func (j *jsonReader) countValue() error {
 	j.values++
 	if j.values > j.lim.maxValues {
-		return &tooLargeError{j.lim.maxValues, "JSON values"}
+		return &tooLargeError{int64(j.lim.maxValues), "JSON values"}
 	}
 	return nil
 }
@@ -123,6 +126,9 @@ func (j *jsonReader) countValue() error {
 func splitPublishBody(r io.Reader, lim bodyLimits, onData func(name string, data io.Reader) error) ([]byte, []attachment, error) {
 	if lim.member == nil {
 		lim.member = func(string) (memberRule, error) { return keepMember, nil }
+	}
+	if lim.maxBody > 0 {
+		r = &boundedBody{r: r, max: lim.maxBody}
 	}
 	j := &jsonReader{br: bufio.NewReaderSize(r, 64<<10), lim: lim}
 	var atts []attachment
@@ -226,7 +232,7 @@ func (j *jsonReader) rawString() ([]byte, error) {
 		}
 		out = append(out, c)
 		if len(out) > j.lim.maxBytes {
-			return nil, &tooLargeError{j.lim.maxBytes, "bytes"}
+			return nil, &tooLargeError{int64(j.lim.maxBytes), "bytes"}
 		}
 		switch c {
 		case '\\':
@@ -535,6 +541,24 @@ func (j *jsonReader) readAttachment(name string, onData func(string, io.Reader) 
 			}
 		}
 	}
+}
+
+// boundedBody fails a body once it runs past max bytes.
+type boundedBody struct {
+	r         io.Reader
+	max, read int64
+}
+
+func (b *boundedBody) Read(p []byte) (int, error) {
+	if b.read > b.max {
+		return 0, &tooLargeError{b.max, "bytes of body"}
+	}
+	if left := b.max + 1 - b.read; int64(len(p)) > left {
+		p = p[:left] // one byte past max tells a body of exactly max from a longer one
+	}
+	n, err := b.r.Read(p)
+	b.read += int64(n)
+	return n, err
 }
 
 // stringReader yields the contents of a JSON string being read (after its

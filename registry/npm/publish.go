@@ -114,6 +114,11 @@ const (
 	starBodyValues = 256
 )
 
+// attachmentOverhead is what a publish body holds besides its document and
+// its tarball's base64: the _attachments member, the attachment's name and
+// fields, and whitespace between members.
+const attachmentOverhead = 64 << 10
+
 // putLimits says what of a PUT body is kept, and refuses what the caller may
 // not send, as soon as the member that says so arrives. A caller who may
 // write keeps the whole document, within MaxDocumentSize and one JSON value
@@ -122,10 +127,16 @@ const (
 // member that would change the package is a 403 at once, and everything but
 // _id, _rev, name and the caller's own entry of users is read past, never
 // buffered. users is cut to the caller's entry for every caller: no change
-// uses the rest.
+// uses the rest. The body as a whole, what is read past included, is
+// bounded too: by the document limit for a star (the `users` npm sends back
+// holds every user's entry), plus one tarball for a caller who may write.
 func (h *Handler) putLimits(q *request, canWrite bool) bodyLimits {
-	lim := bodyLimits{maxBytes: h.opts.MaxDocumentSize, maxValues: h.opts.MaxDocumentSize / 16, ownEntry: subjectOf(q.id)}
+	lim := bodyLimits{maxBytes: h.opts.MaxDocumentSize, maxValues: h.opts.MaxDocumentSize / 16, ownEntry: subjectOf(q.id),
+		maxBody: int64(h.opts.MaxDocumentSize)}
 	if canWrite {
+		// The document, one tarball in base64, and room for the members
+		// that carry it.
+		lim.maxBody += (h.opts.MaxTarballSize+2)/3*4 + attachmentOverhead
 		lim.member = func(key string) (memberRule, error) {
 			switch key {
 			case "users":
@@ -169,6 +180,9 @@ func (h *Handler) stage(ctx context.Context, data io.Reader) (*staged, error) {
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, newError(http.StatusBadRequest, "the request body ended inside the attachment")
+		}
+		if errors.Is(err, errBodyTooLarge) {
+			return nil, newError(http.StatusRequestEntityTooLarge, "%v", err)
 		}
 		return nil, fmt.Errorf("stage tarball: %w", err)
 	}
