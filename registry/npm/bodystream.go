@@ -78,6 +78,9 @@ type jsonReader struct {
 	meta   bytes.Buffer
 	lim    bodyLimits
 	values int // JSON values copied into meta so far
+	// aside is what is kept of the attachments outside meta (names, field
+	// values), in bytes: it counts against maxBytes as meta does.
+	aside int
 }
 
 // truncated is a read error inside the document: the body ending there is
@@ -104,10 +107,19 @@ func (j *jsonReader) next() (byte, error) {
 }
 
 func (j *jsonReader) emit(b ...byte) error {
-	if j.meta.Len()+len(b) > j.lim.maxBytes {
+	if j.meta.Len()+j.aside+len(b) > j.lim.maxBytes {
 		return &tooLargeError{int64(j.lim.maxBytes), "bytes"}
 	}
 	j.meta.Write(b)
+	return nil
+}
+
+// keepAside counts n bytes kept outside meta.
+func (j *jsonReader) keepAside(n int) error {
+	if j.meta.Len()+j.aside+n > j.lim.maxBytes {
+		return &tooLargeError{int64(j.lim.maxBytes), "bytes"}
+	}
+	j.aside += n
 	return nil
 }
 
@@ -475,6 +487,13 @@ func (j *jsonReader) readAttachments(onData func(string, io.Reader) error) ([]at
 		if err != nil {
 			return nil, err
 		}
+		// The attachment is a value kept, under its name.
+		if err := j.keepAside(len(name)); err != nil {
+			return nil, err
+		}
+		if err := j.countValue(); err != nil {
+			return nil, err
+		}
 		a, err := j.readAttachment(name, onData)
 		if err != nil {
 			return nil, err
@@ -532,6 +551,9 @@ func (j *jsonReader) readAttachment(name string, onData func(string, io.Reader) 
 		}
 		raw := append([]byte(nil), j.meta.Bytes()[mark:]...)
 		j.meta.Truncate(mark)
+		if err := j.keepAside(len(raw)); err != nil {
+			return a, err
+		}
 		switch field {
 		case "content_type":
 			json.Unmarshal(raw, &a.ContentType)

@@ -372,7 +372,8 @@ func TestSplitPublishBodyCountsValuesNotMemberNames(t *testing.T) {
 		{`{"a":{"k1":1,"k2":"v"}}`, 3},
 		{`{"a":[{},{},[],"x"]}`, 5},
 		{`{"a":[ 1 , 22 ,333 ]}`, 4},
-		{`{"_attachments":{"a.tgz":{"length":5,"data":"aGVsbG8="}},"b":1}`, 2},
+		// The attachment (kept aside, as one entry) and its length.
+		{`{"_attachments":{"a.tgz":{"length":5,"data":"aGVsbG8="}},"b":1}`, 3},
 	}
 	for _, tt := range tests {
 		lim := bodyLimits{maxBytes: 1 << 20, maxValues: tt.values}

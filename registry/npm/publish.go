@@ -101,7 +101,7 @@ func (h *Handler) putPackage(q *request) error {
 		return h.changePackage(q, incoming)
 	}
 	if st == nil {
-		return newError(http.StatusBadRequest, "attachment %s has no data", atts[0].Name)
+		return newError(http.StatusBadRequest, "attachment %s has no data", truncate(atts[0].Name))
 	}
 	return h.publish(q, incoming, atts[0], st)
 }
