@@ -389,3 +389,22 @@ func TestSecretRefChangesApplyAtOnce(t *testing.T) {
 		return true, nil
 	})
 }
+
+// TestScopesTheServerRefusesAreRejectedAtAdmission: the server refuses a whole
+// auth store with one scope its parser refuses (a NUL in a name, say), and
+// authstore.Parse does not check scopes, so admission must not let one in.
+func TestScopesTheServerRefusesAreRejectedAtAdmission(t *testing.T) {
+	ns := namespace(t)
+	bad := "oci:repository:a\x00b:pull"
+	for what, obj := range map[string]client.Object{
+		"RegistryToken": &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nul"}, Spec: tokenSpec(bad)},
+		"RegistryScope": &uniregv1.RegistryScope{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nul"},
+			Spec: uniregv1.RegistryScopeSpec{Scopes: []string{bad}}},
+		"Registry": &uniregv1.Registry{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nul"},
+			Spec: uniregv1.RegistrySpec{AnonymousScopes: []string{bad}}},
+	} {
+		if err := k8sClient.Create(context.Background(), obj); !apierrors.IsInvalid(err) {
+			t.Errorf("%s with scope %q: %v, want Invalid", what, bad, err)
+		}
+	}
+}

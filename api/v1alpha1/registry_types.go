@@ -38,7 +38,7 @@ type RegistrySpec struct {
 	// "oci:repository:*:pull" for public pulls.
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=256
-	// +kubebuilder:validation:items:Pattern=`^(\*|(oci|\*):(repository|\*):[^:\s]+:(pull|push|delete|\*)|(npm|\*):(package|\*):[^:\s]+:(read|write|delete|\*))$`
+	// +kubebuilder:validation:items:Pattern=`^(\*|(oci|\*):(repository|\*):[^:\s\x00]+:(pull|push|delete|\*)|(npm|\*):(package|\*):[^:\s\x00]+:(read|write|delete|\*))$`
 	// +optional
 	AnonymousScopes []string `json:"anonymousScopes,omitempty"`
 

@@ -10,7 +10,7 @@ type RegistryScopeSpec struct {
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=256
-	// +kubebuilder:validation:items:Pattern=`^(\*|(oci|\*):(repository|\*):[^:\s]+:(pull|push|delete|\*)|(npm|\*):(package|\*):[^:\s]+:(read|write|delete|\*))$`
+	// +kubebuilder:validation:items:Pattern=`^(\*|(oci|\*):(repository|\*):[^:\s\x00]+:(pull|push|delete|\*)|(npm|\*):(package|\*):[^:\s\x00]+:(read|write|delete|\*))$`
 	Scopes []string `json:"scopes"`
 	// Description for people.
 	// +kubebuilder:validation:MaxLength=1024

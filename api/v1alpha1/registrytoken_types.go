@@ -19,7 +19,7 @@ type RegistryTokenSpec struct {
 	// Scopes granted to the token, e.g. "oci:repository:team/*:push".
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=256
-	// +kubebuilder:validation:items:Pattern=`^(\*|(oci|\*):(repository|\*):[^:\s]+:(pull|push|delete|\*)|(npm|\*):(package|\*):[^:\s]+:(read|write|delete|\*))$`
+	// +kubebuilder:validation:items:Pattern=`^(\*|(oci|\*):(repository|\*):[^:\s\x00]+:(pull|push|delete|\*)|(npm|\*):(package|\*):[^:\s\x00]+:(read|write|delete|\*))$`
 	// +optional
 	Scopes []string `json:"scopes,omitempty"`
 	// ScopeRefs name RegistryScopes whose scopes the token also gets.
