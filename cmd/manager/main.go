@@ -3,15 +3,24 @@
 package main
 
 import (
+	"crypto/tls"
+	"errors"
 	"flag"
+	"fmt"
+	"io"
 	"os"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	uniregv1 "github.com/unireg/unireg/api/v1alpha1"
@@ -21,41 +30,127 @@ import (
 // version is set at link time (make images: -X main.version=...).
 var version = "dev"
 
-func main() {
-	var metricsAddr, probeAddr, registryImage string
-	var leaderElect bool
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address the metrics endpoint binds to; 0 disables it")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address the health probes bind to")
-	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader, so that only one manager of several replicas is active")
-	flag.StringVar(&registryImage, "registry-image", "unireg/registry:latest", "image of Registries that do not name one")
-	opts := zap.Options{}
-	opts.BindFlags(flag.CommandLine)
-	flag.Parse()
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
-	log := ctrl.Log.WithName("setup")
+// defaultRegistryImage is the registry image of the operator's own release,
+// never a moving tag: upgrading the operator is what moves the Registries
+// that do not name an image, not a push of "latest" somewhere.
+func defaultRegistryImage() string { return "docker.io/unireg/registry:" + version }
 
+// settings are the manager's command line.
+type settings struct {
+	metricsAddr, probeAddr, registryImage string
+	// metricsSecure serves metrics over HTTPS, to callers the API server
+	// authenticates (TokenReview) and authorises for GET /metrics
+	// (SubjectAccessReview); false serves plain HTTP to anyone.
+	metricsSecure bool
+	// enableHTTP2 on the metrics server; off by default (HTTP/2 rapid
+	// reset, CVE-2023-44487), as kubebuilder projects do.
+	enableHTTP2 bool
+	leaderElect bool
+	// watchNamespaces, when not empty, are the only namespaces watched and
+	// reconciled (a namespaced install, see docs/operator.md).
+	watchNamespaces []string
+	zap             zap.Options
+}
+
+func parseFlags(args []string, stderr io.Writer) (*settings, error) {
+	s := &settings{}
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var watch string
+	fs.StringVar(&s.metricsAddr, "metrics-bind-address", ":8443", "address the metrics endpoint binds to; 0 disables it")
+	fs.BoolVar(&s.metricsSecure, "metrics-secure", true, "serve metrics over HTTPS to authenticated and authorised callers only; false serves plain HTTP to anyone")
+	fs.BoolVar(&s.enableHTTP2, "enable-http2", false, "allow HTTP/2 on the metrics server")
+	fs.StringVar(&s.probeAddr, "health-probe-bind-address", ":8081", "address the health probes bind to")
+	fs.BoolVar(&s.leaderElect, "leader-elect", false, "elect a leader, so that only one manager of several replicas is active")
+	fs.StringVar(&s.registryImage, "registry-image", defaultRegistryImage(), "image of Registries that do not name one (default: the registry of this operator's version)")
+	fs.StringVar(&watch, "watch-namespaces", "", "comma-separated namespaces to watch and reconcile; empty watches every namespace")
+	s.zap.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	for _, ns := range strings.Split(watch, ",") {
+		ns = strings.TrimSpace(ns)
+		if ns == "" {
+			continue
+		}
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return nil, fmt.Errorf("--watch-namespaces: %q is not a namespace name: %s", ns, strings.Join(errs, "; "))
+		}
+		s.watchNamespaces = append(s.watchNamespaces, ns)
+	}
+	if s.registryImage == "" {
+		return nil, errors.New("--registry-image must not be empty")
+	}
+	return s, nil
+}
+
+// managerOptions turns settings into the manager's options.
+func managerOptions(s *settings, scheme *runtime.Scheme) ctrl.Options {
+	metrics := metricsserver.Options{BindAddress: s.metricsAddr, SecureServing: s.metricsSecure}
+	if s.metricsSecure {
+		metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	if !s.enableHTTP2 {
+		metrics.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+	}
+	opts := ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metrics,
+		HealthProbeBindAddress: s.probeAddr,
+		LeaderElection:         s.leaderElect,
+		LeaderElectionID:       "manager.unireg.dev",
+	}
+	if len(s.watchNamespaces) > 0 {
+		opts.Cache.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range s.watchNamespaces {
+			opts.Cache.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	return opts
+}
+
+// newManager builds the manager with every controller registered.
+func newManager(cfg *rest.Config, s *settings) (ctrl.Manager, error) {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(uniregv1.AddToScheme(scheme))
-
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         leaderElect,
-		LeaderElectionID:       "manager.unireg.dev",
-	})
+	mgr, err := ctrl.NewManager(cfg, managerOptions(s, scheme))
 	if err != nil {
-		log.Error(err, "create manager")
+		return nil, fmt.Errorf("create manager: %w", err)
+	}
+	if err := controllers.Setup(mgr, controllers.Options{DefaultImage: s.registryImage}); err != nil {
+		return nil, fmt.Errorf("set up controllers: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
+
+func main() {
+	s, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&s.zap)))
+	log := ctrl.Log.WithName("setup")
+	mgr, err := newManager(ctrl.GetConfigOrDie(), s)
+	if err != nil {
+		log.Error(err, "start")
 		os.Exit(1)
 	}
-	if err := controllers.Setup(mgr, controllers.Options{DefaultImage: registryImage}); err != nil {
-		log.Error(err, "set up controllers")
-		os.Exit(1)
-	}
-	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
-	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
-	log.Info("starting manager", "version", version, "registryImage", registryImage)
+	log.Info("starting manager", "version", version, "registryImage", s.registryImage,
+		"watchNamespaces", s.watchNamespaces, "metricsSecure", s.metricsSecure)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "run manager")
 		os.Exit(1)
