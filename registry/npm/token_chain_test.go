@@ -3,6 +3,7 @@ package npm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -218,4 +219,31 @@ func TestTokenViewIsNeverOlderThanItsMaxAge(t *testing.T) {
 	if _, err := here.Revoked(ctx, tokenIDOf(other)); !storage.IsUnavailable(err) {
 		t.Fatalf("Revoked with a view too old and storage failing: %v, want an unavailable error", err)
 	}
+}
+
+// npm token revoke names a token by its id (or a prefix of it), never by
+// more of its hash: else the answers (403 for a token the caller may not
+// revoke, 404 for none) would spell out, digit by digit, the full SHA-256
+// of a token the caller may not even see in the list. Before, the key was
+// matched against the whole hash, and a token narrowed to one package
+// learnt its user's broadest token's hash in 16 requests a digit.
+func TestRevokeNeverMatchesMoreOfAHashThanTheID(t *testing.T) {
+	hs := newHarness(t, tokenUsers())
+	full := hs.createTokenWith(hs.tokens["bob"], map[string]any{"name": "full"})
+	narrow := hs.createTokenWith(hs.tokens["bob"], map[string]any{"name": "narrow", "packages": []string{"x"}})
+	answers := map[string]bool{}
+	for _, digit := range "0123456789abcdef" {
+		key := tokenIDOf(full) + string(digit)
+		w := hs.do(call{method: http.MethodDelete, path: "/-/npm/v1/tokens/token/" + key, token: narrow})
+		answers[fmt.Sprintf("%d %s", w.Code, strings.ReplaceAll(w.Body.String(), key, "KEY"))] = true
+	}
+	if len(answers) != 1 {
+		t.Fatalf("the answers tell the 13th digit of a hidden token's hash: %v", answers)
+	}
+	// Nor does the owner revoke by the hash: the key is the id.
+	expectStatus(t, hs.do(call{method: http.MethodDelete, path: "/-/npm/v1/tokens/token/" + hashHex(full), user: "bob"}), http.StatusNotFound)
+	if code := hs.whoami(full); code != http.StatusOK {
+		t.Fatalf("whoami %d after a revoke by hash", code)
+	}
+	expectStatus(t, hs.do(call{method: http.MethodDelete, path: "/-/npm/v1/tokens/token/" + tokenIDOf(full), user: "bob"}), http.StatusNoContent)
 }

@@ -310,14 +310,16 @@ func (h *Handler) revokeToken(q *request) error {
 		return newError(http.StatusBadRequest, "invalid token key")
 	}
 	// The client sends the key of the list (the token's id) or a prefix of
-	// it; resolve it among the caller's own tokens.
+	// it; resolve it among the caller's own tokens. Only the id is matched,
+	// never more of the hash: the answers (403 for a token the caller may
+	// not revoke, 404 for none) would spell it out digit by digit.
 	list, err := h.tokens.list(q.r.Context(), subjectOf(q.id))
 	if err != nil {
 		return err
 	}
 	var match []*storedToken
 	for _, st := range list {
-		if strings.HasPrefix(st.Key, key) {
+		if strings.HasPrefix(st.id(), key) {
 			match = append(match, st)
 		}
 	}
