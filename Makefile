@@ -57,9 +57,22 @@ install: manifests ## Install the CRDs into the current cluster.
 uninstall: ## Remove the CRDs.
 	$(KUBECTL) delete -k config/crd
 
+# config/default names unireg/manager:latest and passes
+# --registry-image=unireg/registry:latest (placeholders the e2e suite
+# replaces too); what is deployed or shipped names $(IMG) and $(REGISTRY_IMG).
+PIN_IMAGES := sed -e 's|unireg/manager:latest|$(IMG)|' -e 's|--registry-image=unireg/registry:latest|--registry-image=$(REGISTRY_IMG)|'
+
 .PHONY: deploy
 deploy: manifests ## Deploy the operator (config/default) with images $(IMG) and $(REGISTRY_IMG) into the current cluster.
-	$(KUBECTL) kustomize config/default | sed -e 's|unireg/manager:latest|$(IMG)|' -e 's|--registry-image=unireg/registry:latest|--registry-image=$(REGISTRY_IMG)|' | $(KUBECTL) apply -f -
+	$(KUBECTL) kustomize config/default | $(PIN_IMAGES) | $(KUBECTL) apply -f -
+
+.PHONY: build-installer
+build-installer: manifests ## Write dist/install.yaml: the CRDs and the operator in one file, images pinned to $(VERSION).
+	mkdir -p dist
+	$(KUBECTL) kustomize config/default | $(PIN_IMAGES) > dist/install.yaml.tmp
+	@if grep -n ':latest' dist/install.yaml.tmp; then echo "dist/install.yaml would name a :latest image"; rm -f dist/install.yaml.tmp; exit 1; fi
+	mv dist/install.yaml.tmp dist/install.yaml
+	@echo "dist/install.yaml: $(IMG), $(REGISTRY_IMG)"
 
 .PHONY: undeploy
 undeploy:
