@@ -3,10 +3,10 @@ package controllers
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -34,11 +34,6 @@ import (
 	"github.com/unireg/unireg/registry/authstore"
 )
 
-// annotationSpecHash on a child records the hash of what the operator last
-// wanted it to be: comparing hashes, not objects the API server defaulted,
-// keeps a steady state free of writes.
-const annotationSpecHash = "unireg.dev/spec-hash"
-
 // RegistryReconciler turns a Registry into a running registry: its
 // Deployment, Service, JWT key and auth-store Secrets and data volume, and
 // projects the Registry's Ready tokens into the auth store.
@@ -55,12 +50,13 @@ type RegistryReconciler struct {
 // +kubebuilder:rbac:groups=unireg.dev,resources=registries,verbs=get;list;watch
 // +kubebuilder:rbac:groups=unireg.dev,resources=registries/status,verbs=update
 // +kubebuilder:rbac:groups=unireg.dev,resources=registries/finalizers,verbs=update
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update
-// +kubebuilder:rbac:groups="",resources=services;secrets,verbs=get;list;watch;create;update
-// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create;update
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;patch
 
 // Reconcile brings one Registry's children to what its spec says.
 func (r *RegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -70,7 +66,13 @@ func (r *RegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 	before := reg.Status.DeepCopy()
 	result, err := r.reconcile(ctx, reg)
-	if err != nil {
+	var conflict *childConflict
+	if errors.As(err, &conflict) {
+		r.setConflict(reg, conflict)
+		// Nothing but its deletion ends a conflict, and an object not the
+		// Registry's wakes no reconcile: look again in a while.
+		result, err = ctrl.Result{RequeueAfter: conflictRetry}, nil
+	} else if err != nil {
 		meta.SetStatusCondition(&reg.Status.Conditions, metav1.Condition{
 			Type: uniregv1.ConditionReady, Status: metav1.ConditionFalse, Reason: "ReconcileError",
 			Message: err.Error(), ObservedGeneration: reg.Generation,
@@ -122,11 +124,16 @@ func (r *RegistryReconciler) reconcile(ctx context.Context, reg *uniregv1.Regist
 }
 
 // reconcileJWTKey creates the JWT signing key once; it is never rotated by
-// accident (an existing key is kept whatever it holds).
+// accident. A key Secret this Registry does not control is a conflict, never
+// its key: whoever may create Secrets could otherwise plant the key of a
+// future Registry and forge its JWTs.
 func (r *RegistryReconciler) reconcileJWTKey(ctx context.Context, reg *uniregv1.Registry) error {
 	s := &corev1.Secret{}
 	err := r.Get(ctx, types.NamespacedName{Namespace: reg.Namespace, Name: jwtSecretName(reg)}, s)
-	if err == nil || !apierrors.IsNotFound(err) {
+	if err == nil {
+		return mustControl(reg, s, "Secret")
+	}
+	if !apierrors.IsNotFound(err) {
 		return err
 	}
 	key := make([]byte, 32)
@@ -140,7 +147,7 @@ func (r *RegistryReconciler) reconcileJWTKey(ctx context.Context, reg *uniregv1.
 	if err := controllerutil.SetControllerReference(reg, s, r.Scheme); err != nil {
 		return err
 	}
-	return r.Create(ctx, s)
+	return createOnly(ctx, r.Client, s, "Secret")
 }
 
 // Reasons of the Registry's TokensProjected condition.
@@ -175,11 +182,21 @@ func (r *RegistryReconciler) reconcileAuthStore(ctx context.Context, reg *unireg
 		return next, nil
 	}
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: authSecretName(reg)}}
+	if err := r.Get(ctx, client.ObjectKeyFromObject(s), s); err == nil {
+		if err := mustControl(reg, s, "Secret"); err != nil {
+			return time.Time{}, err
+		}
+	} else if !apierrors.IsNotFound(err) {
+		return time.Time{}, err
+	}
 	op, err := controllerutil.CreateOrUpdate(ctx, r.Client, s, func() error {
 		s.Labels = commonLabels(reg)
 		s.Data = map[string][]byte{keyAuthStore: body}
 		return controllerutil.SetControllerReference(reg, s, r.Scheme)
 	})
+	if apierrors.IsAlreadyExists(err) { // there, but not in the cache of what the operator made
+		return time.Time{}, &childConflict{kind: "Secret", name: s.Name}
+	}
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -295,23 +312,32 @@ func checkEntry(t authstore.Token) error {
 func (r *RegistryReconciler) reconcileAccess(ctx context.Context, reg *uniregv1.Registry) error {
 	name := serviceAccountName(reg)
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: name}}
-	if err := r.applyHashed(ctx, reg, sa, "v1", func() {}); err != nil {
+	if _, err := r.apply(ctx, reg, sa); err != nil {
 		return err
 	}
 	rules := []rbacv1.PolicyRule{{
 		APIGroups: []string{""}, Resources: []string{"secrets"},
 		ResourceNames: []string{authSecretName(reg)}, Verbs: []string{"get", "list", "watch"},
 	}}
-	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: name}}
-	if err := r.applyHashed(ctx, reg, role, rules, func() { role.Rules = rules }); err != nil {
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: name}, Rules: rules}
+	if _, err := r.apply(ctx, reg, role); err != nil {
 		return err
 	}
-	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: name}}
-	ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}
-	subjects := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: reg.Namespace}}
-	return r.applyHashed(ctx, reg, binding, []any{ref, subjects}, func() { binding.RoleRef, binding.Subjects = ref, subjects })
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: reg.Namespace}},
+	}
+	_, err := r.apply(ctx, reg, binding)
+	return err
 }
 
+// reconcileClaim creates the data volume once (its size is then the user's
+// to grow) and keeps its owner reference as the reclaim policy says: none
+// under Retain, so the claim outlives the Registry, the Registry's under
+// Delete. A claim is this Registry's when it controls it or, retained, when
+// it carries the operator's mark for a Registry of this name and no owner;
+// any other claim of the name is a conflict, never mounted.
 func (r *RegistryReconciler) reconcileClaim(ctx context.Context, reg *uniregv1.Registry) error {
 	st := reg.Spec.Storage
 	if st.EmptyDir != nil || st.S3 != nil {
@@ -319,9 +345,36 @@ func (r *RegistryReconciler) reconcileClaim(ctx context.Context, reg *uniregv1.R
 	}
 	pvc := &corev1.PersistentVolumeClaim{}
 	err := r.Get(ctx, types.NamespacedName{Namespace: reg.Namespace, Name: dataClaimName(reg)}, pvc)
-	if err == nil || !apierrors.IsNotFound(err) {
-		return err // claims are created once; their size is the user's to grow
+	if apierrors.IsNotFound(err) {
+		return r.createClaim(ctx, reg)
 	}
+	if err != nil {
+		return err
+	}
+	owner := metav1.GetControllerOf(pvc)
+	retained := owner == nil && pvc.Annotations[annotationDataOf] == reg.Name
+	if !retained && !metav1.IsControlledBy(pvc, reg) {
+		return &childConflict{kind: "PersistentVolumeClaim", name: pvc.Name}
+	}
+	want := pvc.DeepCopy()
+	if want.Annotations == nil {
+		want.Annotations = map[string]string{}
+	}
+	want.Annotations[annotationDataOf] = reg.Name
+	want.OwnerReferences = slices.DeleteFunc(want.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == reg.UID })
+	if reclaimPolicy(reg) == uniregv1.ReclaimDelete {
+		if err := controllerutil.SetControllerReference(reg, want, r.Scheme); err != nil {
+			return err
+		}
+	}
+	if equality.Semantic.DeepEqual(want.ObjectMeta, pvc.ObjectMeta) {
+		return nil
+	}
+	return r.Update(ctx, want, client.FieldOwner(fieldOwner))
+}
+
+func (r *RegistryReconciler) createClaim(ctx context.Context, reg *uniregv1.Registry) error {
+	st := reg.Spec.Storage
 	size := resource.MustParse("10Gi")
 	var class *string
 	if st.Filesystem != nil {
@@ -330,18 +383,31 @@ func (r *RegistryReconciler) reconcileClaim(ctx context.Context, reg *uniregv1.R
 		}
 		class = st.Filesystem.StorageClassName
 	}
-	pvc = &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: dataClaimName(reg), Labels: commonLabels(reg)},
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: reg.Namespace, Name: dataClaimName(reg), Labels: commonLabels(reg),
+			Annotations: map[string]string{annotationDataOf: reg.Name},
+		},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 			StorageClassName: class,
 			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}},
 		},
 	}
-	if err := controllerutil.SetControllerReference(reg, pvc, r.Scheme); err != nil {
-		return err
+	if reclaimPolicy(reg) == uniregv1.ReclaimDelete {
+		if err := controllerutil.SetControllerReference(reg, pvc, r.Scheme); err != nil {
+			return err
+		}
 	}
-	return r.Create(ctx, pvc)
+	return createOnly(ctx, r.Client, pvc, "PersistentVolumeClaim")
+}
+
+// reclaimPolicy is the Registry's data reclaim policy, Retain when unset.
+func reclaimPolicy(reg *uniregv1.Registry) uniregv1.DataReclaimPolicy {
+	if fs := reg.Spec.Storage.Filesystem; fs != nil && fs.ReclaimPolicy != "" {
+		return fs.ReclaimPolicy
+	}
+	return uniregv1.ReclaimRetain
 }
 
 func (r *RegistryReconciler) reconcileService(ctx context.Context, reg *uniregv1.Registry) error {
@@ -356,51 +422,9 @@ func (r *RegistryReconciler) reconcileService(ctx context.Context, reg *uniregv1
 			Name: "http", Port: servicePort(reg), TargetPort: intstr.FromInt32(containerPort), Protocol: corev1.ProtocolTCP,
 		}},
 	}
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: reg.Name}}
-	return r.applyHashed(ctx, reg, svc, want, func() {
-		svc.Spec.Type, svc.Spec.Selector, svc.Spec.Ports = want.Type, want.Selector, want.Ports
-	})
-}
-
-// applyHashed creates obj or updates it when the hash of want changed; set
-// copies want into obj.
-func (r *RegistryReconciler) applyHashed(ctx context.Context, reg *uniregv1.Registry, obj client.Object, want any, set func()) error {
-	hash, err := specHash(want)
-	if err != nil {
-		return err
-	}
-	err = r.Get(ctx, client.ObjectKeyFromObject(obj), obj)
-	if err != nil && !apierrors.IsNotFound(err) {
-		return err
-	}
-	exists := err == nil
-	if exists && obj.GetAnnotations()[annotationSpecHash] == hash {
-		return nil
-	}
-	set()
-	obj.SetLabels(commonLabels(reg))
-	ann := obj.GetAnnotations()
-	if ann == nil {
-		ann = map[string]string{}
-	}
-	ann[annotationSpecHash] = hash
-	obj.SetAnnotations(ann)
-	if err := controllerutil.SetControllerReference(reg, obj, r.Scheme); err != nil {
-		return err
-	}
-	if exists {
-		return r.Update(ctx, obj)
-	}
-	return r.Create(ctx, obj)
-}
-
-func specHash(v any) (string, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8]), nil
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: reg.Name}, Spec: want}
+	_, err := r.apply(ctx, reg, svc)
+	return err
 }
 
 func (r *RegistryReconciler) reconcileDeployment(ctx context.Context, reg *uniregv1.Registry) (*appsv1.Deployment, error) {
@@ -408,25 +432,25 @@ func (r *RegistryReconciler) reconcileDeployment(ctx context.Context, reg *unire
 	if reg.Spec.Replicas != nil {
 		replicas = *reg.Spec.Replicas
 	}
-	want := struct {
-		Replicas int32
-		Template corev1.PodTemplateSpec
-	}{replicas, r.podTemplate(reg)}
-	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: reg.Name}}
-	err := r.applyHashed(ctx, reg, dep, want, func() {
-		dep.Spec.Replicas = &want.Replicas
-		dep.Spec.Template = want.Template
-		if dep.Spec.Selector == nil { // immutable once created
-			dep.Spec.Selector = &metav1.LabelSelector{MatchLabels: selectorLabels(reg)}
-		}
-		if reg.Spec.Storage.S3 == nil {
-			// A volume cannot be shared by a new pod and an old one.
-			dep.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
-		} else {
-			dep.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType}
-		}
-	})
-	return dep, err
+	strategy := appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType}
+	if reg.Spec.Storage.S3 == nil {
+		// A volume cannot be shared by a new pod and an old one.
+		strategy = appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
+	}
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: reg.Name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: selectorLabels(reg)},
+			Template: r.podTemplate(reg),
+			Strategy: strategy,
+		},
+	}
+	live, err := r.apply(ctx, reg, dep)
+	if err != nil {
+		return nil, err
+	}
+	return live.(*appsv1.Deployment), nil
 }
 
 func (r *RegistryReconciler) setStatus(reg *uniregv1.Registry, dep *appsv1.Deployment) {

@@ -97,7 +97,25 @@ type FilesystemStorage struct {
 	// StorageClassName of the claim; the cluster's default when empty.
 	// +optional
 	StorageClassName *string `json:"storageClassName,omitempty"`
+	// ReclaimPolicy says what deleting the Registry does to the claim.
+	// Retain (when unset): the claim has no owner and outlives the
+	// Registry; a Registry of the same name in the same namespace mounts it
+	// again. Delete: the claim is owned by the Registry and the garbage
+	// collector deletes it, and the content, with it. Changing it applies
+	// to the existing claim.
+	// +kubebuilder:validation:Enum=Retain;Delete
+	// +optional
+	ReclaimPolicy DataReclaimPolicy `json:"reclaimPolicy,omitempty"`
 }
+
+// DataReclaimPolicy is what deleting a Registry does to its data volume.
+type DataReclaimPolicy string
+
+// The reclaim policies of a Registry's data volume.
+const (
+	ReclaimRetain DataReclaimPolicy = "Retain"
+	ReclaimDelete DataReclaimPolicy = "Delete"
+)
 
 // EmptyDirStorage is an emptyDir volume.
 type EmptyDirStorage struct{}
