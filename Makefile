@@ -54,7 +54,10 @@ install: manifests ## Install the CRDs into the current cluster.
 	$(KUBECTL) apply -k config/crd
 
 .PHONY: uninstall
-uninstall: ## Remove the CRDs.
+uninstall: ## Remove the CRDs, and with them every Registry, RegistryToken and RegistryScope of the cluster.
+	@echo "uninstall: deleting the unireg CRDs deletes every Registry, RegistryToken and RegistryScope in the cluster,"
+	@echo "  and through owner references their Deployments, Services, token and key Secrets, and the data of"
+	@echo "  Registries with reclaimPolicy Delete (retained claims stay)."
 	$(KUBECTL) delete -k config/crd
 
 # config/default names unireg/manager:latest and passes
@@ -75,8 +78,8 @@ build-installer: manifests ## Write dist/install.yaml: the CRDs and the operator
 	@echo "dist/install.yaml: $(IMG), $(REGISTRY_IMG)"
 
 .PHONY: undeploy
-undeploy:
-	$(KUBECTL) delete -k config/default --ignore-not-found
+undeploy: ## Remove the operator (config/undeploy: config/default without the CRDs); Registries and their data stay, unreconciled.
+	$(KUBECTL) delete -k config/undeploy --ignore-not-found
 
 .PHONY: images
 images: ## Build the registry and manager images (static binaries, non-root) as OCI archives in bin/images.
