@@ -13,34 +13,38 @@ import (
 
 // neededRules is every right the controllers' code uses, by API group and
 // resource: the client calls of controllers/*.go (Get/List/Watch through the
-// cache, Create, Update, Status().Update) and what the API server asks of a
-// controller that sets owner references (update on the owner's
-// finalizers, for blockOwnerDeletion) or records events. There is no Delete
-// and no Patch call: children go with their owner through garbage
-// collection.
+// cache; Create; server-side apply, a Patch that also creates, so create and
+// patch; Update; Status().Update) and what the API server asks of a
+// controller that sets owner references (update on the owner's finalizers,
+// for blockOwnerDeletion) or records events. There is no Delete call:
+// children go with their owner through garbage collection.
 //
 // A change that adds a client call must add the verb here and in the
 // +kubebuilder:rbac markers of controllers/*.go (then make manifests);
 // TestManagerRoleIsLeastPrivilege fails until both agree, and the envtest
 // tests of this package run the controllers with exactly these rights.
 var neededRules = map[string][]string{
-	// Registry controller: the Registry's children.
-	"apps/deployments":                       {"create", "get", "list", "update", "watch"},
-	"/services":                              {"create", "get", "list", "update", "watch"},
-	"/serviceaccounts":                       {"create", "get", "list", "update", "watch"},
-	"/secrets":                               {"create", "get", "list", "update", "watch"},
-	"/persistentvolumeclaims":                {"create", "get", "list", "watch"},
-	"rbac.authorization.k8s.io/roles":        {"create", "get", "list", "update", "watch"},
-	"rbac.authorization.k8s.io/rolebindings": {"create", "get", "list", "update", "watch"},
-	"/events":                                {"create", "patch"},
-	"unireg.dev/registries":                  {"get", "list", "watch"},
-	"unireg.dev/registries/status":           {"update"},
-	"unireg.dev/registries/finalizers":       {"update"},
-	"unireg.dev/registrytokens":              {"get", "list", "watch"},
-	"unireg.dev/registrytokens/status":       {"update"},
-	"unireg.dev/registrytokens/finalizers":   {"update"},
-	"unireg.dev/registryscopes":              {"get", "list", "watch"},
-	"unireg.dev/registryscopes/status":       {"update"},
+	// Registry controller: the Registry's children, applied server-side.
+	"apps/deployments":                       {"create", "get", "list", "patch", "watch"},
+	"/services":                              {"create", "get", "list", "patch", "watch"},
+	"/serviceaccounts":                       {"create", "get", "list", "patch", "watch"},
+	"rbac.authorization.k8s.io/roles":        {"create", "get", "list", "patch", "watch"},
+	"rbac.authorization.k8s.io/rolebindings": {"create", "get", "list", "patch", "watch"},
+	// The JWT key and auth store (registry controller) and token Secrets
+	// (token controller): created, then updated.
+	"/secrets": {"create", "get", "list", "update", "watch"},
+	// The data volume: created once; its owner reference follows
+	// spec.storage.filesystem.reclaimPolicy (update).
+	"/persistentvolumeclaims":              {"create", "get", "list", "update", "watch"},
+	"/events":                              {"create", "patch"},
+	"unireg.dev/registries":                {"get", "list", "watch"},
+	"unireg.dev/registries/status":         {"update"},
+	"unireg.dev/registries/finalizers":     {"update"},
+	"unireg.dev/registrytokens":            {"get", "list", "watch"},
+	"unireg.dev/registrytokens/status":     {"update"},
+	"unireg.dev/registrytokens/finalizers": {"update"},
+	"unireg.dev/registryscopes":            {"get", "list", "watch"},
+	"unireg.dev/registryscopes/status":     {"update"},
 }
 
 func readClusterRole(t *testing.T, file string) *rbacv1.ClusterRole {
