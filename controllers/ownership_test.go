@@ -310,3 +310,36 @@ func TestHandEditsOfOwnedFieldsAreReverted(t *testing.T) {
 		return err == nil && len(role.Rules) == 1 && reflect.DeepEqual(role.Rules[0].ResourceNames, []string{"reg-auth"}), err
 	})
 }
+
+// Server-side apply keeps fields the API server defaulted: the rolling
+// parameters of a Deployment made for S3 must not stay when a volume makes
+// it Recreate, which refuses them.
+func TestStorageChangeSwitchesTheRolloutStrategy(t *testing.T) {
+	ns := namespace(t)
+	reg := &uniregv1.Registry{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reg"}, Spec: uniregv1.RegistrySpec{
+		Storage: uniregv1.RegistryStorage{S3: &uniregv1.S3Storage{Endpoint: "http://minio:9000", Bucket: "images",
+			CredentialsSecretRef: corev1.LocalObjectReference{Name: "s3-creds"}}}}}
+	create(t, reg)
+	dep := &appsv1.Deployment{}
+	eventually(t, "a rolling Deployment", func() (bool, error) {
+		err := get(ns, "reg", dep)
+		return err == nil && dep.Spec.Strategy.Type == appsv1.RollingUpdateDeploymentStrategyType, nil
+	})
+	err := func() error {
+		if err := get(ns, "reg", reg); err != nil {
+			return err
+		}
+		reg.Spec.Storage = uniregv1.RegistryStorage{EmptyDir: &uniregv1.EmptyDirStorage{}}
+		return k8sClient.Update(context.Background(), reg)
+	}()
+	if apierrors.IsInvalid(err) {
+		t.Skipf("the storage kind cannot change in place: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Recreate", func() (bool, error) {
+		err := get(ns, "reg", dep)
+		return err == nil && dep.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType && dep.Spec.Strategy.RollingUpdate == nil, err
+	})
+}

@@ -432,7 +432,15 @@ func (r *RegistryReconciler) reconcileDeployment(ctx context.Context, reg *unire
 	if reg.Spec.Replicas != nil {
 		replicas = *reg.Spec.Replicas
 	}
-	strategy := appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType}
+	// The rolling parameters are the API server's defaults, applied so the
+	// operator owns them: server-side apply then removes them when the
+	// strategy becomes Recreate, which refuses them (defaulted fields have
+	// no owner and would stay).
+	quarter := intstr.FromString("25%")
+	strategy := appsv1.DeploymentStrategy{
+		Type:          appsv1.RollingUpdateDeploymentStrategyType,
+		RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: &quarter, MaxSurge: &quarter},
+	}
 	if reg.Spec.Storage.S3 == nil {
 		// A volume cannot be shared by a new pod and an old one.
 		strategy = appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
