@@ -115,6 +115,10 @@ func TestRetainedDataOutlivesItsRegistryAndIsReused(t *testing.T) {
 	create(t, again)
 	dep := &appsv1.Deployment{}
 	eventually(t, "the new Registry's Deployment", func() (bool, error) {
+		// A reconcile of the old Registry that was in flight when it went
+		// may apply a child again after the first pass; the cluster's
+		// collector runs continuously and takes it too.
+		collectGarbage(t, ns, reg.UID)
 		err := get(ns, "reg", dep)
 		return err == nil && metav1.IsControlledBy(dep, again), nil
 	})

@@ -14,9 +14,11 @@ import (
 // numbering the copies) until the body is about size bytes, then suffix;
 // generated as it is sent.
 func hostileBody(prefix, item, suffix string, size int) io.Reader {
-	return io.MultiReader(strings.NewReader(prefix), &repeated{item: item, left: size / (len(item) + 2)}, strings.NewReader(suffix))
+	return io.MultiReader(strings.NewReader(prefix), &repeated{item: item, left: size - len(prefix) - len(suffix)}, strings.NewReader(suffix))
 }
 
+// repeated yields comma-separated copies of item (%d: numbered) while they
+// fit in left bytes, so the whole body stays within its size.
 type repeated struct {
 	item string
 	n    int
@@ -25,17 +27,22 @@ type repeated struct {
 }
 
 func (r *repeated) Read(p []byte) (int, error) {
-	for len(r.buf) < len(p) && r.left > 0 {
+	for len(r.buf) < len(p) {
+		var next []byte
 		if r.n > 0 {
-			r.buf = append(r.buf, ',')
+			next = append(next, ',')
 		}
 		if strings.Contains(r.item, "%d") {
-			r.buf = fmt.Appendf(r.buf, r.item, r.n)
+			next = fmt.Appendf(next, r.item, r.n)
 		} else {
-			r.buf = append(r.buf, r.item...)
+			next = append(next, r.item...)
 		}
+		if len(next) > r.left {
+			break
+		}
+		r.buf = append(r.buf, next...)
 		r.n++
-		r.left--
+		r.left -= len(next)
 	}
 	if len(r.buf) == 0 {
 		return 0, io.EOF
