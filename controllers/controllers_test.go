@@ -229,9 +229,8 @@ func TestTokenBecomesSecretAndProjection(t *testing.T) {
 	}
 	// Nodes pull by the Service's ClusterIP: the pull secret covers it too.
 	svc := &corev1.Service{}
-	if err := get(ns, "reg", svc); err != nil {
-		t.Fatal(err)
-	}
+	// The token may be Ready before the Registry's reconcile made the Service.
+	eventually(t, "Service created", func() (bool, error) { return get(ns, "reg", svc) == nil, nil })
 	eventually(t, "pull secret names the ClusterIP", func() (bool, error) {
 		err := get(ns, "deploy-token", s)
 		json.Unmarshal(s.Data[corev1.DockerConfigJsonKey], &cfg)
