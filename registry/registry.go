@@ -295,7 +295,7 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	}
 	r.auth = gate
 	if r.npm != nil && gate != nil {
-		r.npm.SetGate(r.protocolGate())
+		r.npm.SetGate(gate)
 	}
 	r.metrics = newMetrics(cfg.Metrics)
 	if !cfg.OCI.Disabled {
@@ -367,7 +367,7 @@ func (r *Registry) newOCI() *oci.Handler {
 		Service:          r.cfg.TokenService,
 	}
 	if r.auth != nil {
-		o.Gate = r.protocolGate()
+		o.Gate = r.auth
 		o.Realm = func(req *http.Request) string { return r.BaseURL(req) + "/token" }
 	}
 	if r.cfg.OnEvent != nil {

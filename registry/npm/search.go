@@ -38,18 +38,10 @@ func (h *Handler) packageNames(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
-// listingGate is a Gate that can tell, before search reads every packument,
-// that an identity could be shown nothing: no package could be allowed
-// action. The registry's gate implements it; with another Gate every search
-// reads.
-type listingGate interface {
-	MayAccessSome(ctx context.Context, id *auth.Identity, protocol, action string) bool
-}
-
 // maySeeSome reports whether the caller could be allowed to read some
 // package, so that a search is worth running.
 func (h *Handler) maySeeSome(q *request) bool {
-	g, ok := h.opts.Gate.(listingGate)
+	g, ok := h.opts.Gate.(auth.ListingGate)
 	return !ok || g.MayAccessSome(q.r.Context(), q.id, auth.ProtocolNPM, auth.ActionRead)
 }
 

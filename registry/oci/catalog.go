@@ -57,18 +57,10 @@ func (h *Handler) walkDir(ctx context.Context, rel string, fn func(string) (bool
 	return true, nil
 }
 
-// listingGate is a Gate that can tell, before a listing walks the storage,
-// that an identity could be shown nothing in it: no name of protocol could
-// be allowed action. The registry's gate implements it; with another Gate
-// every listing walks.
-type listingGate interface {
-	MayAccessSome(ctx context.Context, id *auth.Identity, protocol, action string) bool
-}
-
 // maySeeSome reports whether the caller could be allowed to pull some
 // repository, so that a listing is worth walking.
 func (h *Handler) maySeeSome(q *request) bool {
-	g, ok := h.opts.Gate.(listingGate)
+	g, ok := h.opts.Gate.(auth.ListingGate)
 	return !ok || g.MayAccessSome(q.r.Context(), q.id, auth.ProtocolOCI, auth.ActionPull)
 }
 
