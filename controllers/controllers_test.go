@@ -202,7 +202,7 @@ func TestTokenBecomesSecretAndProjection(t *testing.T) {
 	create(t, &uniregv1.RegistryScope{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ci"},
 		Spec: uniregv1.RegistryScopeSpec{Scopes: []string{"npm:package:@acme/*:write"}}})
 	create(t, &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "deploy"}, Spec: uniregv1.RegistryTokenSpec{
-		RegistryRef: corev1.LocalObjectReference{Name: "reg"}, User: "ci-bot",
+		RegistryRef: uniregv1.RegistryReference{Name: "reg"}, User: "ci-bot",
 		Scopes:    []string{"oci:repository:acme/*:push"},
 		ScopeRefs: []corev1.LocalObjectReference{{Name: "ci"}},
 	}})
@@ -290,7 +290,7 @@ func TestTokenBecomesSecretAndProjection(t *testing.T) {
 func TestTokenWithMissingRegistryOrScopeIsNotReady(t *testing.T) {
 	ns := namespace(t)
 	create(t, &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orphan"}, Spec: uniregv1.RegistryTokenSpec{
-		RegistryRef: corev1.LocalObjectReference{Name: "nope"}, Scopes: []string{"*"}}})
+		RegistryRef: uniregv1.RegistryReference{Name: "nope"}, Scopes: []string{"*"}}})
 	tok := &uniregv1.RegistryToken{}
 	eventually(t, "RegistryNotFound", func() (bool, error) {
 		err := get(ns, "orphan", tok)
@@ -303,7 +303,7 @@ func TestTokenWithMissingRegistryOrScopeIsNotReady(t *testing.T) {
 		return meta.IsStatusConditionTrue(tok.Status.Conditions, uniregv1.ConditionReady), err
 	})
 	create(t, &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "scopeless"}, Spec: uniregv1.RegistryTokenSpec{
-		RegistryRef: corev1.LocalObjectReference{Name: "nope"}, ScopeRefs: []corev1.LocalObjectReference{{Name: "missing"}}}})
+		RegistryRef: uniregv1.RegistryReference{Name: "nope"}, ScopeRefs: []corev1.LocalObjectReference{{Name: "missing"}}}})
 	eventually(t, "ScopeNotFound", func() (bool, error) {
 		err := get(ns, "scopeless", tok)
 		c := meta.FindStatusCondition(tok.Status.Conditions, uniregv1.ConditionReady)
@@ -321,7 +321,7 @@ func TestExpiredTokenDropsOut(t *testing.T) {
 	create(t, &uniregv1.Registry{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reg"}})
 	expires := metav1.NewTime(clock.Now().Add(time.Hour).Truncate(time.Second)) // API times have whole seconds
 	create(t, &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "short"}, Spec: uniregv1.RegistryTokenSpec{
-		RegistryRef: corev1.LocalObjectReference{Name: "reg"}, Scopes: []string{"oci:repository:*:pull"}, ExpiresAt: &expires}})
+		RegistryRef: uniregv1.RegistryReference{Name: "reg"}, Scopes: []string{"oci:repository:*:pull"}, ExpiresAt: &expires}})
 	eventually(t, "projected with its expiry", func() (bool, error) {
 		f, err := tryAuthStore(ns, "reg")
 		return err == nil && len(f.Tokens) == 1 && f.Tokens[0].ExpiresAt != nil && f.Tokens[0].ExpiresAt.Equal(expires.Time), err
@@ -352,11 +352,11 @@ func TestInvalidSpecsAreRejectedByTheAPIServer(t *testing.T) {
 		want string
 	}{
 		{"expiresAt and ttl", &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "both"}, Spec: uniregv1.RegistryTokenSpec{
-			RegistryRef: corev1.LocalObjectReference{Name: "r"}, Scopes: []string{"*"}, ExpiresAt: &now, TTL: &hour}}, "set expiresAt or ttl, not both"},
+			RegistryRef: uniregv1.RegistryReference{Name: "r"}, Scopes: []string{"*"}, ExpiresAt: &now, TTL: &hour}}, "set expiresAt or ttl, not both"},
 		{"token without scopes", &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "none"}, Spec: uniregv1.RegistryTokenSpec{
-			RegistryRef: corev1.LocalObjectReference{Name: "r"}}}, "a token needs scopes or scopeRefs"},
+			RegistryRef: uniregv1.RegistryReference{Name: "r"}}}, "a token needs scopes or scopeRefs"},
 		{"bad scope", &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad"}, Spec: uniregv1.RegistryTokenSpec{
-			RegistryRef: corev1.LocalObjectReference{Name: "r"}, Scopes: []string{"oci:repo:x:pull"}}}, "spec.scopes[0]"},
+			RegistryRef: uniregv1.RegistryReference{Name: "r"}, Scopes: []string{"oci:repo:x:pull"}}}, "spec.scopes[0]"},
 		{"npm action on oci", &uniregv1.RegistryScope{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mixed"}, Spec: uniregv1.RegistryScopeSpec{
 			Scopes: []string{"oci:repository:x:write"}}}, "spec.scopes[0]"},
 		{"two storages", &uniregv1.Registry{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "two"}, Spec: uniregv1.RegistrySpec{
@@ -380,7 +380,7 @@ func TestSteadyStateMakesNoWrites(t *testing.T) {
 	ns := namespace(t)
 	create(t, &uniregv1.Registry{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reg"}})
 	create(t, &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tok"}, Spec: uniregv1.RegistryTokenSpec{
-		RegistryRef: corev1.LocalObjectReference{Name: "reg"}, Scopes: []string{"*"}}})
+		RegistryRef: uniregv1.RegistryReference{Name: "reg"}, Scopes: []string{"*"}}})
 	eventually(t, "settled", func() (bool, error) { n, err := projectedTokens(ns, "reg")(); return n == 1, err })
 	time.Sleep(2 * time.Second) // let every queued reconcile run
 	versions := func() map[string]string {

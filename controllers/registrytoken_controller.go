@@ -132,6 +132,12 @@ func (r *RegistryTokenReconciler) notReady(tok *uniregv1.RegistryToken, reason, 
 }
 
 func (r *RegistryTokenReconciler) reconcile(ctx context.Context, tok *uniregv1.RegistryToken) (ctrl.Result, error) {
+	if registryOf(tok).Namespace != tok.Namespace {
+		// Until Registry.spec.tokenPolicy is enforced, no Registry admits
+		// tokens of another namespace.
+		r.notReady(tok, "NamespaceNotAllowed", "the Registry's tokenPolicy does not admit tokens of this namespace")
+		return ctrl.Result{}, nil
+	}
 	reg := &uniregv1.Registry{}
 	if err := r.Get(ctx, registryOf(tok), reg); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -358,7 +364,11 @@ func (r *RegistryTokenReconciler) earlierHolder(ctx context.Context, tok *unireg
 
 // registryOf is the Registry a token is for.
 func registryOf(t *uniregv1.RegistryToken) types.NamespacedName {
-	return types.NamespacedName{Namespace: t.Namespace, Name: t.Spec.RegistryRef.Name}
+	ns := t.Spec.RegistryRef.Namespace
+	if ns == "" {
+		ns = t.Namespace
+	}
+	return types.NamespacedName{Namespace: ns, Name: t.Spec.RegistryRef.Name}
 }
 
 // projectedBefore orders the tokens of a Registry: by creation, then

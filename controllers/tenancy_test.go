@@ -111,7 +111,7 @@ func storeHolds(t *testing.T, ns, reg string, want map[string]string) {
 }
 
 func tokenSpec(scopes ...string) uniregv1.RegistryTokenSpec {
-	return uniregv1.RegistryTokenSpec{RegistryRef: corev1.LocalObjectReference{Name: "reg"}, Scopes: scopes}
+	return uniregv1.RegistryTokenSpec{RegistryRef: uniregv1.RegistryReference{Name: "reg"}, Scopes: scopes}
 }
 
 func TestDuplicateTokenDoesNotFreezeTheAuthStore(t *testing.T) {
@@ -130,7 +130,7 @@ func TestDuplicateTokenDoesNotFreezeTheAuthStore(t *testing.T) {
 	// a Secret that opts that token in.
 	create(t, sourceSecret(ns, "copy", stolen, "second"))
 	create(t, &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "second"}, Spec: uniregv1.RegistryTokenSpec{
-		RegistryRef: corev1.LocalObjectReference{Name: "reg"}, Scopes: []string{"*"}, SecretRef: &corev1.LocalObjectReference{Name: "copy"}}})
+		RegistryRef: uniregv1.RegistryReference{Name: "reg"}, Scopes: []string{"*"}, SecretRef: &corev1.LocalObjectReference{Name: "copy"}}})
 	waitReason(t, ns, "second", "DuplicateToken")
 	waitEvent(t, ns, "second", "DuplicateToken")
 

@@ -8,6 +8,7 @@ import (
 
 // RegistrySpec is the wanted registry. Every field has a default, so an
 // empty spec is a working private registry on a 10Gi volume.
+// +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas <= 1 || (has(self.storage) && has(self.storage.s3))",message="replicas > 1 needs s3 storage: filesystem and emptyDir storage are per pod"
 type RegistrySpec struct {
 	// Image runs the registry; the operator's --registry-image when empty.
 	// +optional
@@ -65,13 +66,45 @@ type RegistrySpec struct {
 	// +optional
 	Service ServiceSpec `json:"service,omitempty"`
 
-	// Resources of the registry container.
+	// Resources of the registry container. Unset requests are 100m CPU
+	// and 128Mi memory, so the scheduler counts the registry.
 	// +optional
 	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
 
 	// PodTemplate overrides what users usually need to set on the pods.
 	// +optional
 	PodTemplate PodTemplateOverrides `json:"podTemplate,omitempty"`
+
+	// TokenPolicy says which namespaces may hold RegistryTokens for this
+	// Registry and which scopes tokens may have. Unset: only tokens of the
+	// Registry's own namespace, with any scope (as before the policy).
+	// +optional
+	TokenPolicy *TokenPolicy `json:"tokenPolicy,omitempty"`
+}
+
+// TokenPolicy lets teams in other namespaces mint their own tokens for a
+// shared Registry, each limited to its own names.
+// +kubebuilder:validation:XValidation:rule="!has(self.namespaceSelector) || (has(self.scopes) && size(self.scopes) > 0)",message="a namespaceSelector needs scopes: tokens of other namespaces get only what the scope templates allow"
+type TokenPolicy struct {
+	// NamespaceSelector picks the namespaces, besides the Registry's own,
+	// whose RegistryTokens may name this Registry in spec.registryRef (with
+	// its namespace). Unset: none. An empty selector ({}) admits every
+	// namespace.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+
+	// Scopes are the scopes tokens may have, as templates in which
+	// {{.Namespace}} is the token's namespace, e.g.
+	// "oci:repository:{{.Namespace}}/*:push" or
+	// "npm:package:@{{.Namespace}}/*:write". Every scope of a token (its
+	// own and its RegistryScopes') must be covered by one of them, or the
+	// token is not Ready (reason ScopeNotAllowed) and is not projected.
+	// Unset: tokens of the Registry's own namespace may have any scope.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=256
+	// +kubebuilder:validation:items:Pattern=`^(\*|(oci|\*):(repository|\*):[^:\s\x00]+:(pull|push|delete|\*)|(npm|\*):(package|\*):[^:\s\x00]+:(read|write|delete|\*))$`
+	// +optional
+	Scopes []string `json:"scopes,omitempty"`
 }
 
 // RegistryStorage chooses where content lives: at most one of the fields.
@@ -118,7 +151,12 @@ const (
 )
 
 // EmptyDirStorage is an emptyDir volume.
-type EmptyDirStorage struct{}
+type EmptyDirStorage struct {
+	// SizeLimit of the volume; the kubelet evicts the pod beyond it.
+	// +kubebuilder:default="10Gi"
+	// +optional
+	SizeLimit *resource.Quantity `json:"sizeLimit,omitempty"`
+}
 
 // S3Storage is an S3-compatible bucket.
 type S3Storage struct {
@@ -186,6 +224,18 @@ type PodTemplateOverrides struct {
 	// Annotations of the pods (not of the Deployment).
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
+	// ImagePullSecrets for the registry image, in the Registry's namespace.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
+	// Affinity of the pods.
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+	// TopologySpreadConstraints of the pods, e.g. across zones; their
+	// labelSelector usually matches app.kubernetes.io/instance=<name>.
+	// +kubebuilder:validation:MaxItems=8
+	// +optional
+	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
 }
 
 // RegistryStatus is what the operator observed.
@@ -208,10 +258,20 @@ type RegistryStatus struct {
 	// Tokens is how many tokens are projected into the auth store.
 	// +optional
 	Tokens int32 `json:"tokens,omitempty"`
+	// JWTKeyRotation is the value of the unireg.dev/rotate-jwt-key
+	// annotation the current JWT signing key was made for.
+	// +optional
+	JWTKeyRotation string `json:"jwtKeyRotation,omitempty"`
 }
+
+// RotateJWTKeyAnnotation on a Registry rotates its JWT signing key when
+// its value changes: a new key signs from then on, and the previous one
+// still verifies until the JWTs it signed have expired.
+const RotateJWTKeyAnnotation = "unireg.dev/rotate-jwt-key"
 
 // Registry is a unireg registry (OCI and npm) run by the operator.
 // +kubebuilder:object:root=true
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.spec) || !has(self.spec) || ((has(self.spec.storage) && has(self.spec.storage.s3)) == (has(oldSelf.spec.storage) && has(oldSelf.spec.storage.s3)) && (has(self.spec.storage) && has(self.spec.storage.emptyDir)) == (has(oldSelf.spec.storage) && has(oldSelf.spec.storage.emptyDir)))",message="the storage kind (filesystem, emptyDir, s3) cannot change in place: the content would be left behind; make a new Registry"
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=reg
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`

@@ -9,10 +9,13 @@ import (
 // +kubebuilder:validation:XValidation:rule="!(has(self.expiresAt) && has(self.ttl))",message="set expiresAt or ttl, not both"
 // +kubebuilder:validation:XValidation:rule="has(self.scopes) || has(self.scopeRefs)",message="a token needs scopes or scopeRefs"
 type RegistryTokenSpec struct {
-	// RegistryRef names the Registry, in the same namespace.
-	RegistryRef corev1.LocalObjectReference `json:"registryRef"`
+	// RegistryRef names the Registry: in the token's namespace, or in
+	// another one whose spec.tokenPolicy admits the token's namespace.
+	RegistryRef RegistryReference `json:"registryRef"`
 	// User is the name requests with this token act as; the object's name
-	// when empty.
+	// when empty. A token for a Registry of another namespace acts as
+	// <namespace>/<name> and must leave it empty, so tenants cannot act
+	// as each other.
 	// +kubebuilder:validation:MaxLength=128
 	// +optional
 	User string `json:"user,omitempty"`
@@ -34,6 +37,7 @@ type RegistryTokenSpec struct {
 	TTL *metav1.Duration `json:"ttl,omitempty"`
 	// SecretName is the Secret the token is written to; <name>-token when empty.
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="!format.dns1123Subdomain().validate(self).hasValue()",message="secretName must be a DNS subdomain name (lower case letters, digits, '-' and '.')"
 	// +optional
 	SecretName string `json:"secretName,omitempty"`
 	// SecretRef brings an existing token (key "token" of that Secret, a
@@ -41,7 +45,45 @@ type RegistryTokenSpec struct {
 	// annotation unireg.dev/registry-token names this RegistryToken.
 	// +optional
 	SecretRef *corev1.LocalObjectReference `json:"secretRef,omitempty"`
+	// Rotation replaces a generated token on a schedule or on demand (the
+	// unireg.dev/rotate annotation), keeping the previous token valid for
+	// an overlap so its users can pick up the new one. A token brought
+	// with secretRef is rotated by whoever owns its source Secret.
+	// +optional
+	Rotation *TokenRotation `json:"rotation,omitempty"`
 }
+
+// RegistryReference names a Registry, in the token's namespace unless
+// Namespace is set.
+type RegistryReference struct {
+	// Name of the Registry.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Namespace of the Registry; the token's when empty.
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// TokenRotation is when a generated token is replaced.
+type TokenRotation struct {
+	// Every rotates the token when it is this old (e.g. 720h); unset:
+	// only on demand.
+	// +optional
+	Every *metav1.Duration `json:"every,omitempty"`
+	// Overlap is how long the previous token keeps working after a
+	// rotation.
+	// +kubebuilder:default="1h"
+	// +optional
+	Overlap *metav1.Duration `json:"overlap,omitempty"`
+}
+
+// RotateAnnotation on a RegistryToken rotates its generated token when
+// the value changes (any value, e.g. a date): the Secret gets a new token
+// and the previous one keeps working for spec.rotation.overlap (1h when
+// spec.rotation is unset).
+const RotateAnnotation = "unireg.dev/rotate"
 
 // SecretRefAnnotation on a Secret names the one RegistryToken of its
 // namespace that may bring the Secret's token with spec.secretRef. Without
@@ -60,6 +102,13 @@ type RegistryTokenStatus struct {
 	// TokenID is a short, non-secret fingerprint of the token.
 	// +optional
 	TokenID string `json:"tokenID,omitempty"`
+	// IssuedAt is when the current token was generated or first seen.
+	// +optional
+	IssuedAt *metav1.Time `json:"issuedAt,omitempty"`
+	// Rotation is the value of the unireg.dev/rotate annotation last acted
+	// on.
+	// +optional
+	Rotation string `json:"rotation,omitempty"`
 	// Conditions: Ready is false with a reason when the registry or a scope
 	// is missing, the token expired, spec.secretRef is not allowed or holds
 	// no valid token, spec.secretName is a Secret the operator did not

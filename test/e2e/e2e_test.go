@@ -358,7 +358,7 @@ func (s *suite) twoReplicasOnS3(t *testing.T) {
 		&uniregv1.RegistryToken{
 			ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: "s3-ci"},
 			Spec: uniregv1.RegistryTokenSpec{
-				RegistryRef: corev1.LocalObjectReference{Name: "registry-s3"},
+				RegistryRef: uniregv1.RegistryReference{Name: "registry-s3"},
 				Scopes:      []string{"oci:repository:acme/*:push"},
 			},
 		},
@@ -468,7 +468,7 @@ func (s *suite) revocation(t *testing.T) {
 	keeper := &uniregv1.RegistryToken{
 		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: "keeper"},
 		Spec: uniregv1.RegistryTokenSpec{
-			RegistryRef: corev1.LocalObjectReference{Name: sampleRegistry},
+			RegistryRef: uniregv1.RegistryReference{Name: sampleRegistry},
 			Scopes:      []string{"oci:repository:acme/*:push", "npm:package:@acme/*:write"},
 		},
 	}
