@@ -270,8 +270,11 @@ type RegistryStatus struct {
 const RotateJWTKeyAnnotation = "unireg.dev/rotate-jwt-key"
 
 // Registry is a unireg registry (OCI and npm) run by the operator.
+// Its storage kind is fixed at creation: a Registry without spec or
+// without storage is on a volume (filesystem), so giving it s3 or emptyDir
+// storage later is refused like any other change of kind.
 // +kubebuilder:object:root=true
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.spec) || !has(self.spec) || ((has(self.spec.storage) && has(self.spec.storage.s3)) == (has(oldSelf.spec.storage) && has(oldSelf.spec.storage.s3)) && (has(self.spec.storage) && has(self.spec.storage.emptyDir)) == (has(oldSelf.spec.storage) && has(oldSelf.spec.storage.emptyDir)))",message="the storage kind (filesystem, emptyDir, s3) cannot change in place: the content would be left behind; make a new Registry"
+// +kubebuilder:validation:XValidation:rule="(has(self.spec) && has(self.spec.storage) && has(self.spec.storage.s3)) == (has(oldSelf.spec) && has(oldSelf.spec.storage) && has(oldSelf.spec.storage.s3)) && (has(self.spec) && has(self.spec.storage) && has(self.spec.storage.emptyDir)) == (has(oldSelf.spec) && has(oldSelf.spec.storage) && has(oldSelf.spec.storage.emptyDir))",message="the storage kind (filesystem, emptyDir, s3) cannot change in place: the content would be left behind; make a new Registry"
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=reg
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
