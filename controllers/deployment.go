@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -17,6 +18,20 @@ const (
 	dataMount = "/data"
 	jwtMount  = "/etc/unireg/jwt"
 	tmpMount  = "/tmp"
+)
+
+// Size limits of the pod's emptyDirs: the kubelet evicts a pod beyond
+// them, instead of letting one registry fill the node's disk.
+var (
+	// tmpLimit bounds /tmp, which the server does not write to itself.
+	tmpLimit = resource.MustParse("1Gi")
+	// emptyDirDataLimit is the data volume of emptyDir storage when
+	// spec.storage.emptyDir.sizeLimit is unset.
+	emptyDirDataLimit = resource.MustParse("10Gi")
+	// s3LocalStateLimit is the data volume under S3 storage: content is in
+	// the bucket, the JWT key and auth store come from Secrets, so only
+	// the data dir itself is made there.
+	s3LocalStateLimit = resource.MustParse("64Mi")
 )
 
 // podTemplate is the registry's pod: cmd/registry with flags from the spec,
@@ -71,9 +86,13 @@ func (r *RegistryReconciler) podTemplate(reg *uniregv1.Registry) corev1.PodTempl
 				LocalObjectReference: st.S3.CredentialsSecretRef, Key: k,
 			}}})
 		}
-		dataVolume.EmptyDir = &corev1.EmptyDirVolumeSource{} // local state only
+		dataVolume.EmptyDir = &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(s3LocalStateLimit)} // local state only
 	case st.EmptyDir != nil:
-		dataVolume.EmptyDir = &corev1.EmptyDirVolumeSource{}
+		limit := emptyDirDataLimit
+		if st.EmptyDir.SizeLimit != nil {
+			limit = *st.EmptyDir.SizeLimit
+		}
+		dataVolume.EmptyDir = &corev1.EmptyDirVolumeSource{SizeLimit: &limit}
 	default:
 		dataVolume.PersistentVolumeClaim = &corev1.PersistentVolumeClaimVolumeSource{ClaimName: dataClaimName(reg)}
 	}
@@ -91,6 +110,9 @@ func (r *RegistryReconciler) podTemplate(reg *uniregv1.Registry) corev1.PodTempl
 		Spec: corev1.PodSpec{
 			NodeSelector:                  reg.Spec.PodTemplate.NodeSelector,
 			Tolerations:                   reg.Spec.PodTemplate.Tolerations,
+			ImagePullSecrets:              reg.Spec.PodTemplate.ImagePullSecrets,
+			Affinity:                      reg.Spec.PodTemplate.Affinity,
+			TopologySpreadConstraints:     reg.Spec.PodTemplate.TopologySpreadConstraints,
 			ServiceAccountName:            serviceAccountName(reg),
 			AutomountServiceAccountToken:  ptr.To(true), // to watch its auth-store Secret
 			TerminationGracePeriodSeconds: ptr.To[int64](40),
@@ -104,7 +126,7 @@ func (r *RegistryReconciler) podTemplate(reg *uniregv1.Registry) corev1.PodTempl
 				Ports:          []corev1.ContainerPort{{Name: "http", ContainerPort: containerPort, Protocol: corev1.ProtocolTCP}},
 				LivenessProbe:  probe("/healthz"),
 				ReadinessProbe: probe("/readyz"),
-				Resources:      reg.Spec.Resources,
+				Resources:      containerResources(reg.Spec.Resources),
 				SecurityContext: &corev1.SecurityContext{
 					AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
 					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
@@ -118,8 +140,38 @@ func (r *RegistryReconciler) podTemplate(reg *uniregv1.Registry) corev1.PodTempl
 			Volumes: []corev1.Volume{
 				dataVolume,
 				secretVolume("jwt", jwtSecretName(reg)),
-				{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(tmpLimit)}}},
 			},
 		},
 	}
+}
+
+// defaultRequests are the registry container's requests when the spec
+// leaves them unset, so the scheduler counts the registry: enough for an
+// idle registry and a few concurrent pushes.
+var defaultRequests = corev1.ResourceList{
+	corev1.ResourceCPU:    resource.MustParse("100m"),
+	corev1.ResourceMemory: resource.MustParse("128Mi"),
+}
+
+// containerResources is spec.resources with the default requests filled in
+// key by key: a request the user gives wins, the others are the defaults.
+// Limits are the user's alone.
+func containerResources(spec corev1.ResourceRequirements) corev1.ResourceRequirements {
+	out := *spec.DeepCopy()
+	if out.Requests == nil {
+		out.Requests = corev1.ResourceList{}
+	}
+	for name, q := range defaultRequests {
+		if _, set := out.Requests[name]; set {
+			continue
+		}
+		// A limit below the default request would make the pod invalid:
+		// the request follows such a limit instead.
+		if l, ok := out.Limits[name]; ok && l.Cmp(q) < 0 {
+			q = l
+		}
+		out.Requests[name] = q
+	}
+	return out
 }
