@@ -9,12 +9,12 @@ import (
 // npm (bulk advisories, quick audit) and yarn classic (audits) expect, so
 // that `npm install`, `npm audit` and `yarn audit` work against the registry.
 func (h *Handler) audit(q *request) error {
-	io.Copy(io.Discard, io.LimitReader(q.r.Body, 16<<20))
+	io.Copy(io.Discard, io.LimitReader(q.R.Body, 16<<20))
 	switch q.route.arg {
 	case "advisories/bulk":
-		writeJSON(q.w, q.r, http.StatusOK, map[string]any{})
+		writeJSON(q.W, q.R, http.StatusOK, map[string]any{})
 	case "audits/quick", "audits":
-		writeJSON(q.w, q.r, http.StatusOK, map[string]any{
+		writeJSON(q.W, q.R, http.StatusOK, map[string]any{
 			"actions": []any{}, "advisories": map[string]any{}, "muted": []any{},
 			"metadata": map[string]any{
 				"vulnerabilities":      map[string]int{"info": 0, "low": 0, "moderate": 0, "high": 0, "critical": 0},

@@ -20,7 +20,7 @@ func (h *Handler) changePackage(q *request, incoming packument) error {
 	starOnly := incoming["versions"] == nil
 	var removed []string
 	var removedSums []string
-	next, err := h.packages.update(q.r.Context(), name, func(cur packument) (packument, error) {
+	next, err := h.packages.update(q.R.Context(), name, func(cur packument) (packument, error) {
 		if cur == nil {
 			return nil, newError(http.StatusNotFound, "package %s not found", name)
 		}
@@ -28,7 +28,7 @@ func (h *Handler) changePackage(q *request, incoming packument) error {
 		if starOnly {
 			return h.applyStar(q, cur, incoming)
 		}
-		if err := h.require(q, name, auth.ActionWrite); err != nil {
+		if err := q.Require(name, auth.ActionWrite); err != nil {
 			return nil, err
 		}
 		inVersions := incoming.versions()
@@ -71,7 +71,7 @@ func (h *Handler) changePackage(q *request, incoming packument) error {
 			if h.opts.DisableUnpublish {
 				return nil, newError(http.StatusMethodNotAllowed, "unpublishing is disabled on this registry")
 			}
-			if err := h.require(q, name, auth.ActionDelete); err != nil {
+			if err := q.Require(name, auth.ActionDelete); err != nil {
 				return nil, err
 			}
 			for _, v := range removed {
@@ -102,7 +102,7 @@ func (h *Handler) changePackage(q *request, incoming packument) error {
 	if err != nil {
 		return err
 	}
-	ctx := context.WithoutCancel(q.r.Context())
+	ctx := context.WithoutCancel(q.R.Context())
 	for _, s := range removedSums {
 		h.dropUnreferencedTarball(ctx, name, s)
 	}
@@ -113,25 +113,25 @@ func (h *Handler) changePackage(q *request, incoming packument) error {
 		// The tarballs went above, one by one: a DeleteAll of the package's
 		// prefix would also take a publish that landed since the update.
 		h.emit(q, Event{Action: "package.unpublished", Package: name})
-		writeJSON(q.w, q.r, http.StatusOK, map[string]any{"ok": true, "id": name})
+		writeJSON(q.W, q.R, http.StatusOK, map[string]any{"ok": true, "id": name})
 		return nil
 	}
 	if len(removed) == 0 {
 		h.emit(q, Event{Action: "package.changed", Package: name})
 	}
-	writeJSON(q.w, q.r, http.StatusOK, map[string]any{"ok": true, "id": name, "rev": next["_rev"]})
+	writeJSON(q.W, q.R, http.StatusOK, map[string]any{"ok": true, "id": name, "rev": next["_rev"]})
 	return nil
 }
 
 // applyStar changes only the caller's entry of `users`.
 func (h *Handler) applyStar(q *request, cur, incoming packument) (packument, error) {
-	if err := h.require(q, q.route.pkg, auth.ActionRead); err != nil {
+	if err := q.Require(q.route.pkg, auth.ActionRead); err != nil {
 		return nil, err
 	}
-	if q.id.Anonymous {
+	if q.Caller.Anonymous {
 		return nil, newError(http.StatusUnauthorized, "authentication required to star")
 	}
-	user := subjectOf(q.id)
+	user := q.Subject()
 	users := child(cur, "users")
 	in := obj(incoming["users"])
 	if starred, _ := in[user].(bool); starred {
@@ -153,12 +153,12 @@ func (h *Handler) unpublishPackage(q *request) error {
 	if h.opts.DisableUnpublish {
 		return newError(http.StatusMethodNotAllowed, "unpublishing is disabled on this registry")
 	}
-	if err := h.require(q, name, auth.ActionDelete); err != nil {
+	if err := q.Require(name, auth.ActionDelete); err != nil {
 		return err
 	}
 	found := false
 	var sums []string
-	_, err := h.packages.update(q.r.Context(), name, func(cur packument) (packument, error) {
+	_, err := h.packages.update(q.R.Context(), name, func(cur packument) (packument, error) {
 		found, sums = cur != nil, nil
 		if cur == nil {
 			return nil, nil
@@ -178,12 +178,12 @@ func (h *Handler) unpublishPackage(q *request) error {
 	}
 	// Tarball by tarball, each unless the current document uses it: a
 	// DeleteAll of the prefix would also take a publish that landed since.
-	ctx := context.WithoutCancel(q.r.Context())
+	ctx := context.WithoutCancel(q.R.Context())
 	for _, s := range sums {
 		h.dropUnreferencedTarball(ctx, name, s)
 	}
 	h.emit(q, Event{Action: "package.unpublished", Package: name})
-	writeJSON(q.w, q.r, http.StatusOK, map[string]any{"ok": true, "id": name})
+	writeJSON(q.W, q.R, http.StatusOK, map[string]any{"ok": true, "id": name})
 	return nil
 }
 
@@ -192,10 +192,10 @@ func (h *Handler) unpublishPackage(q *request) error {
 // tarball still in use is refused.
 func (h *Handler) deleteTarball(q *request) error {
 	name := q.route.pkg
-	if err := h.require(q, name, auth.ActionDelete); err != nil {
+	if err := q.Require(name, auth.ActionDelete); err != nil {
 		return err
 	}
-	c, err := h.packages.cached(q.r.Context(), name)
+	c, err := h.packages.cached(q.R.Context(), name)
 	if err != nil {
 		return err
 	}
@@ -204,6 +204,6 @@ func (h *Handler) deleteTarball(q *request) error {
 			return newError(http.StatusConflict, "tarball %s is still used by a published version of %s", q.route.arg, name)
 		}
 	}
-	writeJSON(q.w, q.r, http.StatusOK, map[string]any{"ok": true})
+	writeJSON(q.W, q.R, http.StatusOK, map[string]any{"ok": true})
 	return nil
 }

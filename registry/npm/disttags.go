@@ -11,13 +11,13 @@ import (
 // setDistTag handles PUT /-/package/:pkg/dist-tags/:tag with a JSON string.
 func (h *Handler) setDistTag(q *request) error {
 	name, tag := q.route.pkg, q.route.arg
-	if err := h.require(q, name, auth.ActionWrite); err != nil {
+	if err := q.Require(name, auth.ActionWrite); err != nil {
 		return err
 	}
 	if !validTag(tag) {
 		return newError(http.StatusBadRequest, "invalid dist-tag %q: it must start with a letter and must not be a version", truncate(tag))
 	}
-	b, err := io.ReadAll(io.LimitReader(q.r.Body, 1024))
+	b, err := io.ReadAll(io.LimitReader(q.R.Body, 1024))
 	if err != nil {
 		return newError(http.StatusBadRequest, "read body: %v", err)
 	}
@@ -25,7 +25,7 @@ func (h *Handler) setDistTag(q *request) error {
 	if err := json.Unmarshal(b, &version); err != nil {
 		return newError(http.StatusBadRequest, "the body must be a JSON string naming a version")
 	}
-	next, err := h.packages.update(q.r.Context(), name, func(cur packument) (packument, error) {
+	next, err := h.packages.update(q.R.Context(), name, func(cur packument) (packument, error) {
 		if cur == nil {
 			return nil, newError(http.StatusNotFound, "package %s not found", name)
 		}
@@ -43,7 +43,7 @@ func (h *Handler) setDistTag(q *request) error {
 	}
 	h.emit(q, Event{Action: "dist-tag.set", Package: name, Tag: tag, Version: version})
 	// yarn classic checks for ok; npm ignores the body.
-	writeJSON(q.w, q.r, http.StatusCreated, map[string]any{"ok": true, "dist-tags": next.distTags()})
+	writeJSON(q.W, q.R, http.StatusCreated, map[string]any{"ok": true, "dist-tags": next.distTags()})
 	return nil
 }
 
@@ -51,13 +51,13 @@ func (h *Handler) setDistTag(q *request) error {
 // cannot be removed: yarn and pnpm need it.
 func (h *Handler) removeDistTag(q *request) error {
 	name, tag := q.route.pkg, q.route.arg
-	if err := h.require(q, name, auth.ActionWrite); err != nil {
+	if err := q.Require(name, auth.ActionWrite); err != nil {
 		return err
 	}
 	if tag == "latest" {
 		return newError(http.StatusBadRequest, "the latest dist-tag cannot be removed; point it at another version instead")
 	}
-	next, err := h.packages.update(q.r.Context(), name, func(cur packument) (packument, error) {
+	next, err := h.packages.update(q.R.Context(), name, func(cur packument) (packument, error) {
 		if cur == nil {
 			return nil, newError(http.StatusNotFound, "package %s not found", name)
 		}
@@ -74,6 +74,6 @@ func (h *Handler) removeDistTag(q *request) error {
 		return err
 	}
 	h.emit(q, Event{Action: "dist-tag.removed", Package: name, Tag: tag})
-	writeJSON(q.w, q.r, http.StatusOK, map[string]any{"ok": true, "dist-tags": next.distTags()})
+	writeJSON(q.W, q.R, http.StatusOK, map[string]any{"ok": true, "dist-tags": next.distTags()})
 	return nil
 }

@@ -5,14 +5,12 @@ package npm
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync/atomic"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/internal/protocol"
 	"github.com/unireg/unireg/registry/limit"
 	"github.com/unireg/unireg/registry/storage"
 )
@@ -72,7 +70,8 @@ type Handler struct {
 	store    storage.Driver
 	packages *packages
 	tokens   *Tokens
-	uploads  atomic.Int64
+	guard    protocol.Guard
+	uploads  *protocol.Uploads
 }
 
 // New returns a Handler.
@@ -93,12 +92,15 @@ func New(o Options) *Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{
+	h := &Handler{
 		opts:     o,
 		store:    o.Storage,
 		packages: &packages{store: o.Storage, cache: newDocCache(o.DocumentCacheSize)},
 		tokens:   NewTokens(o.Storage),
+		uploads:  protocol.NewUploads(o.Uploads),
 	}
+	h.guard = protocol.Guard{Gate: o.Gate, Protocol: auth.ProtocolNPM, Type: auth.TypePackage, Refuse: refuse}
+	return h
 }
 
 // Prefix returns the path the handler serves under.
@@ -109,13 +111,12 @@ func (h *Handler) Prefix() string { return h.opts.Prefix }
 func (h *Handler) Tokens() *Tokens { return h.tokens }
 
 // UploadsInProgress returns how many publish bodies are streaming now.
-func (h *Handler) UploadsInProgress() int64 { return h.uploads.Load() }
+func (h *Handler) UploadsInProgress() int64 { return h.uploads.InProgress() }
 
+// request is one API call: the exchange, the caller and the parsed route.
 type request struct {
-	w     http.ResponseWriter
-	r     *http.Request
+	protocol.Call
 	route route
-	id    *auth.Identity
 }
 
 // ServeHTTP implements http.Handler.
@@ -125,7 +126,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, newError(http.StatusNotFound, "not found"))
 		return
 	}
-	q := &request{w: w, r: r, route: parsePath(escaped)}
+	q := &request{Call: h.guard.Call(w, r), route: parsePath(escaped)}
 	if q.route.nameErr != nil {
 		writeError(w, r, newError(http.StatusBadRequest, "invalid package name: %v", q.route.nameErr))
 		return
@@ -136,7 +137,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) dispatch(q *request) error {
-	m := q.r.Method
+	m := q.R.Method
 	get := m == http.MethodGet || m == http.MethodHead
 	switch q.route.kind {
 	case RoutePing:
@@ -220,67 +221,29 @@ func (h *Handler) dispatch(q *request) error {
 	return newError(http.StatusMethodNotAllowed, "method %s not allowed here", m)
 }
 
-func access(name, action string) auth.Access {
-	return auth.Access{Protocol: auth.ProtocolNPM, Type: auth.TypePackage, Name: name, Action: action}
-}
-
-// identify authenticates the request once. Wrong credentials are a 401 with
-// an npm error body, and never a WWW-Authenticate that would make npm ask
-// for a one-time password.
-func (h *Handler) identify(q *request) error {
-	if q.id != nil {
-		return nil
-	}
-	if h.opts.Gate == nil {
-		q.id = &auth.Identity{Anonymous: true}
-		return nil
-	}
-	id, err := h.opts.Gate.Identify(q.r)
-	if errors.Is(err, auth.ErrInvalidCredentials) {
+// refuse writes the guard's refusals: 401 for wrong credentials and
+// anonymous callers, 403 for authenticated ones lacking the scope. Wrong
+// credentials never get a WWW-Authenticate, which would make npm ask for a
+// one-time password.
+func refuse(c *protocol.Call, d protocol.Denial) error {
+	switch {
+	case d.BadCredentials:
 		return newError(http.StatusUnauthorized, "invalid or revoked token")
+	case c.Caller.Anonymous:
+		return newError(http.StatusUnauthorized, "authentication required to %s %s", d.Action, d.Name)
 	}
-	if err != nil {
-		return fmt.Errorf("identify: %w", err) // e.g. storage down: 503
-	}
-	q.id = id
-	return nil
-}
-
-func (h *Handler) allowed(q *request, name, action string) bool {
-	return h.opts.Gate == nil || h.opts.Gate.Allowed(q.r.Context(), q.id, access(name, action))
-}
-
-// require checks an action on a package: 401 for anonymous callers, 403 for
-// authenticated ones lacking the scope.
-func (h *Handler) require(q *request, name, action string) error {
-	if err := h.identify(q); err != nil {
-		return err
-	}
-	if h.allowed(q, name, action) {
-		return nil
-	}
-	if q.id.Anonymous {
-		return newError(http.StatusUnauthorized, "authentication required to %s %s", action, name)
-	}
-	return newError(http.StatusForbidden, "%s may not %s %s (scope npm:package:%s:%s needed)", subjectOf(q.id), action, name, name, action)
+	return newError(http.StatusForbidden, "%s may not %s %s (scope npm:package:%s:%s needed)", c.Subject(), d.Action, d.Name, d.Name, d.Action)
 }
 
 // requireUser checks that the caller is authenticated.
 func (h *Handler) requireUser(q *request) error {
-	if err := h.identify(q); err != nil {
+	if err := q.Identify(); err != nil {
 		return err
 	}
-	if q.id.Anonymous {
+	if q.Caller.Anonymous {
 		return newError(http.StatusUnauthorized, "authentication required")
 	}
 	return nil
-}
-
-func subjectOf(id *auth.Identity) string {
-	if id == nil || id.Subject == "" {
-		return "anonymous"
-	}
-	return id.Subject
 }
 
 // npmRoot is the externally visible URL of the npm prefix.
@@ -300,13 +263,13 @@ func (h *Handler) npmRoot(r *http.Request) string {
 
 func (h *Handler) emit(q *request, e Event) {
 	if h.opts.OnEvent != nil {
-		e.Identity = q.id
-		h.opts.OnEvent(q.r.Context(), e)
+		e.Identity = q.Caller
+		h.opts.OnEvent(q.R.Context(), e)
 	}
 }
 
 func (h *Handler) ping(q *request) error {
-	writeJSON(q.w, q.r, http.StatusOK, map[string]any{})
+	writeJSON(q.W, q.R, http.StatusOK, map[string]any{})
 	return nil
 }
 
@@ -314,11 +277,11 @@ func (h *Handler) whoami(q *request) error {
 	if err := h.requireUser(q); err != nil {
 		return err
 	}
-	writeJSON(q.w, q.r, http.StatusOK, map[string]string{"username": subjectOf(q.id)})
+	writeJSON(q.W, q.R, http.StatusOK, map[string]string{"username": q.Subject()})
 	return nil
 }
 
 // SetGate sets the gate after construction: the registry builds the npm
 // handler first, because its token store is part of the authentication chain
 // that the gate is built from.
-func (h *Handler) SetGate(g Gate) { h.opts.Gate = g }
+func (h *Handler) SetGate(g Gate) { h.opts.Gate, h.guard.Gate = g, g }

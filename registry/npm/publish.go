@@ -40,43 +40,41 @@ type staged struct {
 // versions go (changePackage).
 func (h *Handler) putPackage(q *request) error {
 	name := q.route.pkg
-	if err := h.require(q, name, auth.ActionRead); err != nil {
+	if err := q.Require(name, auth.ActionRead); err != nil {
 		return err
 	}
-	canWrite := h.allowed(q, name, auth.ActionWrite)
-	if !canWrite && q.id.Anonymous {
+	canWrite := q.Allowed(name, auth.ActionWrite)
+	if !canWrite && q.Caller.Anonymous {
 		// Without write a PUT can only be a star, which needs an identity.
-		return h.require(q, name, auth.ActionWrite)
+		return q.Require(name, auth.ActionWrite)
 	}
 	var st *staged
 	var stageErr error // storage trouble while receiving, not a bad body
 	defer func() {
 		if st != nil && st.key != "" {
-			h.store.Delete(context.WithoutCancel(q.r.Context()), st.key)
+			h.store.Delete(context.WithoutCancel(q.R.Context()), st.key)
 		}
 	}()
-	release, ok := h.opts.Uploads.Acquire(subjectOf(q.id))
-	if !ok {
-		return h.opts.Uploads.Refusal(subjectOf(q.id))
+	release, err := h.uploads.Acquire(&q.Call)
+	if err != nil {
+		return err
 	}
 	defer release()
-	h.uploads.Add(1)
-	meta, atts, err := splitPublishBody(q.r.Body, h.putLimits(q, canWrite), func(file string, data io.Reader) error {
+	meta, atts, err := splitPublishBody(q.R.Body, h.putLimits(q, canWrite), func(file string, data io.Reader) error {
 		if st != nil {
 			return newError(http.StatusBadRequest, "a publish carries exactly one attachment")
 		}
-		if err := h.require(q, name, auth.ActionWrite); err != nil {
+		if err := q.Require(name, auth.ActionWrite); err != nil {
 			return err
 		}
 		var err error
-		st, err = h.stage(q.r.Context(), data)
+		st, err = h.stage(q.R.Context(), data)
 		var e *Error
 		if err != nil && !errors.As(err, &e) {
 			stageErr = err
 		}
 		return err
 	})
-	h.uploads.Add(-1)
 	if stageErr != nil {
 		return stageErr
 	}
@@ -131,7 +129,7 @@ const attachmentOverhead = 64 << 10
 // bounded too: by the document limit for a star (the `users` npm sends back
 // holds every user's entry), plus one tarball for a caller who may write.
 func (h *Handler) putLimits(q *request, canWrite bool) bodyLimits {
-	lim := bodyLimits{maxBytes: h.opts.MaxDocumentSize, maxValues: h.opts.MaxDocumentSize / 16, ownEntry: subjectOf(q.id),
+	lim := bodyLimits{maxBytes: h.opts.MaxDocumentSize, maxValues: h.opts.MaxDocumentSize / 16, ownEntry: q.Subject(),
 		maxBody: int64(h.opts.MaxDocumentSize)}
 	if canWrite {
 		// The document, one tarball in base64, and room for the members
@@ -158,7 +156,7 @@ func (h *Handler) putLimits(q *request, canWrite bool) bodyLimits {
 		case "users":
 			return keepOwnEntry, nil
 		case "versions", "_attachments", "dist-tags", "maintainers":
-			return 0, h.require(q, q.route.pkg, auth.ActionWrite)
+			return 0, q.Require(q.route.pkg, auth.ActionWrite)
 		}
 		return skipMember, nil
 	}
@@ -203,7 +201,7 @@ func (h *Handler) publish(q *request, incoming packument, att attachment, st *st
 	if err != nil {
 		return err
 	}
-	ctx := q.r.Context()
+	ctx := q.R.Context()
 	sum := hex.EncodeToString(st.sha512)
 	final := tarballKey(name, sum)
 	if err := h.store.Move(ctx, st.key, final); err != nil {
@@ -227,7 +225,7 @@ func (h *Handler) publish(q *request, incoming packument, att attachment, st *st
 	if len(tags) == 0 {
 		tags["latest"] = version
 	}
-	user := subjectOf(q.id)
+	user := q.Subject()
 	next, err := h.packages.update(ctx, name, func(cur packument) (packument, error) {
 		return mergePublish(cur, incoming, name, version, vm, tags, user)
 	})
@@ -236,7 +234,7 @@ func (h *Handler) publish(q *request, incoming packument, att attachment, st *st
 	}
 	committed = true
 	h.emitPublished(q, name, version, tags)
-	writeJSON(q.w, q.r, http.StatusCreated, map[string]any{"ok": true, "id": name, "rev": next["_rev"]})
+	writeJSON(q.W, q.R, http.StatusCreated, map[string]any{"ok": true, "id": name, "rev": next["_rev"]})
 	return nil
 }
 

@@ -14,7 +14,7 @@ const mediaTypeAbbreviated = "application/vnd.npm.install-v1+json"
 
 // packageOr404 loads the cached package, or answers 404.
 func (h *Handler) packageOr404(q *request) (*cachedDoc, error) {
-	c, err := h.packages.cached(q.r.Context(), q.route.pkg)
+	c, err := h.packages.cached(q.R.Context(), q.route.pkg)
 	if err != nil {
 		return nil, err
 	}
@@ -28,19 +28,19 @@ func (h *Handler) packageOr404(q *request) (*cachedDoc, error) {
 // that ask for application/vnd.npm.install-v1+json, gzipped to clients that
 // accept it, with an ETag for If-None-Match.
 func (h *Handler) getPackument(q *request) error {
-	if err := h.require(q, q.route.pkg, auth.ActionRead); err != nil {
+	if err := q.Require(q.route.pkg, auth.ActionRead); err != nil {
 		return err
 	}
 	c, err := h.packageOr404(q)
 	if err != nil {
 		return err
 	}
-	abbreviated := strings.Contains(q.r.Header.Get("Accept"), mediaTypeAbbreviated) && q.r.URL.Query().Get("write") != "true"
-	rd, err := c.render(h.npmRoot(q.r), abbreviated)
+	abbreviated := strings.Contains(q.R.Header.Get("Accept"), mediaTypeAbbreviated) && q.R.URL.Query().Get("write") != "true"
+	rd, err := c.render(h.npmRoot(q.R), abbreviated)
 	if err != nil {
 		return err
 	}
-	hd := q.w.Header()
+	hd := q.W.Header()
 	hd.Set("ETag", rd.etag)
 	hd.Set("Vary", "Accept, Accept-Encoding")
 	hd.Set("Cache-Control", "no-cache")
@@ -49,19 +49,19 @@ func (h *Handler) getPackument(q *request) error {
 		ct = mediaTypeAbbreviated
 	}
 	hd.Set("Content-Type", ct)
-	if etagMatches(q.r.Header.Get("If-None-Match"), rd.etag) {
-		q.w.WriteHeader(http.StatusNotModified)
+	if etagMatches(q.R.Header.Get("If-None-Match"), rd.etag) {
+		q.W.WriteHeader(http.StatusNotModified)
 		return nil
 	}
 	body := rd.plain
-	if acceptsGzip(q.r) {
+	if acceptsGzip(q.R) {
 		hd.Set("Content-Encoding", "gzip")
 		body = rd.gzipped
 	}
 	hd.Set("Content-Length", strconv.Itoa(len(body)))
-	q.w.WriteHeader(http.StatusOK)
-	if q.r.Method != http.MethodHead {
-		q.w.Write(body)
+	q.W.WriteHeader(http.StatusOK)
+	if q.R.Method != http.MethodHead {
+		q.W.Write(body)
 	}
 	return nil
 }
@@ -88,7 +88,7 @@ func acceptsGzip(r *http.Request) bool {
 
 // getVersion serves one version's manifest, by version or dist-tag.
 func (h *Handler) getVersion(q *request) error {
-	if err := h.require(q, q.route.pkg, auth.ActionRead); err != nil {
+	if err := q.Require(q.route.pkg, auth.ActionRead); err != nil {
 		return err
 	}
 	c, err := h.packageOr404(q)
@@ -103,13 +103,13 @@ func (h *Handler) getVersion(q *request) error {
 	if vm == nil {
 		return newError(http.StatusNotFound, "version %s of %s not found", q.route.arg, q.route.pkg)
 	}
-	writeJSON(q.w, q.r, http.StatusOK, versionWithURL(vm, h.npmRoot(q.r)))
+	writeJSON(q.W, q.R, http.StatusOK, versionWithURL(vm, h.npmRoot(q.R)))
 	return nil
 }
 
 // getTarball streams a tarball from storage.
 func (h *Handler) getTarball(q *request) error {
-	if err := h.require(q, q.route.pkg, auth.ActionRead); err != nil {
+	if err := q.Require(q.route.pkg, auth.ActionRead); err != nil {
 		return err
 	}
 	c, err := h.packageOr404(q)
@@ -120,7 +120,7 @@ func (h *Handler) getTarball(q *request) error {
 	if !ok {
 		return newError(http.StatusNotFound, "tarball %s of %s not found", q.route.arg, q.route.pkg)
 	}
-	obj, err := h.store.Open(q.r.Context(), tarballKey(q.route.pkg, sum))
+	obj, err := h.store.Open(q.R.Context(), tarballKey(q.route.pkg, sum))
 	if errors.Is(err, storage.ErrNotFound) {
 		return newError(http.StatusNotFound, "tarball %s of %s not found", q.route.arg, q.route.pkg)
 	}
@@ -128,22 +128,22 @@ func (h *Handler) getTarball(q *request) error {
 		return err
 	}
 	defer obj.Close()
-	hd := q.w.Header()
+	hd := q.W.Header()
 	hd.Set("Content-Type", "application/octet-stream")
 	hd.Set("ETag", `"`+sum[:32]+`"`)
 	hd.Set("Cache-Control", "public, max-age=31536000, immutable")
-	storage.ServeContent(q.w, q.r, obj)
+	storage.ServeContent(q.W, q.R, obj)
 	return nil
 }
 
 func (h *Handler) listDistTags(q *request) error {
-	if err := h.require(q, q.route.pkg, auth.ActionRead); err != nil {
+	if err := q.Require(q.route.pkg, auth.ActionRead); err != nil {
 		return err
 	}
 	c, err := h.packageOr404(q)
 	if err != nil {
 		return err
 	}
-	writeJSON(q.w, q.r, http.StatusOK, c.doc.distTags())
+	writeJSON(q.W, q.R, http.StatusOK, c.doc.distTags())
 	return nil
 }

@@ -38,13 +38,6 @@ func (h *Handler) packageNames(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
-// maySeeSome reports whether the caller could be allowed to read some
-// package, so that a search is worth running.
-func (h *Handler) maySeeSome(q *request) bool {
-	g, ok := h.opts.Gate.(auth.ListingGate)
-	return !ok || g.MayAccessSome(q.r.Context(), q.id, auth.ProtocolNPM, auth.ActionRead)
-}
-
 // search answers /-/v1/search over names, descriptions and keywords, among
 // the packages the caller may read. Every term must match. It reads every
 // packument, so a caller who could see nothing gets the empty answer without
@@ -53,26 +46,26 @@ func (h *Handler) search(q *request) error {
 	if h.opts.DisableSearch {
 		return newError(http.StatusNotFound, "search is disabled on this registry")
 	}
-	if err := h.identify(q); err != nil {
+	if err := q.Identify(); err != nil {
 		return err
 	}
-	query := q.r.URL.Query()
+	query := q.R.URL.Query()
 	terms := strings.Fields(strings.ToLower(query.Get("text")))
 	size := boundedInt(query.Get("size"), 20, 1, 250)
 	from := boundedInt(query.Get("from"), 0, 0, 1<<20)
 	var names []string
-	if h.maySeeSome(q) {
+	if q.MaySeeSome(auth.ActionRead) {
 		var err error
-		if names, err = h.packageNames(q.r.Context()); err != nil {
+		if names, err = h.packageNames(q.R.Context()); err != nil {
 			return err
 		}
 	}
 	var hits []map[string]any
 	for _, name := range names {
-		if !h.allowed(q, name, auth.ActionRead) {
+		if !q.Allowed(name, auth.ActionRead) {
 			continue
 		}
-		c, err := h.packages.cached(q.r.Context(), name)
+		c, err := h.packages.cached(q.R.Context(), name)
 		if err != nil || c == nil {
 			continue
 		}
@@ -94,7 +87,7 @@ func (h *Handler) search(q *request) error {
 	if hits == nil {
 		hits = []map[string]any{}
 	}
-	writeJSON(q.w, q.r, http.StatusOK, map[string]any{"objects": hits, "total": total, "time": now()})
+	writeJSON(q.W, q.R, http.StatusOK, map[string]any{"objects": hits, "total": total, "time": now()})
 	return nil
 }
 

@@ -76,7 +76,7 @@ func TestTokensAuthenticateOnlyTheirOwn(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if id.Subject != "bob" || id.TokenID != auth.TokenID(hashHex(tok)) || !id.Scopes.Allows(access("x", auth.ActionWrite)) {
+			if id.Subject != "bob" || id.TokenID != auth.TokenID(hashHex(tok)) || !id.Scopes.Allows(auth.Access{Protocol: auth.ProtocolNPM, Type: auth.TypePackage, Name: "x", Action: auth.ActionWrite}) {
 				t.Fatalf("identity = %+v", id)
 			}
 		})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/internal/protocol"
 	"github.com/unireg/unireg/registry/limit"
 )
 
@@ -20,7 +21,7 @@ type CredentialChecker interface {
 }
 
 func readJSON(q *request, max int64, v any) error {
-	b, err := io.ReadAll(io.LimitReader(q.r.Body, max+1))
+	b, err := io.ReadAll(io.LimitReader(q.R.Body, max+1))
 	if err != nil {
 		return newError(http.StatusBadRequest, "read body: %v", err)
 	}
@@ -50,16 +51,16 @@ func (h *Handler) login(q *request) error {
 	if body.Password == "" {
 		return newError(http.StatusBadRequest, "the password must be a registry token")
 	}
-	checker, ok := h.opts.Gate.(CredentialChecker)
+	checker, ok := h.guard.Gate.(CredentialChecker)
 	if !ok {
 		return newError(http.StatusNotImplemented, "login is not available on this registry")
 	}
-	id, err := checker.IdentifyCredentials(q.r.Context(), auth.Credentials{Username: body.Name, Password: body.Password})
+	id, err := checker.IdentifyCredentials(q.R.Context(), auth.Credentials{Username: body.Name, Password: body.Password})
 	if err != nil {
 		return newError(http.StatusUnauthorized, "invalid token: use a registry token as the password")
 	}
-	writeJSON(q.w, q.r, http.StatusCreated, map[string]any{
-		"ok": true, "id": "org.couchdb.user:" + q.route.arg, "token": body.Password, "username": subjectOf(id),
+	writeJSON(q.W, q.R, http.StatusCreated, map[string]any{
+		"ok": true, "id": "org.couchdb.user:" + q.route.arg, "token": body.Password, "username": protocol.Subject(id),
 	})
 	return nil
 }
@@ -69,7 +70,7 @@ func (h *Handler) getUser(q *request) error {
 	if err := h.requireUser(q); err != nil {
 		return err
 	}
-	writeJSON(q.w, q.r, http.StatusOK, map[string]any{"_id": "org.couchdb.user:" + q.route.arg, "name": q.route.arg, "email": ""})
+	writeJSON(q.W, q.R, http.StatusOK, map[string]any{"_id": "org.couchdb.user:" + q.route.arg, "name": q.route.arg, "email": ""})
 	return nil
 }
 
@@ -78,16 +79,16 @@ func (h *Handler) logout(q *request) error {
 	if h.opts.DisableTokenAPI {
 		return h.logoutWithoutTokenAPI(q)
 	}
-	if err := h.identify(q); err != nil {
+	if err := q.Identify(); err != nil {
 		return err
 	}
-	if q.id.Issued() {
+	if q.Caller.Issued() {
 		return h.logoutOfJWT(q)
 	}
 	if err := h.requireUser(q); err != nil {
 		return err
 	}
-	presented := auth.CredentialsFrom(q.r)
+	presented := auth.CredentialsFrom(q.R)
 	token := presented.Bearer
 	if token == "" {
 		token = presented.Password
@@ -95,11 +96,11 @@ func (h *Handler) logout(q *request) error {
 	if token == "" || token != q.route.arg {
 		return newError(http.StatusForbidden, "only the token used for this request can be logged out")
 	}
-	if err := h.tokens.Revoke(q.r.Context(), token); err != nil {
+	if err := h.tokens.Revoke(q.R.Context(), token); err != nil {
 		return err
 	}
 	h.emit(q, Event{Action: "token.revoked"})
-	writeJSON(q.w, q.r, http.StatusOK, map[string]any{"ok": true})
+	writeJSON(q.W, q.R, http.StatusOK, map[string]any{"ok": true})
 	return nil
 }
 
@@ -110,9 +111,9 @@ func (h *Handler) logout(q *request) error {
 // forgets the JWT locally.
 func (h *Handler) logoutOfJWT(q *request) error {
 	msg := "a token-flow JWT cannot be revoked: it stays valid until it expires at " +
-		q.id.ExpiresAt.UTC().Format(time.RFC3339) + "; revoke the registry token it was bought with to end it sooner"
-	q.w.Header().Set("npm-notice", msg)
-	writeJSON(q.w, q.r, http.StatusOK, map[string]any{"ok": false, "error": msg})
+		q.Caller.ExpiresAt.UTC().Format(time.RFC3339) + "; revoke the registry token it was bought with to end it sooner"
+	q.W.Header().Set("npm-notice", msg)
+	writeJSON(q.W, q.R, http.StatusOK, map[string]any{"ok": false, "error": msg})
 	return nil
 }
 
@@ -124,8 +125,8 @@ func (h *Handler) logoutOfJWT(q *request) error {
 // forgetting it locally is all a logout can still do.
 func (h *Handler) logoutWithoutTokenAPI(q *request) error {
 	const msg = "token management is disabled on this registry: the token was not revoked and stays valid"
-	q.w.Header().Set("npm-notice", msg)
-	writeJSON(q.w, q.r, http.StatusOK, map[string]any{"ok": false, "error": msg})
+	q.W.Header().Set("npm-notice", msg)
+	writeJSON(q.W, q.R, http.StatusOK, map[string]any{"ok": false, "error": msg})
 	return nil
 }
 
@@ -202,17 +203,17 @@ func (h *Handler) listTokens(q *request) error {
 	if err := h.requireUser(q); err != nil {
 		return err
 	}
-	list, err := h.tokens.list(q.r.Context(), subjectOf(q.id))
+	list, err := h.tokens.list(q.R.Context(), q.Subject())
 	if err != nil {
 		return err
 	}
 	objects := make([]tokenView, 0, len(list))
 	for _, st := range list {
-		if manageable(q.id, st) {
+		if manageable(q.Caller, st) {
 			objects = append(objects, viewOf(st, ""))
 		}
 	}
-	writeJSON(q.w, q.r, http.StatusOK, map[string]any{"objects": objects, "total": len(objects), "urls": map[string]any{}})
+	writeJSON(q.W, q.R, http.StatusOK, map[string]any{"objects": objects, "total": len(objects), "urls": map[string]any{}})
 	return nil
 }
 
@@ -244,31 +245,31 @@ func (h *Handler) createToken(q *request) error {
 	}
 	// npm asks for the password first: it must be a token of the same user.
 	if body.Password != "" {
-		checker, ok := h.opts.Gate.(CredentialChecker)
+		checker, ok := h.guard.Gate.(CredentialChecker)
 		if !ok {
 			return newError(http.StatusNotImplemented, "token creation is not available on this registry")
 		}
-		again, err := checker.IdentifyCredentials(q.r.Context(), auth.Credentials{Password: body.Password})
-		if err != nil || again.Subject != q.id.Subject {
-			return newError(http.StatusUnauthorized, "the password must be a valid token of %s", subjectOf(q.id))
+		again, err := checker.IdentifyCredentials(q.R.Context(), auth.Credentials{Password: body.Password})
+		if err != nil || again.Subject != q.Caller.Subject {
+			return newError(http.StatusUnauthorized, "the password must be a valid token of %s", q.Subject())
 		}
 	}
-	if len(q.id.Scopes) == 0 && !q.id.Issued() {
-		return newError(http.StatusForbidden, "%s has no scopes to hand to a new token", subjectOf(q.id))
+	if len(q.Caller.Scopes) == 0 && !q.Caller.Issued() {
+		return newError(http.StatusForbidden, "%s has no scopes to hand to a new token", q.Subject())
 	}
-	if err := mayManageTokens(q.id); err != nil {
+	if err := mayManageTokens(q.Caller); err != nil {
 		return err
 	}
-	if !q.id.Tracked() || q.id.TokenID == "" {
+	if !q.Caller.Tracked() || q.Caller.TokenID == "" {
 		// The new token must stop working with its parent, and nothing would
 		// tell when this credential does.
 		return newError(http.StatusForbidden, "tokens cannot be made with this credential: the registry cannot tell when it stops working")
 	}
 	readonly := body.Readonly || body.Permission == "read-only"
-	granted := q.id.Scopes
+	granted := q.Caller.Scopes
 	if len(body.Packages) > 0 || len(body.Scopes) > 0 {
 		var err error
-		if granted, err = narrowToPackages(q.id.Scopes, body.Packages, body.Scopes); err != nil {
+		if granted, err = narrowToPackages(q.Caller.Scopes, body.Packages, body.Scopes); err != nil {
 			return err
 		}
 	}
@@ -281,17 +282,17 @@ func (h *Handler) createToken(q *request) error {
 		expires = time.Now().UTC().AddDate(0, 0, body.ExpiresDays)
 	}
 	// A token made with an expiring token must not outlive it.
-	if limit := q.id.ExpiresAt; !limit.IsZero() && (expires.IsZero() || expires.After(limit)) {
+	if limit := q.Caller.ExpiresAt; !limit.IsZero() && (expires.IsZero() || expires.After(limit)) {
 		expires = limit.UTC()
 	}
-	token, st, err := h.tokens.create(q.r.Context(), tokenSpec{
-		user: subjectOf(q.id), name: body.Name, scopes: scopes, readonly: readonly, expires: expires, parent: q.id.TokenID,
+	token, st, err := h.tokens.create(q.R.Context(), tokenSpec{
+		user: q.Subject(), name: body.Name, scopes: scopes, readonly: readonly, expires: expires, parent: q.Caller.TokenID,
 	})
 	if err != nil {
 		return err
 	}
 	h.emit(q, Event{Action: "token.created"})
-	writeJSON(q.w, q.r, http.StatusOK, viewOf(st, token))
+	writeJSON(q.W, q.R, http.StatusOK, viewOf(st, token))
 	return nil
 }
 
@@ -302,7 +303,7 @@ func (h *Handler) revokeToken(q *request) error {
 	if err := h.requireUser(q); err != nil {
 		return err
 	}
-	if err := mayManageTokens(q.id); err != nil {
+	if err := mayManageTokens(q.Caller); err != nil {
 		return err
 	}
 	key := q.route.arg
@@ -313,7 +314,7 @@ func (h *Handler) revokeToken(q *request) error {
 	// it; resolve it among the caller's own tokens. Only the id is matched,
 	// never more of the hash: the answers (403 for a token the caller may
 	// not revoke, 404 for none) would spell it out digit by digit.
-	list, err := h.tokens.list(q.r.Context(), subjectOf(q.id))
+	list, err := h.tokens.list(q.R.Context(), q.Subject())
 	if err != nil {
 		return err
 	}
@@ -324,19 +325,19 @@ func (h *Handler) revokeToken(q *request) error {
 		}
 	}
 	if len(match) != 1 {
-		return newError(http.StatusNotFound, "no single token of %s matches %s", subjectOf(q.id), key)
+		return newError(http.StatusNotFound, "no single token of %s matches %s", q.Subject(), key)
 	}
-	if !manageable(q.id, match[0]) {
+	if !manageable(q.Caller, match[0]) {
 		return newError(http.StatusForbidden, "token %s may do more than the token revoking it: revoke it with a token at least as broad", match[0].id())
 	}
-	if err := h.tokens.delete(q.r.Context(), subjectOf(q.id), match[0].Key); err != nil {
+	if err := h.tokens.delete(q.R.Context(), q.Subject(), match[0].Key); err != nil {
 		if errors.Is(err, errTokenNotFound) {
 			return newError(http.StatusNotFound, "token %s not found", key)
 		}
 		return err
 	}
 	h.emit(q, Event{Action: "token.revoked"})
-	q.w.WriteHeader(http.StatusNoContent)
+	q.W.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

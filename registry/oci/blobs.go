@@ -13,7 +13,7 @@ import (
 
 // blobInRepo reports whether the repository links the blob.
 func (h *Handler) blobInRepo(q *request, name string, d digest.Digest) (bool, error) {
-	_, err := h.store.Stat(q.r.Context(), layerLinkKey(name, d))
+	_, err := h.store.Stat(q.R.Context(), layerLinkKey(name, d))
 	if errors.Is(err, storage.ErrNotFound) {
 		return false, nil
 	}
@@ -22,7 +22,7 @@ func (h *Handler) blobInRepo(q *request, name string, d digest.Digest) (bool, er
 
 func (h *Handler) getBlob(q *request) error {
 	name := q.route.name
-	if err := h.require(q, name, auth.ActionPull); err != nil {
+	if err := q.Require(name, auth.ActionPull); err != nil {
 		return err
 	}
 	d, err := ParseDigest(q.route.ref)
@@ -36,20 +36,20 @@ func (h *Handler) getBlob(q *request) error {
 	if !ok {
 		return newError(http.StatusNotFound, CodeBlobUnknown, "blob %s unknown to repository %s", d, name)
 	}
-	if h.opts.RedirectBlobs && q.r.Method == http.MethodGet {
+	if h.opts.RedirectBlobs && q.R.Method == http.MethodGet {
 		if rd, ok := h.store.(storage.Redirector); ok {
 			// As Distribution does: the client fetches the content from the
 			// storage itself, with a short-lived presigned URL.
-			u, err := rd.RedirectURL(q.r.Context(), blobKey(d), 20*time.Minute)
+			u, err := rd.RedirectURL(q.R.Context(), blobKey(d), 20*time.Minute)
 			if err != nil {
 				return err
 			}
-			q.w.Header().Set("Docker-Content-Digest", d.String())
-			http.Redirect(q.w, q.r, u, http.StatusTemporaryRedirect)
+			q.W.Header().Set("Docker-Content-Digest", d.String())
+			http.Redirect(q.W, q.R, u, http.StatusTemporaryRedirect)
 			return nil
 		}
 	}
-	obj, err := h.store.Open(q.r.Context(), blobKey(d))
+	obj, err := h.store.Open(q.R.Context(), blobKey(d))
 	if errors.Is(err, storage.ErrNotFound) {
 		return newError(http.StatusNotFound, CodeBlobUnknown, "blob %s unknown", d)
 	}
@@ -57,12 +57,12 @@ func (h *Handler) getBlob(q *request) error {
 		return err
 	}
 	defer obj.Close()
-	hd := q.w.Header()
+	hd := q.W.Header()
 	hd.Set("Docker-Content-Digest", d.String())
 	hd.Set("Content-Type", "application/octet-stream")
 	hd.Set("ETag", `"`+d.String()+`"`)
 	hd.Set("Cache-Control", "max-age=31536000")
-	storage.ServeContent(q.w, q.r, obj)
+	storage.ServeContent(q.W, q.R, obj)
 	return nil
 }
 
@@ -71,7 +71,7 @@ func (h *Handler) deleteBlob(q *request) error {
 		return newError(http.StatusMethodNotAllowed, CodeUnsupported, "deletion is disabled")
 	}
 	name := q.route.name
-	if err := h.require(q, name, auth.ActionDelete); err != nil {
+	if err := q.Require(name, auth.ActionDelete); err != nil {
 		return err
 	}
 	d, err := ParseDigest(q.route.ref)
@@ -80,7 +80,7 @@ func (h *Handler) deleteBlob(q *request) error {
 	}
 	// Only the repository's link goes: the content stays for other
 	// repositories and for the garbage collector to judge.
-	err = h.store.Delete(q.r.Context(), layerLinkKey(name, d))
+	err = h.store.Delete(q.R.Context(), layerLinkKey(name, d))
 	if errors.Is(err, storage.ErrNotFound) {
 		return newError(http.StatusNotFound, CodeBlobUnknown, "blob %s unknown to repository %s", d, name)
 	}
@@ -88,6 +88,6 @@ func (h *Handler) deleteBlob(q *request) error {
 		return err
 	}
 	h.emit(q, Event{Action: "blob.deleted", Repository: name, Digest: d.String()})
-	q.w.WriteHeader(http.StatusAccepted)
+	q.W.WriteHeader(http.StatusAccepted)
 	return nil
 }

@@ -59,10 +59,10 @@ func (h *Handler) uploadLocation(name, id string) string {
 // mount, a monolithic upload with ?digest=, or the start of a session.
 func (h *Handler) startUpload(q *request) error {
 	name := q.route.name
-	if err := h.require(q, name, auth.ActionPush); err != nil {
+	if err := q.Require(name, auth.ActionPush); err != nil {
 		return err
 	}
-	query := q.r.URL.Query()
+	query := q.R.URL.Query()
 	if mount := query.Get("mount"); mount != "" {
 		d, err := ParseDigest(mount)
 		if err != nil {
@@ -87,11 +87,11 @@ func (h *Handler) startUpload(q *request) error {
 			return newError(http.StatusBadRequest, CodeDigestInvalid, "invalid digest: %v", err)
 		}
 		want, algorithm = d, d.Algorithm()
-		if h.exceedsMaxBlobSize(0, q.r.ContentLength) {
-			return h.blobTooLarge(q.r.ContentLength)
+		if h.exceedsMaxBlobSize(0, q.R.ContentLength) {
+			return h.blobTooLarge(q.R.ContentLength)
 		}
 	}
-	s, err := h.createSession(q.r.Context(), name, algorithm)
+	s, err := h.createSession(q.R.Context(), name, algorithm)
 	if err != nil {
 		return err
 	}
@@ -102,7 +102,7 @@ func (h *Handler) startUpload(q *request) error {
 		return h.commit(q, s, want)
 	}
 	h.writeUploadHeaders(q, s)
-	q.w.WriteHeader(http.StatusAccepted)
+	q.W.WriteHeader(http.StatusAccepted)
 	return nil
 }
 
@@ -111,16 +111,16 @@ func (h *Handler) startUpload(q *request) error {
 // another tenant's content. It reports false when the client should get a
 // normal upload session instead.
 func (h *Handler) mount(q *request, name string, d digest.Digest, from string) (bool, error) {
-	ctx := q.r.Context()
+	ctx := q.R.Context()
 	var found bool
 	if from != "" {
 		if !ValidName(from) {
 			return false, newError(http.StatusBadRequest, CodeNameInvalid, "invalid from repository %q", truncate(from))
 		}
-		if !h.allowed(q, from, auth.ActionPull) {
-			if q.id.Anonymous || (q.id.Issued() && !mentions(q.id.Scopes, from)) {
+		if !q.Allowed(from, auth.ActionPull) {
+			if q.Caller.Anonymous || (q.Caller.Issued() && !mentions(q.Caller.Scopes, from)) {
 				// Let the token flow ask for the source too, as Distribution does.
-				return false, h.challenge(q, []string{
+				return false, h.challenge(&q.Call, []string{
 					"repository:" + name + ":pull,push", "repository:" + from + ":pull",
 				}, "insufficient_scope")
 			}
@@ -133,7 +133,7 @@ func (h *Handler) mount(q *request, name string, d digest.Digest, from string) (
 		found = ok
 	} else {
 		err := h.walkRepositories(ctx, func(repo string) (bool, error) {
-			if repo == name || !(h.allowed(q, repo, auth.ActionPull) || q.id.MayMountFrom(repo)) {
+			if repo == name || !(q.Allowed(repo, auth.ActionPull) || q.Caller.MayMountFrom(repo)) {
 				return true, nil
 			}
 			ok, err := h.blobInRepo(q, repo, d)
@@ -151,9 +151,9 @@ func (h *Handler) mount(q *request, name string, d digest.Digest, from string) (
 		return false, fmt.Errorf("link mounted blob: %w", err)
 	}
 	h.emit(q, Event{Action: "blob.mounted", Repository: name, Digest: d.String()})
-	q.w.Header().Set("Location", h.opts.Prefix+"/"+name+"/blobs/"+d.String())
-	q.w.Header().Set("Docker-Content-Digest", d.String())
-	q.w.WriteHeader(http.StatusCreated)
+	q.W.Header().Set("Location", h.opts.Prefix+"/"+name+"/blobs/"+d.String())
+	q.W.Header().Set("Docker-Content-Digest", d.String())
+	q.W.WriteHeader(http.StatusCreated)
 	return true, nil
 }
 
@@ -209,7 +209,7 @@ func (h *Handler) loadSession(q *request) (*session, error) {
 	if !uploadIDRE.MatchString(id) {
 		return nil, unknown
 	}
-	b, info, err := storage.ReadAll(q.r.Context(), h.store, uploadStateKey(id))
+	b, info, err := storage.ReadAll(q.R.Context(), h.store, uploadStateKey(id))
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, unknown
 	}
@@ -237,18 +237,18 @@ func (s *session) hasher() (hash.Hash, error) {
 // appendBody streams the request body onto the session's data, hashing it on
 // the way, and records the new offset and hash state.
 func (h *Handler) appendBody(q *request, s *session) error {
-	return h.appendReader(q, s, q.r.Body, -1)
+	return h.appendReader(q, s, q.R.Body, -1)
 }
 
 func (h *Handler) appendReader(q *request, s *session, body io.Reader, want int64) error {
-	ctx := q.r.Context()
+	ctx := q.R.Context()
 	hh, err := s.hasher()
 	if err != nil {
 		return err
 	}
 	declared := want
 	if declared < 0 {
-		declared = q.r.ContentLength
+		declared = q.R.ContentLength
 	}
 	if h.exceedsMaxBlobSize(s.state.Offset, declared) {
 		return h.endTooLarge(ctx, s, s.state.Offset+declared)
@@ -261,7 +261,7 @@ func (h *Handler) appendReader(q *request, s *session, body io.Reader, want int6
 		limited = &blobSizeReader{r: body, left: h.opts.MaxBlobSize - s.state.Offset}
 		body = limited
 	}
-	done, err := h.startUploadBody(q)
+	done, err := h.uploads.Acquire(&q.Call)
 	if err != nil {
 		return err
 	}
@@ -361,7 +361,7 @@ func parseContentRange(v string) (start, end int64, err error) {
 const maxChunk = 1 << 50
 
 func (h *Handler) patchUpload(q *request) error {
-	if err := h.require(q, q.route.name, auth.ActionPush); err != nil {
+	if err := q.Require(q.route.name, auth.ActionPush); err != nil {
 		return err
 	}
 	s, err := h.loadSession(q)
@@ -372,20 +372,20 @@ func (h *Handler) patchUpload(q *request) error {
 		return err
 	}
 	h.writeUploadHeaders(q, s)
-	q.w.WriteHeader(http.StatusAccepted)
+	q.W.WriteHeader(http.StatusAccepted)
 	return nil
 }
 
 // appendChunk appends the request body, honouring a Content-Range: a chunk
 // that does not start where the data ends gets 416 and the current Range.
 func (h *Handler) appendChunk(q *request, s *session) error {
-	cr := q.r.Header.Get("Content-Range")
+	cr := q.R.Header.Get("Content-Range")
 	if cr == "" {
 		want := int64(-1)
-		if q.r.ContentLength >= 0 && q.r.Header.Get("Content-Length") != "" {
-			want = q.r.ContentLength
+		if q.R.ContentLength >= 0 && q.R.Header.Get("Content-Length") != "" {
+			want = q.R.ContentLength
 		}
-		return h.appendReader(q, s, q.r.Body, want)
+		return h.appendReader(q, s, q.R.Body, want)
 	}
 	start, end, err := parseContentRange(cr)
 	if err != nil || end-start >= maxChunk {
@@ -398,14 +398,14 @@ func (h *Handler) appendChunk(q *request, s *session) error {
 			"chunk starts at %d but the upload has %d bytes", start, s.state.Offset)
 	}
 	length := end - start + 1
-	if q.r.ContentLength >= 0 && q.r.Header.Get("Content-Length") != "" && q.r.ContentLength != length {
-		return newError(http.StatusBadRequest, CodeSizeInvalid, "Content-Length %d does not match Content-Range %s", q.r.ContentLength, truncate(cr))
+	if q.R.ContentLength >= 0 && q.R.Header.Get("Content-Length") != "" && q.R.ContentLength != length {
+		return newError(http.StatusBadRequest, CodeSizeInvalid, "Content-Length %d does not match Content-Range %s", q.R.ContentLength, truncate(cr))
 	}
-	return h.appendReader(q, s, q.r.Body, length)
+	return h.appendReader(q, s, q.R.Body, length)
 }
 
 func (h *Handler) writeUploadHeaders(q *request, s *session) {
-	hd := q.w.Header()
+	hd := q.W.Header()
 	hd.Set("Location", h.uploadLocation(q.route.name, s.id))
 	hd.Set("Docker-Upload-UUID", s.id)
 	last := s.state.Offset - 1
@@ -417,18 +417,18 @@ func (h *Handler) writeUploadHeaders(q *request, s *session) {
 }
 
 func (h *Handler) finishUpload(q *request) error {
-	if err := h.require(q, q.route.name, auth.ActionPush); err != nil {
+	if err := q.Require(q.route.name, auth.ActionPush); err != nil {
 		return err
 	}
 	s, err := h.loadSession(q)
 	if err != nil {
 		return err
 	}
-	d, err := ParseDigest(q.r.URL.Query().Get("digest"))
+	d, err := ParseDigest(q.R.URL.Query().Get("digest"))
 	if err != nil {
 		return newError(http.StatusBadRequest, CodeDigestInvalid, "missing or invalid ?digest=: %v", err)
 	}
-	if q.r.ContentLength != 0 {
+	if q.R.ContentLength != 0 {
 		if err := h.appendChunk(q, s); err != nil {
 			return err
 		}
@@ -440,7 +440,7 @@ func (h *Handler) finishUpload(q *request) error {
 // store, then links it into the repository. Until the link exists the blob is
 // invisible, so a crash at any point leaves no partial blob in sight.
 func (h *Handler) commit(q *request, s *session, want digest.Digest) error {
-	ctx := q.r.Context()
+	ctx := q.R.Context()
 	got, err := h.sessionDigest(ctx, s, want.Algorithm())
 	if err != nil {
 		return err
@@ -462,11 +462,11 @@ func (h *Handler) commit(q *request, s *session, want digest.Digest) error {
 		h.opts.Logger.Warn("remove finished upload", "upload", s.id, "error", err)
 	}
 	h.emit(q, Event{Action: "blob.pushed", Repository: q.route.name, Digest: want.String()})
-	hd := q.w.Header()
+	hd := q.W.Header()
 	hd.Set("Location", h.opts.Prefix+"/"+q.route.name+"/blobs/"+want.String())
 	hd.Set("Docker-Content-Digest", want.String())
 	hd.Set("Content-Length", "0")
-	q.w.WriteHeader(http.StatusCreated)
+	q.W.WriteHeader(http.StatusCreated)
 	return nil
 }
 
@@ -497,7 +497,7 @@ func (h *Handler) sessionDigest(ctx context.Context, s *session, alg digest.Algo
 }
 
 func (h *Handler) uploadStatus(q *request) error {
-	if err := h.require(q, q.route.name, auth.ActionPush); err != nil {
+	if err := q.Require(q.route.name, auth.ActionPush); err != nil {
 		return err
 	}
 	s, err := h.loadSession(q)
@@ -505,23 +505,23 @@ func (h *Handler) uploadStatus(q *request) error {
 		return err
 	}
 	h.writeUploadHeaders(q, s)
-	q.w.WriteHeader(http.StatusNoContent)
+	q.W.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
 func (h *Handler) cancelUpload(q *request) error {
-	if err := h.require(q, q.route.name, auth.ActionPush); err != nil {
+	if err := q.Require(q.route.name, auth.ActionPush); err != nil {
 		return err
 	}
 	s, err := h.loadSession(q)
 	if err != nil {
 		return err
 	}
-	if err := h.store.DeleteAll(q.r.Context(), uploadDirKey(s.id)); err != nil {
+	if err := h.store.DeleteAll(q.R.Context(), uploadDirKey(s.id)); err != nil {
 		return fmt.Errorf("cancel upload %s: %w", s.id, err)
 	}
-	q.w.Header().Set("Content-Length", "0")
-	q.w.WriteHeader(http.StatusNoContent)
+	q.W.Header().Set("Content-Length", "0")
+	q.W.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

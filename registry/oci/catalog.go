@@ -57,24 +57,17 @@ func (h *Handler) walkDir(ctx context.Context, rel string, fn func(string) (bool
 	return true, nil
 }
 
-// maySeeSome reports whether the caller could be allowed to pull some
-// repository, so that a listing is worth walking.
-func (h *Handler) maySeeSome(q *request) bool {
-	g, ok := h.opts.Gate.(auth.ListingGate)
-	return !ok || g.MayAccessSome(q.r.Context(), q.id, auth.ProtocolOCI, auth.ActionPull)
-}
-
 // serveCatalog lists the repositories the caller may pull. The walk costs in
 // proportion to the registry, so a caller who could see nothing gets its
 // answer without one.
 func (h *Handler) serveCatalog(q *request) error {
-	if err := h.identify(q); err != nil {
+	if err := q.Identify(); err != nil {
 		return err
 	}
 	var repos []string
-	if h.maySeeSome(q) {
-		err := h.walkRepositories(q.r.Context(), func(repo string) (bool, error) {
-			if h.allowed(q, repo, auth.ActionPull) {
+	if q.MaySeeSome(auth.ActionPull) {
+		err := h.walkRepositories(q.R.Context(), func(repo string) (bool, error) {
+			if q.Allowed(repo, auth.ActionPull) {
 				repos = append(repos, repo)
 			}
 			return true, nil
@@ -83,8 +76,8 @@ func (h *Handler) serveCatalog(q *request) error {
 			return err
 		}
 	}
-	if q.id.Anonymous && len(repos) == 0 && h.opts.Gate != nil {
-		return h.challenge(q, []string{"registry:catalog:*"}, "authentication required")
+	if q.Caller.Anonymous && len(repos) == 0 && q.Gated() {
+		return h.challenge(&q.Call, []string{"registry:catalog:*"}, "authentication required")
 	}
 	sort.Strings(repos)
 	list, more, err := page(q, repos)

@@ -7,15 +7,13 @@ import (
 	"context"
 	_ "crypto/sha256" // digest algorithms must be linked in for go-digest
 	_ "crypto/sha512"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/internal/protocol"
 	"github.com/unireg/unireg/registry/limit"
 	"github.com/unireg/unireg/registry/storage"
 )
@@ -84,7 +82,8 @@ type Handler struct {
 	opts    Options
 	store   storage.Driver
 	reads   *readCache // tags, revision links and manifests for GETs
-	uploads atomic.Int64
+	guard   protocol.Guard
+	uploads *protocol.Uploads
 }
 
 // readCacheBudget bounds the memory the manifest read cache keeps.
@@ -105,21 +104,21 @@ func New(o Options) *Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{opts: o, store: o.Storage, reads: newReadCache(o.Storage, readCacheBudget)}
+	h := &Handler{opts: o, store: o.Storage, reads: newReadCache(o.Storage, readCacheBudget), uploads: protocol.NewUploads(o.Uploads)}
+	h.guard = protocol.Guard{Gate: o.Gate, Protocol: auth.ProtocolOCI, Type: auth.TypeRepository, Refuse: h.refuse}
+	return h
 }
 
 // UploadsInProgress returns how many upload request bodies are streaming now.
-func (h *Handler) UploadsInProgress() int64 { return h.uploads.Load() }
+func (h *Handler) UploadsInProgress() int64 { return h.uploads.InProgress() }
 
 // Prefix returns the path the handler serves under.
 func (h *Handler) Prefix() string { return h.opts.Prefix }
 
-// request is one API call: the parsed route and the caller.
+// request is one API call: the exchange, the caller and the parsed route.
 type request struct {
-	w     http.ResponseWriter
-	r     *http.Request
+	protocol.Call
 	route route
-	id    *auth.Identity
 }
 
 // ServeHTTP implements http.Handler.
@@ -135,14 +134,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, newError(http.StatusBadRequest, CodeNameInvalid, "invalid repository name %q", truncate(rt.name)))
 		return
 	}
-	req := &request{w: w, r: r, route: rt}
+	req := &request{Call: h.guard.Call(w, r), route: rt}
 	if err := h.dispatch(req); err != nil {
 		writeError(w, r, err)
 	}
 }
 
 func (h *Handler) dispatch(q *request) error {
-	m := q.r.Method
+	m := q.R.Method
 	switch q.route.kind {
 	case RouteBase:
 		return h.serveBase(q)
@@ -195,93 +194,37 @@ func (h *Handler) dispatch(q *request) error {
 	return newError(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed here", m)
 }
 
-// access builds the auth access of an action on a repository.
-func access(name, action string) auth.Access {
-	return auth.Access{Protocol: auth.ProtocolOCI, Type: auth.TypeRepository, Name: name, Action: action}
-}
-
-// identify authenticates the request once.
-func (h *Handler) identify(q *request) error {
-	if q.id != nil {
-		return nil
+// refuse writes the guard's refusals: wrong credentials and anonymous
+// callers get 401 with a challenge, and so does a JWT of the Docker token
+// flow that lacks an action, so that the client asks the realm for that
+// scope; other callers get 403 DENIED.
+func (h *Handler) refuse(c *protocol.Call, d protocol.Denial) error {
+	if d.BadCredentials {
+		return h.challenge(c, nil, "authentication failed")
 	}
-	if h.opts.Gate == nil {
-		q.id = &auth.Identity{Anonymous: true}
-		return nil
+	scope := []string{"repository:" + d.Name + ":" + strings.Join(d.Actions, ",")}
+	switch {
+	case c.Caller.Anonymous:
+		return h.challenge(c, scope, "authentication required")
+	case c.Caller.Issued():
+		return h.challenge(c, scope, "insufficient_scope")
 	}
-	id, err := h.opts.Gate.Identify(q.r)
-	if errors.Is(err, auth.ErrInvalidCredentials) {
-		return h.challenge(q, nil, "authentication failed")
-	}
-	if err != nil {
-		return fmt.Errorf("identify: %w", err) // e.g. storage down: 503
-	}
-	q.id = id
-	return nil
-}
-
-// allowed reports whether the caller may do action on name.
-func (h *Handler) allowed(q *request, name, action string) bool {
-	if h.opts.Gate == nil {
-		return true
-	}
-	return h.opts.Gate.Allowed(q.r.Context(), q.id, access(name, action))
-}
-
-// require checks that the caller may perform every action on name; it answers
-// 401 with a challenge to anonymous callers and 403 DENIED to others.
-func (h *Handler) require(q *request, name string, actions ...string) error {
-	if err := h.identify(q); err != nil {
-		return err
-	}
-	for _, a := range actions {
-		if !h.allowed(q, name, a) {
-			scope := []string{"repository:" + name + ":" + strings.Join(actions, ",")}
-			if q.id.Anonymous {
-				return h.challenge(q, scope, "authentication required")
-			}
-			if q.id.Issued() {
-				// The Docker token flow: a JWT lacking an action gets a new
-				// challenge so the client asks the realm for that scope.
-				return h.challenge(q, scope, "insufficient_scope")
-			}
-			return newError(http.StatusForbidden, CodeDenied, "%s may not %s %s", subjectOf(q.id), a, name)
-		}
-	}
-	return nil
-}
-
-// startUploadBody counts one more upload body for the caller, or refuses it with
-// TOOMANYREQUESTS when the caller already streams as many as allowed.
-func (h *Handler) startUploadBody(q *request) (done func(), err error) {
-	release, ok := h.opts.Uploads.Acquire(subjectOf(q.id))
-	if !ok {
-		return nil, h.opts.Uploads.Refusal(subjectOf(q.id))
-	}
-	h.uploads.Add(1)
-	return func() { h.uploads.Add(-1); release() }, nil
-}
-
-func subjectOf(id *auth.Identity) string {
-	if id.Subject == "" {
-		return "anonymous"
-	}
-	return id.Subject
+	return newError(http.StatusForbidden, CodeDenied, "%s may not %s %s", c.Subject(), d.Action, d.Name)
 }
 
 // challenge answers 401 with the Docker token flow's WWW-Authenticate.
-func (h *Handler) challenge(q *request, scopes []string, msg string) error {
+func (h *Handler) challenge(c *protocol.Call, scopes []string, msg string) error {
 	if h.opts.Realm == nil {
-		q.w.Header().Set("WWW-Authenticate", `Basic realm="unireg"`)
+		c.W.Header().Set("WWW-Authenticate", `Basic realm="unireg"`)
 	} else {
-		v := `Bearer realm=` + quoteParam(h.opts.Realm(q.r)) + `,service=` + quoteParam(h.opts.Service)
+		v := `Bearer realm=` + quoteParam(h.opts.Realm(c.R)) + `,service=` + quoteParam(h.opts.Service)
 		if len(scopes) > 0 {
 			v += `,scope=` + quoteParam(strings.Join(scopes, " "))
 		}
 		if msg == "insufficient_scope" {
 			v += `,error="insufficient_scope"`
 		}
-		q.w.Header().Set("WWW-Authenticate", v)
+		c.W.Header().Set("WWW-Authenticate", v)
 	}
 	return newError(http.StatusUnauthorized, CodeUnauthorized, "%s", msg)
 }
@@ -294,29 +237,29 @@ func quoteParam(s string) string {
 }
 
 func (h *Handler) serveBase(q *request) error {
-	if q.r.Method != http.MethodGet && q.r.Method != http.MethodHead {
+	if q.R.Method != http.MethodGet && q.R.Method != http.MethodHead {
 		return newError(http.StatusMethodNotAllowed, CodeUnsupported, "method not allowed")
 	}
-	if err := h.identify(q); err != nil {
+	if err := q.Identify(); err != nil {
 		return err
 	}
 	// Like Distribution with token auth, the base endpoint asks anonymous
 	// callers to authenticate, so `docker login` checks the credentials. A
 	// JWT the token flow issued anonymously is a valid credential here, as
 	// in Distribution: a client that checks /v2/ with it must not loop.
-	if q.id.Anonymous && !q.id.Issued() && h.opts.Gate != nil {
-		return h.challenge(q, nil, "authentication required")
+	if q.Caller.Anonymous && !q.Caller.Issued() && q.Gated() {
+		return h.challenge(&q.Call, nil, "authentication required")
 	}
-	q.w.Header().Set("Content-Type", "application/json")
-	q.w.WriteHeader(http.StatusOK)
-	_, _ = q.w.Write([]byte("{}"))
+	q.W.Header().Set("Content-Type", "application/json")
+	q.W.WriteHeader(http.StatusOK)
+	_, _ = q.W.Write([]byte("{}"))
 	return nil
 }
 
 func (h *Handler) emit(q *request, e Event) {
 	if h.opts.OnEvent != nil {
-		e.Identity = q.id
-		h.opts.OnEvent(q.r.Context(), e)
+		e.Identity = q.Caller
+		h.opts.OnEvent(q.R.Context(), e)
 	}
 }
 

@@ -86,7 +86,7 @@ func (h *Handler) resolve(q *request, name string, ref reference) (digest.Digest
 	if ref.digest != "" {
 		return ref.digest, nil
 	}
-	b, err := h.reads.read(q.r.Context(), tagKey(name, ref.tag))
+	b, err := h.reads.read(q.R.Context(), tagKey(name, ref.tag))
 	if errors.Is(err, storage.ErrNotFound) {
 		return "", newError(http.StatusNotFound, CodeManifestUnknown, "tag %s unknown in repository %s", ref.tag, name)
 	}
@@ -103,7 +103,7 @@ func (h *Handler) resolve(q *request, name string, ref reference) (digest.Digest
 // revisionMediaType returns the media type of a manifest in a repository, or
 // MANIFEST_UNKNOWN.
 func (h *Handler) revisionMediaType(q *request, name string, d digest.Digest) (string, error) {
-	b, err := h.reads.readImmutable(q.r.Context(), revisionKey(name, d))
+	b, err := h.reads.readImmutable(q.R.Context(), revisionKey(name, d))
 	if errors.Is(err, storage.ErrNotFound) {
 		return "", newError(http.StatusNotFound, CodeManifestUnknown, "manifest %s unknown in repository %s", d, name)
 	}
@@ -112,7 +112,7 @@ func (h *Handler) revisionMediaType(q *request, name string, d digest.Digest) (s
 
 func (h *Handler) getManifest(q *request) error {
 	name := q.route.name
-	if err := h.require(q, name, auth.ActionPull); err != nil {
+	if err := q.Require(name, auth.ActionPull); err != nil {
 		return err
 	}
 	ref, err := parseReference(q.route.ref)
@@ -127,25 +127,25 @@ func (h *Handler) getManifest(q *request) error {
 	if err != nil {
 		return err
 	}
-	body, err := h.reads.readImmutable(q.r.Context(), blobKey(d))
+	body, err := h.reads.readImmutable(q.R.Context(), blobKey(d))
 	if errors.Is(err, storage.ErrNotFound) {
 		return newError(http.StatusNotFound, CodeManifestUnknown, "manifest %s unknown", d)
 	}
 	if err != nil {
 		return err
 	}
-	hd := q.w.Header()
+	hd := q.W.Header()
 	hd.Set("Content-Type", mt)
 	hd.Set("Docker-Content-Digest", d.String())
 	hd.Set("ETag", `"`+d.String()+`"`)
-	if etagMatches(q.r.Header.Get("If-None-Match"), d.String()) {
-		q.w.WriteHeader(http.StatusNotModified)
+	if etagMatches(q.R.Header.Get("If-None-Match"), d.String()) {
+		q.W.WriteHeader(http.StatusNotModified)
 		return nil
 	}
 	hd.Set("Content-Length", strconv.Itoa(len(body)))
-	q.w.WriteHeader(http.StatusOK)
-	if q.r.Method != http.MethodHead {
-		q.w.Write(body)
+	q.W.WriteHeader(http.StatusOK)
+	if q.R.Method != http.MethodHead {
+		q.W.Write(body)
 	}
 	return nil
 }
@@ -164,10 +164,10 @@ func etagMatches(header, d string) bool {
 // readManifestBody reads at most MaxManifestSize bytes of the request body.
 func (h *Handler) readManifestBody(q *request) ([]byte, error) {
 	max := h.opts.MaxManifestSize
-	if q.r.ContentLength > max {
-		return nil, newError(http.StatusRequestEntityTooLarge, CodeSizeInvalid, "manifest of %d bytes exceeds the limit of %d", q.r.ContentLength, max)
+	if q.R.ContentLength > max {
+		return nil, newError(http.StatusRequestEntityTooLarge, CodeSizeInvalid, "manifest of %d bytes exceeds the limit of %d", q.R.ContentLength, max)
 	}
-	body, err := io.ReadAll(io.LimitReader(q.r.Body, max+1))
+	body, err := io.ReadAll(io.LimitReader(q.R.Body, max+1))
 	if err != nil {
 		return nil, newError(http.StatusBadRequest, CodeManifestInvalid, "read manifest: %v", err)
 	}
@@ -179,7 +179,7 @@ func (h *Handler) readManifestBody(q *request) ([]byte, error) {
 
 func (h *Handler) putManifest(q *request) error {
 	name := q.route.name
-	if err := h.require(q, name, auth.ActionPush); err != nil {
+	if err := q.Require(name, auth.ActionPush); err != nil {
 		return err
 	}
 	ref, err := parseReference(q.route.ref)
@@ -194,7 +194,7 @@ func (h *Handler) putManifest(q *request) error {
 	if err != nil {
 		return err
 	}
-	doc, mediaType, err := parseManifest(q.r.Header.Get("Content-Type"), body)
+	doc, mediaType, err := parseManifest(q.R.Header.Get("Content-Type"), body)
 	if err != nil {
 		return err
 	}
@@ -212,7 +212,7 @@ func (h *Handler) putManifest(q *request) error {
 	if err := h.storeManifest(q, name, d, mediaType, body, doc, tags); err != nil {
 		return err
 	}
-	hd := q.w.Header()
+	hd := q.W.Header()
 	hd.Set("Location", h.opts.Prefix+"/"+name+"/manifests/"+d.String())
 	hd.Set("Docker-Content-Digest", d.String())
 	// OCI-Subject tells the client the referrers API indexed the manifest;
@@ -225,7 +225,7 @@ func (h *Handler) putManifest(q *request) error {
 		hd.Set("OCI-Tag", strings.Join(tags, ","))
 	}
 	hd.Set("Content-Length", "0")
-	q.w.WriteHeader(http.StatusCreated)
+	q.W.WriteHeader(http.StatusCreated)
 	return nil
 }
 
@@ -235,7 +235,7 @@ func tagParams(q *request, ref reference) ([]string, error) {
 	if ref.tag != "" {
 		tags = append(tags, ref.tag)
 	}
-	for _, t := range q.r.URL.Query()["tag"] {
+	for _, t := range q.R.URL.Query()["tag"] {
 		if !ValidTag(t) {
 			return nil, newError(http.StatusBadRequest, CodeManifestInvalid, "invalid tag %q", truncate(t))
 		}
@@ -418,7 +418,7 @@ func (h *Handler) checkReferencedBlobs(q *request, name string, doc *manifestDoc
 // storeManifest writes content, referrer entry, revision link and tags, in
 // that order: each step only makes visible what the previous ones completed.
 func (h *Handler) storeManifest(q *request, name string, d digest.Digest, mediaType string, body []byte, doc *manifestDoc, tags []string) error {
-	ctx := q.r.Context()
+	ctx := q.R.Context()
 	if _, err := h.store.Stat(ctx, blobKey(d)); errors.Is(err, storage.ErrNotFound) {
 		if _, err := h.store.Put(ctx, blobKey(d), bytes.NewReader(body), storage.Condition{}); err != nil {
 			return fmt.Errorf("store manifest %s: %w", d, err)
@@ -455,14 +455,14 @@ func (h *Handler) deleteManifest(q *request) error {
 		return newError(http.StatusMethodNotAllowed, CodeUnsupported, "deletion is disabled")
 	}
 	name := q.route.name
-	if err := h.require(q, name, auth.ActionDelete); err != nil {
+	if err := q.Require(name, auth.ActionDelete); err != nil {
 		return err
 	}
 	ref, err := parseReference(q.route.ref)
 	if err != nil {
 		return err
 	}
-	ctx := q.r.Context()
+	ctx := q.R.Context()
 	if ref.tag != "" {
 		err := h.store.Delete(ctx, tagKey(name, ref.tag))
 		if errors.Is(err, storage.ErrNotFound) {
@@ -472,7 +472,7 @@ func (h *Handler) deleteManifest(q *request) error {
 			return err
 		}
 		h.emit(q, Event{Action: "tag.deleted", Repository: name, Tag: ref.tag})
-		q.w.WriteHeader(http.StatusAccepted)
+		q.W.WriteHeader(http.StatusAccepted)
 		return nil
 	}
 	d := ref.digest
@@ -491,14 +491,14 @@ func (h *Handler) deleteManifest(q *request) error {
 		return err
 	}
 	h.emit(q, Event{Action: "manifest.deleted", Repository: name, Digest: d.String()})
-	q.w.WriteHeader(http.StatusAccepted)
+	q.W.WriteHeader(http.StatusAccepted)
 	return nil
 }
 
 // untagDigest removes every tag of the repository that points at d, each
 // with its tag.deleted event: an audit trail must not lose a tag silently.
 func (h *Handler) untagDigest(q *request, name string, d digest.Digest) error {
-	ctx := q.r.Context()
+	ctx := q.R.Context()
 	tags, err := h.store.List(ctx, tagsKey(name))
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil
@@ -527,7 +527,7 @@ func (h *Handler) untagDigest(q *request, name string, d digest.Digest) error {
 
 // dropReferrer removes the referrer entry of a deleted manifest.
 func (h *Handler) dropReferrer(q *request, name string, d digest.Digest) error {
-	ctx := q.r.Context()
+	ctx := q.R.Context()
 	b, _, err := storage.ReadAll(ctx, h.store, blobKey(d))
 	if err != nil {
 		return nil // content gone: nothing to learn the subject from

@@ -20,15 +20,15 @@ func (h *Handler) serveReferrers(q *request) error {
 		return newError(http.StatusNotFound, CodeUnsupported, "the referrers API is disabled")
 	}
 	name := q.route.name
-	if err := h.require(q, name, auth.ActionPull); err != nil {
+	if err := q.Require(name, auth.ActionPull); err != nil {
 		return err
 	}
 	subject, err := ParseDigest(q.route.ref)
 	if err != nil {
 		return newError(http.StatusBadRequest, CodeDigestInvalid, "invalid digest %q: %v", truncate(q.route.ref), err)
 	}
-	filter := q.r.URL.Query().Get("artifactType")
-	ctx := q.r.Context()
+	filter := q.R.URL.Query().Get("artifactType")
+	ctx := q.R.Context()
 	entries, err := h.store.List(ctx, referrersKey(name, subject))
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return err
@@ -57,7 +57,7 @@ func (h *Handler) serveReferrers(q *request) error {
 		descs = append(descs, d)
 	}
 	if filter != "" {
-		q.w.Header().Set("OCI-Filters-Applied", "artifactType")
+		q.W.Header().Set("OCI-Filters-Applied", "artifactType")
 	}
 	b, err := json.Marshal(ocispec.Index{
 		Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: descs,
@@ -65,8 +65,8 @@ func (h *Handler) serveReferrers(q *request) error {
 	if err != nil {
 		return err
 	}
-	q.w.Header().Set("Content-Type", ocispec.MediaTypeImageIndex)
-	q.w.WriteHeader(http.StatusOK)
-	_, _ = q.w.Write(b)
+	q.W.Header().Set("Content-Type", ocispec.MediaTypeImageIndex)
+	q.W.WriteHeader(http.StatusOK)
+	_, _ = q.W.Write(b)
 	return nil
 }

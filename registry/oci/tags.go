@@ -18,7 +18,7 @@ const maxPageSize = 10000
 // page applies the `n` and `last` parameters to a sorted list, and reports
 // whether more entries follow.
 func page(q *request, all []string) ([]string, bool, error) {
-	query := q.r.URL.Query()
+	query := q.R.URL.Query()
 	if last := query.Get("last"); last != "" {
 		i := sort.SearchStrings(all, last)
 		if i < len(all) && all[i] == last {
@@ -48,15 +48,15 @@ func writeNextLink(q *request, path string, n int, last string) {
 	v := url.Values{}
 	v.Set("n", strconv.Itoa(n))
 	v.Set("last", last)
-	q.w.Header().Set("Link", "<"+path+"?"+v.Encode()+`>; rel="next"`)
+	q.W.Header().Set("Link", "<"+path+"?"+v.Encode()+`>; rel="next"`)
 }
 
 func (h *Handler) serveTags(q *request) error {
 	name := q.route.name
-	if err := h.require(q, name, auth.ActionPull); err != nil {
+	if err := q.Require(name, auth.ActionPull); err != nil {
 		return err
 	}
-	ctx := q.r.Context()
+	ctx := q.R.Context()
 	tags, err := h.store.List(ctx, tagsKey(name))
 	if errors.Is(err, storage.ErrNotFound) {
 		if _, lerr := h.store.List(ctx, repoKey(name)); errors.Is(lerr, storage.ErrNotFound) {
@@ -83,11 +83,11 @@ func writeJSON(q *request, status int, v any) error {
 	if err != nil {
 		return err
 	}
-	q.w.Header().Set("Content-Type", "application/json")
-	q.w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	q.w.WriteHeader(status)
-	if q.r.Method != http.MethodHead {
-		_, _ = q.w.Write(b)
+	q.W.Header().Set("Content-Type", "application/json")
+	q.W.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	q.W.WriteHeader(status)
+	if q.R.Method != http.MethodHead {
+		_, _ = q.W.Write(b)
 	}
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"testing"
+
+	"github.com/unireg/unireg/registry/internal/protocol"
 )
 
 func TestTagListPaginatesWithLink(t *testing.T) {
@@ -87,14 +89,14 @@ func TestPageSizeIsBounded(t *testing.T) {
 		all[i] = fmt.Sprintf("t%06d", i)
 	}
 	for _, n := range []string{"20000", "99999999999"} {
-		q := &request{r: httptest.NewRequest("GET", "/v2/a/tags/list?n="+n, nil)}
+		q := &request{Call: protocol.Call{R: httptest.NewRequest("GET", "/v2/a/tags/list?n="+n, nil)}}
 		got, more, err := page(q, all)
 		if err != nil || len(got) != maxPageSize || !more {
 			t.Errorf("n=%s: %d entries, more %v, err %v; want %d and more", n, len(got), more, err, maxPageSize)
 		}
 	}
 	for _, n := range []string{"-1", "ten", "1e3"} {
-		q := &request{r: httptest.NewRequest("GET", "/v2/a/tags/list?n="+n, nil)}
+		q := &request{Call: protocol.Call{R: httptest.NewRequest("GET", "/v2/a/tags/list?n="+n, nil)}}
 		if _, _, err := page(q, all); err == nil {
 			t.Errorf("n=%s accepted", n)
 		}
