@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/unireg/unireg/registry/limit"
-	"github.com/unireg/unireg/registry/requestlog"
-	"github.com/unireg/unireg/registry/storage"
+	"github.com/unireg/unireg/registry/internal/protocol"
 )
 
 // Error is an npm-style error: an HTTP status and {"error": message}.
@@ -24,26 +22,13 @@ func newError(status int, format string, args ...any) *Error {
 }
 
 // writeError answers err as npm clients expect. Errors that are not *Error
-// are internal: answered 500 with a generic message, their text passed to the
-// request log through requestlog.
+// are classified by protocol.Classify: internal ones are answered 500 with a
+// generic message, their text passed to the request log.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
-	switch {
-	case errors.As(err, &e):
-	case errors.Is(err, limit.ErrTooManyUploads):
-		e = &Error{Status: http.StatusTooManyRequests, Message: limit.Reason(err, limit.ErrTooManyUploads)}
-		w.Header().Set("Retry-After", "1")
-	case errors.Is(err, limit.ErrBodyTooSlow):
-		e = &Error{Status: http.StatusRequestTimeout, Message: limit.Reason(err, limit.ErrBodyTooSlow)}
-		requestlog.Record(r, err)
-	case storage.IsUnavailable(err):
-		// Throttled or unreachable storage: the client may retry.
-		e = &Error{Status: http.StatusServiceUnavailable, Message: "storage is unavailable; retry later"}
-		w.Header().Set("Retry-After", "1")
-		requestlog.Record(r, err)
-	default:
-		e = &Error{Status: http.StatusInternalServerError, Message: "internal error"}
-		requestlog.Record(r, err)
+	if !errors.As(err, &e) {
+		status, msg := protocol.Classify(w, r, err)
+		e = &Error{Status: status, Message: msg}
 	}
 	writeJSON(w, r, e.Status, map[string]string{"error": e.Message})
 }
@@ -64,7 +49,5 @@ func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
 // that turns the npm registry off mounts it at the registry's prefix, so
 // that npm prints why instead of a bare failure.
 func Disabled() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, newError(http.StatusNotFound, "the npm registry is disabled on this server"))
-	})
+	return protocol.Disabled(writeError, newError(http.StatusNotFound, "the npm registry is disabled on this server"))
 }

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/unireg/unireg/registry/limit"
-	"github.com/unireg/unireg/registry/requestlog"
-	"github.com/unireg/unireg/registry/storage"
+	"github.com/unireg/unireg/registry/internal/protocol"
 )
 
 // Error is an error of the distribution spec: a code, an HTTP status and a
@@ -57,27 +55,22 @@ type errorEntry struct {
 	Detail  any    `json:"detail,omitempty"`
 }
 
+// codeOf is the spec's code for each status protocol.Classify answers.
+var codeOf = map[int]string{
+	http.StatusTooManyRequests:     CodeTooManyRequests,
+	http.StatusRequestTimeout:      CodeBlobUploadInvalid,
+	http.StatusServiceUnavailable:  CodeUnavailable, // as Distribution
+	http.StatusInternalServerError: CodeUnknown,
+}
+
 // writeError maps any error to the spec's error JSON. Errors that are not
-// *Error are internal: answered as 500 UNKNOWN, their text goes to the log
-// through requestlog, never to the client.
+// *Error are classified by protocol.Classify: internal ones are answered as
+// 500 UNKNOWN, their text goes to the log, never to the client.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
-	switch {
-	case errors.As(err, &e):
-	case errors.Is(err, limit.ErrTooManyUploads):
-		e = &Error{Status: http.StatusTooManyRequests, Code: CodeTooManyRequests, Message: limit.Reason(err, limit.ErrTooManyUploads)}
-		w.Header().Set("Retry-After", "1")
-	case errors.Is(err, limit.ErrBodyTooSlow):
-		e = &Error{Status: http.StatusRequestTimeout, Code: CodeBlobUploadInvalid, Message: limit.Reason(err, limit.ErrBodyTooSlow)}
-		requestlog.Record(r, err)
-	case storage.IsUnavailable(err):
-		// Throttled or unreachable storage: the client may retry.
-		e = &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "storage is unavailable; retry later"}
-		w.Header().Set("Retry-After", "1")
-		requestlog.Record(r, err)
-	default:
-		e = &Error{Status: http.StatusInternalServerError, Code: CodeUnknown, Message: "internal error"}
-		requestlog.Record(r, err)
+	if !errors.As(err, &e) {
+		status, msg := protocol.Classify(w, r, err)
+		e = &Error{Status: status, Code: codeOf[status], Message: msg}
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -94,7 +87,5 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 // so that a client learns the API is not served here instead of reading a
 // response it cannot parse.
 func Disabled() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, newError(http.StatusNotFound, CodeUnsupported, "the OCI registry is disabled on this server"))
-	})
+	return protocol.Disabled(writeError, newError(http.StatusNotFound, CodeUnsupported, "the OCI registry is disabled on this server"))
 }

@@ -1,0 +1,53 @@
+package protocol
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/unireg/unireg/registry/limit"
+	"github.com/unireg/unireg/registry/requestlog"
+	"github.com/unireg/unireg/registry/storage"
+)
+
+// Classify answers an error that is not one of the protocol's own: it
+// returns the status and a message the client may read, sets Retry-After
+// where the client may retry, and hands the cause of a failure the client
+// cannot see to the request log (requestlog.Record):
+//
+//	too many uploads at once (limit.ErrTooManyUploads)  429, Retry-After
+//	a body sent too slowly (limit.ErrBodyTooSlow)        408, logged
+//	storage throttled or unreachable                     503, Retry-After, logged
+//	anything else                                        500 "internal error", logged
+//
+// The protocol writes the answer in its own format.
+func Classify(w http.ResponseWriter, r *http.Request, err error) (status int, message string) {
+	switch {
+	case errors.Is(err, limit.ErrTooManyUploads):
+		w.Header().Set("Retry-After", "1")
+		return http.StatusTooManyRequests, limit.Reason(err, limit.ErrTooManyUploads)
+	case errors.Is(err, limit.ErrBodyTooSlow):
+		requestlog.Record(r, err)
+		return http.StatusRequestTimeout, limit.Reason(err, limit.ErrBodyTooSlow)
+	case storage.IsUnavailable(err):
+		w.Header().Set("Retry-After", "1")
+		requestlog.Record(r, err)
+		return http.StatusServiceUnavailable, "storage is unavailable; retry later"
+	}
+	requestlog.Record(r, err)
+	return http.StatusInternalServerError, "internal error"
+}
+
+// Disabled answers every request with err, written by the protocol's write.
+// A server that turns a protocol off mounts this at the protocol's prefix,
+// so that its clients say why instead of failing to parse another format.
+func Disabled(write func(w http.ResponseWriter, r *http.Request, err error), err error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { write(w, r, err) })
+}
+
+// Truncate shortens client input quoted in a message to 128 bytes.
+func Truncate(s string) string {
+	if len(s) > 128 {
+		return s[:128] + "..."
+	}
+	return s
+}
