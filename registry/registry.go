@@ -62,6 +62,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/internal/protocol"
 	"github.com/unireg/unireg/registry/limit"
 	"github.com/unireg/unireg/registry/npm"
 	"github.com/unireg/unireg/registry/oci"
@@ -421,21 +422,7 @@ func (r *Registry) BaseURL(req *http.Request) string {
 	if r.cfg.PublicURL != "" {
 		return r.cfg.PublicURL
 	}
-	scheme := "http"
-	if req.TLS != nil {
-		scheme = "https"
-	}
-	host := req.Host
-	if !r.proxies.trustsPeer(req) {
-		return scheme + "://" + host
-	}
-	if p := req.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
-		scheme = p
-	}
-	if h := req.Header.Get("X-Forwarded-Host"); h != "" {
-		host, _, _ = strings.Cut(h, ",")
-	}
-	return scheme + "://" + strings.TrimSpace(host)
+	return protocol.BaseURL(req, r.proxies.trustsPeer(req))
 }
 
 // ServeHTTP implements http.Handler.

@@ -248,24 +248,16 @@ func (h *Handler) requireUser(q *request) error {
 
 // npmRoot is the externally visible URL of the npm prefix.
 func (h *Handler) npmRoot(r *http.Request) string {
-	base := ""
+	base := protocol.BaseURL(r, false)
 	if h.opts.BaseURL != nil {
 		base = h.opts.BaseURL(r)
-	} else {
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-		base = scheme + "://" + r.Host
 	}
 	return strings.TrimSuffix(base, "/") + h.opts.Prefix
 }
 
 func (h *Handler) emit(q *request, e Event) {
-	if h.opts.OnEvent != nil {
-		e.Identity = q.Caller
-		h.opts.OnEvent(q.R.Context(), e)
-	}
+	e.Identity = q.Caller
+	protocol.Emit(q.R.Context(), h.opts.OnEvent, e)
 }
 
 func (h *Handler) ping(q *request) error {

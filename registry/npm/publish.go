@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/internal/protocol"
 	"github.com/unireg/unireg/registry/limit"
 	"github.com/unireg/unireg/registry/storage"
 )
@@ -386,9 +387,5 @@ func (h *Handler) dropUnreferencedTarball(ctx context.Context, name, sum string)
 	h.store.Delete(ctx, tarballKey(name, sum))
 }
 
-func truncate(s string) string {
-	if len(s) > 100 {
-		return s[:100] + "..."
-	}
-	return s
-}
+// truncate shortens client input quoted in a message.
+func truncate(s string) string { return protocol.Truncate(s, 100) }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/internal/protocol"
 	"github.com/unireg/unireg/registry/storage"
 )
 
@@ -49,7 +50,7 @@ func (h *Handler) getPackument(q *request) error {
 		ct = mediaTypeAbbreviated
 	}
 	hd.Set("Content-Type", ct)
-	if etagMatches(q.R.Header.Get("If-None-Match"), rd.etag) {
+	if protocol.ETagMatches(q.R.Header.Get("If-None-Match"), rd.etag) {
 		q.W.WriteHeader(http.StatusNotModified)
 		return nil
 	}
@@ -64,16 +65,6 @@ func (h *Handler) getPackument(q *request) error {
 		q.W.Write(body)
 	}
 	return nil
-}
-
-func etagMatches(header, etag string) bool {
-	for _, t := range strings.Split(header, ",") {
-		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
-		if t == etag || t == "*" {
-			return true
-		}
-	}
-	return false
 }
 
 func acceptsGzip(r *http.Request) bool {

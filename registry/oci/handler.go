@@ -257,15 +257,9 @@ func (h *Handler) serveBase(q *request) error {
 }
 
 func (h *Handler) emit(q *request, e Event) {
-	if h.opts.OnEvent != nil {
-		e.Identity = q.Caller
-		h.opts.OnEvent(q.R.Context(), e)
-	}
+	e.Identity = q.Caller
+	protocol.Emit(q.R.Context(), h.opts.OnEvent, e)
 }
 
-func truncate(s string) string {
-	if len(s) > 128 {
-		return s[:128] + "..."
-	}
-	return s
-}
+// truncate shortens client input quoted in a message.
+func truncate(s string) string { return protocol.Truncate(s, 128) }

@@ -15,6 +15,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/internal/protocol"
 	"github.com/unireg/unireg/registry/limit"
 	"github.com/unireg/unireg/registry/storage"
 )
@@ -137,8 +138,9 @@ func (h *Handler) getManifest(q *request) error {
 	hd := q.W.Header()
 	hd.Set("Content-Type", mt)
 	hd.Set("Docker-Content-Digest", d.String())
-	hd.Set("ETag", `"`+d.String()+`"`)
-	if etagMatches(q.R.Header.Get("If-None-Match"), d.String()) {
+	etag := `"` + d.String() + `"`
+	hd.Set("ETag", etag)
+	if protocol.ETagMatches(q.R.Header.Get("If-None-Match"), etag) {
 		q.W.WriteHeader(http.StatusNotModified)
 		return nil
 	}
@@ -148,17 +150,6 @@ func (h *Handler) getManifest(q *request) error {
 		q.W.Write(body)
 	}
 	return nil
-}
-
-// etagMatches tells whether an If-None-Match header names the digest.
-func etagMatches(header, d string) bool {
-	for _, t := range strings.Split(header, ",") {
-		t = strings.Trim(strings.TrimPrefix(strings.TrimSpace(t), "W/"), `"`)
-		if t == d || t == "*" {
-			return true
-		}
-	}
-	return false
 }
 
 // readManifestBody reads at most MaxManifestSize bytes of the request body.

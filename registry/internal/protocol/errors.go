@@ -44,10 +44,11 @@ func Disabled(write func(w http.ResponseWriter, r *http.Request, err error), err
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { write(w, r, err) })
 }
 
-// Truncate shortens client input quoted in a message to 128 bytes.
-func Truncate(s string) string {
-	if len(s) > 128 {
-		return s[:128] + "..."
+// Truncate shortens client input quoted in a message to max bytes and an
+// ellipsis, so that a client cannot make an answer or a log line long.
+func Truncate(s string, max int) string {
+	if len(s) > max {
+		return s[:max] + "..."
 	}
 	return s
 }
