@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -66,13 +64,7 @@ func createOnly(ctx context.Context, c client.Client, obj client.Object, kind st
 // setConflict says on the Registry's Ready condition which object is in the
 // way, with a warning event when that is new.
 func (r *RegistryReconciler) setConflict(reg *uniregv1.Registry, c *childConflict) {
-	msg := c.Error()
-	if was := meta.FindStatusCondition(reg.Status.Conditions, uniregv1.ConditionReady); was == nil || was.Reason != ReasonChildConflict || was.Message != msg {
-		r.Recorder.Event(reg, corev1.EventTypeWarning, ReasonChildConflict, msg)
-	}
-	meta.SetStatusCondition(&reg.Status.Conditions, metav1.Condition{
-		Type: uniregv1.ConditionReady, Status: metav1.ConditionFalse, Reason: ReasonChildConflict, Message: msg, ObservedGeneration: reg.Generation,
-	})
+	r.setNotReady(reg, ReasonChildConflict, c.Error())
 }
 
 // apply makes the fields of want that the operator sets true of the child,

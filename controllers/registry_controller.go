@@ -72,10 +72,7 @@ func (r *RegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		// Registry's wakes no reconcile: look again in a while.
 		result, err = ctrl.Result{RequeueAfter: conflictRetry}, nil
 	} else if err != nil {
-		meta.SetStatusCondition(&reg.Status.Conditions, metav1.Condition{
-			Type: uniregv1.ConditionReady, Status: metav1.ConditionFalse, Reason: "ReconcileError",
-			Message: err.Error(), ObservedGeneration: reg.Generation,
-		})
+		r.setNotReady(reg, ReasonReconcileError, err.Error())
 	} else {
 		reg.Status.ObservedGeneration = reg.Generation
 	}
@@ -85,6 +82,22 @@ func (r *RegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		}
 	}
 	return result, err
+}
+
+// ReasonReconcileError is the reason of a Registry's Ready condition when
+// its reconcile failed; the message says where.
+const ReasonReconcileError = "ReconcileError"
+
+// setNotReady sets Ready False for a failure, with a warning event when the
+// failure is new (another reason or message than the condition holds), so a
+// failure retried with backoff is one event, not one per retry.
+func (r *RegistryReconciler) setNotReady(reg *uniregv1.Registry, reason, msg string) {
+	if was := meta.FindStatusCondition(reg.Status.Conditions, uniregv1.ConditionReady); was == nil || was.Status != metav1.ConditionFalse || was.Reason != reason || was.Message != msg {
+		r.Recorder.Event(reg, corev1.EventTypeWarning, reason, msg)
+	}
+	meta.SetStatusCondition(&reg.Status.Conditions, metav1.Condition{
+		Type: uniregv1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: msg, ObservedGeneration: reg.Generation,
+	})
 }
 
 func (r *RegistryReconciler) now() time.Time {

@@ -2,27 +2,40 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	uniregv1 "github.com/unireg/unireg/api/v1alpha1"
+	"github.com/unireg/unireg/registry/auth"
 )
 
-// RegistryScopeReconciler keeps a RegistryScope's status: how many tokens
-// use it. Its scopes reach the auth stores through the registry controller.
+// RegistryScopeReconciler keeps a RegistryScope's status: whether the
+// server would accept its scopes, and how many tokens use it. Its scopes
+// reach the auth stores through the registry controller.
 type RegistryScopeReconciler struct {
 	client.Client
+	Recorder record.EventRecorder
 }
+
+// Reasons of a RegistryScope's Ready condition.
+const (
+	ReasonValidScopes  = "Valid"
+	ReasonInvalidScope = "InvalidScope"
+)
 
 // +kubebuilder:rbac:groups=unireg.dev,resources=registryscopes/status,verbs=update
 
-// Reconcile counts the tokens that name the scope set.
+// Reconcile checks the scopes with the server's parser and counts the
+// tokens that name the scope set.
 func (r *RegistryScopeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	rs := &uniregv1.RegistryScope{}
 	if err := r.Get(ctx, req.NamespacedName, rs); err != nil {
@@ -34,14 +47,37 @@ func (r *RegistryScopeReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	before := rs.Status.DeepCopy()
 	rs.Status.Tokens = int32(len(tokens.Items))
-	meta.SetStatusCondition(&rs.Status.Conditions, metav1.Condition{
-		Type: uniregv1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Valid",
-		Message: "scopes accepted", ObservedGeneration: rs.Generation,
-	})
+	ready := metav1.Condition{
+		Type: uniregv1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonValidScopes,
+		Message: "the registry accepts every scope", ObservedGeneration: rs.Generation,
+	}
+	if err := validScopes(rs); err != nil {
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReasonInvalidScope, err.Error()
+		if was := meta.FindStatusCondition(rs.Status.Conditions, uniregv1.ConditionReady); was == nil || was.Reason != ready.Reason || was.Message != ready.Message {
+			r.Recorder.Event(rs, corev1.EventTypeWarning, ReasonInvalidScope, ready.Message)
+		}
+	}
+	meta.SetStatusCondition(&rs.Status.Conditions, ready)
+	rs.Status.ObservedGeneration = rs.Generation
 	if equality.Semantic.DeepEqual(before, &rs.Status) {
 		return ctrl.Result{}, nil
 	}
 	return ctrl.Result{}, r.Status().Update(ctx, rs)
+}
+
+// validScopes is nil when the server's scope parser (the one its auth
+// store and --anonymous go through) accepts every scope of rs, else the
+// error of the first it refuses. Admission checks the same grammar with a
+// pattern, but a RegistryScope stored under an older, looser CRD was not
+// checked by today's: a token using an invalid RegistryScope must not be
+// projected, as the server would refuse the whole auth store for it.
+func validScopes(rs *uniregv1.RegistryScope) error {
+	for i, s := range rs.Spec.Scopes {
+		if _, err := auth.ParseScope(s); err != nil {
+			return fmt.Errorf("spec.scopes[%d]: %w", i, err)
+		}
+	}
+	return nil
 }
 
 // SetupWithManager registers the controller; token changes recount.

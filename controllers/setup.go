@@ -31,5 +31,5 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	return (&RegistryScopeReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)
+	return (&RegistryScopeReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("registryscope-controller")}).SetupWithManager(mgr)
 }

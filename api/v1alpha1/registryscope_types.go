@@ -20,7 +20,9 @@ type RegistryScopeSpec struct {
 
 // RegistryScopeStatus is what the operator observed.
 type RegistryScopeStatus struct {
-	// Conditions of the scope set.
+	// Conditions of the scope set: Ready is False (reason InvalidScope)
+	// when the registry's scope parser refuses one of its scopes; tokens
+	// using it are then not projected.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -28,6 +30,9 @@ type RegistryScopeStatus struct {
 	// Tokens is how many RegistryTokens use this set.
 	// +optional
 	Tokens int32 `json:"tokens,omitempty"`
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 }
 
 // RegistryScope is a named set of scopes.
