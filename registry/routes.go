@@ -92,20 +92,13 @@ func disabledPrefix(prefix, def string) string {
 	return "/" + strings.Trim(prefix, "/")
 }
 
-// routeOf names a request's route for metrics and logs.
-func (r *Registry) routeOf(req *http.Request) string {
-	path := req.URL.Path
-	if r.npm != nil {
-		if rest, ok := strings.CutPrefix(req.URL.EscapedPath(), r.npm.Prefix()); ok && (rest == "" || rest[0] == '/') {
-			return "npm_" + npm.RouteOf(rest)
-		}
+// routeOf names a request's route for metrics and logs: the route the
+// protocol handler that served it reported, else one of the registry's own.
+func routeOf(req *http.Request, reported string) string {
+	if reported != "" {
+		return reported
 	}
-	if r.oci != nil {
-		if rest, ok := strings.CutPrefix(path, r.oci.Prefix()); ok && (rest == "" || rest[0] == '/') {
-			return "oci_" + oci.RouteOf(rest)
-		}
-	}
-	switch path {
+	switch req.URL.Path {
 	case "/token":
 		return "token"
 	case "/healthz", "/readyz":
@@ -121,13 +114,17 @@ func (r *Registry) routeOf(req *http.Request) string {
 // (requestlog.RedactPath), and on `npm logout`, whether or not the npm
 // registry is enabled, the token it revokes whatever its shape (a custom
 // Authenticator's tokens need not look like ours).
-func (r *Registry) logPath(req *http.Request) string {
-	prefix := disabledPrefix(r.cfg.NPM.Prefix, "/npm")
-	if r.npm != nil {
-		prefix = r.npm.Prefix()
+func (r *Registry) logPath(req *http.Request, route string) string {
+	if route == "npm_"+npm.RouteLogout {
+		return r.npm.Prefix() + "/-/user/token/" + requestlog.Redacted
 	}
-	if rest, ok := strings.CutPrefix(req.URL.EscapedPath(), prefix); ok && npm.RouteOf(rest) == npm.RouteLogout {
-		return prefix + "/-/user/token/" + requestlog.Redacted
+	if r.npm == nil {
+		// No npm handler parsed the path: the disabled one answers
+		// without reading it.
+		prefix := disabledPrefix(r.cfg.NPM.Prefix, "/npm")
+		if rest, ok := strings.CutPrefix(req.URL.EscapedPath(), prefix); ok && npm.RouteOf(rest) == npm.RouteLogout {
+			return prefix + "/-/user/token/" + requestlog.Redacted
+		}
 	}
 	return requestlog.RedactPath(req.URL.Path)
 }
@@ -151,35 +148,35 @@ func (r *Registry) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		req := c.Request()
 		body := &countingReader{ReadCloser: req.Body}
 		req.Body = body
-		var internal error
-		req = requestlog.WithRecorder(req, func(err error) { internal = err })
+		var entry requestlog.Entry
+		req = requestlog.WithEntry(req, &entry)
 		c.SetRequest(req)
 
 		err := next(c)
 		if err != nil {
 			c.Error(err)
 		}
-		route := r.routeOf(req)
+		route := routeOf(req, entry.Route)
 		status := c.Response().Status
 		elapsed := time.Since(start)
 		r.metrics.observe(route, req.Method, status, elapsed, body.n, c.Response().Size)
 
 		level := slog.LevelInfo
-		if internal != nil || status >= 500 {
+		if entry.Err != nil || status >= 500 {
 			level = slog.LevelError
 		}
 		if route == "health" || route == "metrics" {
 			level = slog.LevelDebug
 		}
 		attrs := []slog.Attr{
-			slog.String("method", req.Method), slog.String("path", r.logPath(req)),
+			slog.String("method", req.Method), slog.String("path", r.logPath(req, route)),
 			slog.String("route", route), slog.Int("status", status),
 			slog.Int64("bytes_in", body.n), slog.Int64("bytes_out", c.Response().Size),
 			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
 			slog.String("remote", c.RealIP()),
 		}
-		if internal != nil {
-			attrs = append(attrs, slog.String("error", internal.Error()))
+		if entry.Err != nil {
+			attrs = append(attrs, slog.String("error", entry.Err.Error()))
 		}
 		r.cfg.Logger.LogAttrs(req.Context(), level, "request", attrs...)
 		return nil

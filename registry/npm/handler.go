@@ -127,6 +127,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := &request{Call: h.guard.Call(w, r), route: parsePath(escaped)}
+	h.guard.ReportRoute(r, q.route.kind)
 	if q.route.nameErr != nil {
 		writeError(w, r, newError(http.StatusBadRequest, "invalid package name: %v", q.route.nameErr))
 		return

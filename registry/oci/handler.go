@@ -130,6 +130,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	rt := parsePath(p)
+	h.guard.ReportRoute(r, rt.kind)
 	if rt.kind != RouteBase && rt.kind != RouteCatalog && rt.kind != RouteUnknown && !ValidName(rt.name) {
 		writeError(w, r, newError(http.StatusBadRequest, CodeNameInvalid, "invalid repository name %q", truncate(rt.name)))
 		return

@@ -14,6 +14,7 @@ import (
 	"net/http"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/requestlog"
 )
 
 // Guard is one protocol's side of the auth gate: the protocol and resource
@@ -123,4 +124,12 @@ func Subject(id *auth.Identity) string {
 		return "anonymous"
 	}
 	return id.Subject
+}
+
+// ReportRoute names the request's route in the request log and the metrics:
+// the guard's protocol and the kind of call its parser found
+// ("oci_manifest"). The protocol reports it once it has parsed the path,
+// so that nothing parses it again.
+func (g *Guard) ReportRoute(r *http.Request, kind string) {
+	requestlog.SetRoute(r, g.Protocol+"_"+kind)
 }
