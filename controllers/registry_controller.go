@@ -457,7 +457,11 @@ func (r *RegistryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			if name == "" {
 				return nil
 			}
-			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+			ns := o.GetLabels()[labelRegistryNamespace] // a token of another namespace
+			if ns == "" {
+				ns = o.GetNamespace()
+			}
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
 		})).
 		Watches(&uniregv1.RegistryScope{}, handler.EnqueueRequestsFromMapFunc(r.registriesInNamespace)).
 		Named("registry").
@@ -465,7 +469,8 @@ func (r *RegistryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 // registriesInNamespace enqueues every Registry of an object's namespace
-// (a RegistryScope may feed any of them).
+// (a RegistryScope may feed any of them) and the Registries of other
+// namespaces that tokens of its namespace naming it feed.
 func (r *RegistryReconciler) registriesInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
 	var list uniregv1.RegistryList
 	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
@@ -474,6 +479,15 @@ func (r *RegistryReconciler) registriesInNamespace(ctx context.Context, o client
 	out := make([]reconcile.Request, 0, len(list.Items))
 	for _, reg := range list.Items {
 		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&reg)})
+	}
+	var tokens uniregv1.RegistryTokenList
+	if err := r.List(ctx, &tokens, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexScopeRef: o.GetName()}); err != nil {
+		return out
+	}
+	for i := range tokens.Items {
+		if t := &tokens.Items[i]; crossNamespace(t) {
+			out = append(out, reconcile.Request{NamespacedName: registryOf(t)})
+		}
 	}
 	return out
 }

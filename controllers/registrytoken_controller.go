@@ -22,10 +22,12 @@ import (
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	uniregv1 "github.com/unireg/unireg/api/v1alpha1"
 	"github.com/unireg/unireg/registry/authstore"
@@ -36,8 +38,20 @@ import (
 // Secret; the Registry's auth store gets its hash.
 type RegistryTokenReconciler struct {
 	client.Client
-	Scheme   *runtime.Scheme
-	Recorder record.EventRecorder
+	// APIReader reads from the API server, not the cache: spec.secretRef
+	// source Secrets are the user's, unlabelled, and not in the manager's
+	// cache (CacheOptions); it also finds a spec.secretName Secret the
+	// cache does not hold. Required.
+	APIReader client.Reader
+	// SourceSecrets is a cache of the metadata of Secrets (name and the
+	// opt-in annotation only, see sourceSecretsCache), so a change to a
+	// spec.secretRef source reaches its token at once.
+	SourceSecrets cache.Cache
+	// WatchNamespaceLabels re-reconciles a Namespace's tokens when its
+	// labels change; off in a namespaced install (see namespacesFromAPI).
+	WatchNamespaceLabels bool
+	Scheme               *runtime.Scheme
+	Recorder             record.EventRecorder
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -96,6 +110,7 @@ func (e *refusal) Error() string { return e.reason + ": " + e.message }
 // +kubebuilder:rbac:groups=unireg.dev,resources=registrytokens/finalizers,verbs=update
 // +kubebuilder:rbac:groups=unireg.dev,resources=registryscopes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 
 // Reconcile issues or refreshes one token's Secret and status.
 func (r *RegistryTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -105,7 +120,9 @@ func (r *RegistryTokenReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	before := tok.Status.DeepCopy()
 	result, err := r.reconcile(ctx, tok)
-	tok.Status.ObservedGeneration = tok.Generation
+	if err == nil {
+		tok.Status.ObservedGeneration = tok.Generation
+	}
 	if !equality.Semantic.DeepEqual(before, &tok.Status) {
 		if uerr := r.Status().Update(ctx, tok); uerr != nil && err == nil {
 			err = uerr
@@ -132,26 +149,32 @@ func (r *RegistryTokenReconciler) notReady(tok *uniregv1.RegistryToken, reason, 
 }
 
 func (r *RegistryTokenReconciler) reconcile(ctx context.Context, tok *uniregv1.RegistryToken) (ctrl.Result, error) {
-	if registryOf(tok).Namespace != tok.Namespace {
-		// Until Registry.spec.tokenPolicy is enforced, no Registry admits
-		// tokens of another namespace.
-		r.notReady(tok, "NamespaceNotAllowed", "the Registry's tokenPolicy does not admit tokens of this namespace")
-		return ctrl.Result{}, nil
-	}
-	reg := &uniregv1.Registry{}
-	if err := r.Get(ctx, registryOf(tok), reg); err != nil {
-		if apierrors.IsNotFound(err) {
-			r.notReady(tok, ReasonRegistryNotFound, fmt.Sprintf("Registry %s does not exist", tok.Spec.RegistryRef.Name))
-			return ctrl.Result{}, nil
-		}
+	reg, refused, err := r.policyRegistry(ctx, tok)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if _, err := tokenScopes(ctx, r.Client, tok); err != nil {
+	if refused != nil {
+		r.notReady(tok, refused.reason, refused.message)
+		return ctrl.Result{}, nil
+	}
+	if refused, err = admission(ctx, r.Client, reg, tok); err != nil {
+		return ctrl.Result{}, err
+	}
+	if refused != nil {
+		r.notReady(tok, refused.reason, refused.message)
+		return ctrl.Result{}, nil
+	}
+	scopes, err := tokenScopes(ctx, r.Client, tok)
+	if err != nil {
 		if apierrors.IsNotFound(err) {
 			r.notReady(tok, ReasonScopeNotFound, err.Error())
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
+	}
+	if refused = scopeRefusal(reg, tok, scopes); refused != nil {
+		r.notReady(tok, refused.reason, refused.message)
+		return ctrl.Result{}, nil
 	}
 	expires := r.expiry(tok)
 	if expires != nil {
@@ -161,8 +184,7 @@ func (r *RegistryTokenReconciler) reconcile(ctx context.Context, tok *uniregv1.R
 			return ctrl.Result{}, nil
 		}
 	}
-	err := r.issue(ctx, tok, reg)
-	var refused *refusal
+	cred, err := r.issue(ctx, tok, reg)
 	if errors.As(err, &refused) {
 		r.notReady(tok, refused.reason, refused.message)
 		return ctrl.Result{}, nil
@@ -178,8 +200,12 @@ func (r *RegistryTokenReconciler) reconcile(ctx context.Context, tok *uniregv1.R
 		Type: uniregv1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonIssued,
 		Message: "credential in Secret " + tok.Status.SecretName, ObservedGeneration: tok.Generation,
 	})
-	if expires != nil {
-		return ctrl.Result{RequeueAfter: expires.Sub(r.now()) + time.Second}, nil
+	next := nextChange(tok, cred)
+	if expires != nil && (next.IsZero() || expires.Time.Before(next)) {
+		next = expires.Time
+	}
+	if !next.IsZero() {
+		return ctrl.Result{RequeueAfter: next.Sub(r.now()) + time.Second}, nil
 	}
 	return ctrl.Result{}, nil
 }
@@ -231,35 +257,40 @@ func secretName(tok *uniregv1.RegistryToken) string {
 // spec.secretName is comes first (a refused Secret must not make a new token
 // every reconcile), then where the token comes from, then whether an earlier
 // token already holds it.
-func (r *RegistryTokenReconciler) issue(ctx context.Context, tok *uniregv1.RegistryToken, reg *uniregv1.Registry) error {
+func (r *RegistryTokenReconciler) issue(ctx context.Context, tok *uniregv1.RegistryToken, reg *uniregv1.Registry) (*credential, error) {
 	own, err := r.ownSecret(ctx, tok)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	token, err := r.tokenValue(ctx, tok, own)
+	cred, err := r.tokenValue(ctx, tok, own)
 	if refused := (*refusal)(nil); errors.As(err, &refused) {
 		if werr := r.withdraw(ctx, own); werr != nil {
-			return werr
+			return nil, werr
 		}
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	hash := authstore.HashToken(token)
+	hash := authstore.HashToken(cred.token)
 	tok.Status.TokenID = tokenID(hash)
 	earlier, err := r.earlierHolder(ctx, tok, hash)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if earlier != nil {
-		return &refusal{ReasonDuplicateToken, fmt.Sprintf("RegistryToken %s/%s, created earlier, has the same token; "+
+		return nil, &refusal{ReasonDuplicateToken, fmt.Sprintf("RegistryToken %s/%s, created earlier, has the same token; "+
 			"the auth store holds a token once, so this one is not projected (give it a token of its own)", earlier.Namespace, earlier.Name)}
 	}
-	if err := r.writeSecret(ctx, tok, reg, own, token); err != nil {
-		return err
+	if err := r.writeSecret(ctx, tok, reg, own, cred); err != nil {
+		return nil, err
 	}
 	tok.Status.SecretName = secretName(tok)
-	return nil
+	issued := metav1.NewTime(cred.issuedAt)
+	tok.Status.IssuedAt = &issued
+	if tok.Spec.SecretRef == nil {
+		tok.Status.Rotation = cred.rotation
+	}
+	return cred, nil
 }
 
 func tokenID(hash string) string { return hash[len("sha256:") : len("sha256:")+12] }
@@ -271,7 +302,14 @@ func tokenID(hash string) string { return hash[len("sha256:") : len("sha256:")+1
 // collect) a Secret it was not made for.
 func (r *RegistryTokenReconciler) ownSecret(ctx context.Context, tok *uniregv1.RegistryToken) (*corev1.Secret, error) {
 	s := &corev1.Secret{}
-	err := r.Get(ctx, types.NamespacedName{Namespace: tok.Namespace, Name: secretName(tok)}, s)
+	key := types.NamespacedName{Namespace: tok.Namespace, Name: secretName(tok)}
+	// The cache holds only Secrets the operator labels; one it lacks (anyone's,
+	// or this token's own from before the label) is looked up on the API
+	// server, so it is never taken for a Secret to create.
+	err := r.Get(ctx, key, s)
+	if apierrors.IsNotFound(err) {
+		err = r.APIReader.Get(ctx, key, s)
+	}
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil, nil
@@ -285,15 +323,30 @@ func (r *RegistryTokenReconciler) ownSecret(ctx context.Context, tok *uniregv1.R
 }
 
 // tokenValue is the token of spec.secretRef, or the one the operator
-// generated before (in own), or a new one.
-func (r *RegistryTokenReconciler) tokenValue(ctx context.Context, tok *uniregv1.RegistryToken, own *corev1.Secret) (string, error) {
+// generated before (in own) or its rotation, or a new one.
+func (r *RegistryTokenReconciler) tokenValue(ctx context.Context, tok *uniregv1.RegistryToken, own *corev1.Secret) (*credential, error) {
+	now := r.now().UTC().Truncate(time.Second)
 	if tok.Spec.SecretRef != nil {
-		return r.sourceToken(ctx, tok)
+		token, err := r.sourceToken(ctx, tok)
+		if err != nil {
+			return nil, err
+		}
+		c := &credential{token: token, issuedAt: now}
+		if own != nil && own.Annotations[annotationTokenHash] == authstore.HashToken(token) {
+			if t, err := time.Parse(time.RFC3339, own.Annotations[annotationIssuedAt]); err == nil {
+				c.issuedAt = t
+			}
+		}
+		return c, nil
 	}
 	if own != nil && len(own.Data[keyToken]) > 0 && own.Annotations[annotationTokenSource] == "" {
-		return string(own.Data[keyToken]), nil
+		return rotated(tok, own, now)
 	}
-	return authstore.NewToken()
+	token, err := authstore.NewToken()
+	if err != nil {
+		return nil, err
+	}
+	return &credential{token: token, issuedAt: now, rotation: tok.Annotations[uniregv1.RotateAnnotation]}, nil
 }
 
 // sourceToken reads key "token" of the spec.secretRef Secret, only when that
@@ -303,7 +356,7 @@ func (r *RegistryTokenReconciler) tokenValue(ctx context.Context, tok *uniregv1.
 func (r *RegistryTokenReconciler) sourceToken(ctx context.Context, tok *uniregv1.RegistryToken) (string, error) {
 	name := tok.Spec.SecretRef.Name
 	s := &corev1.Secret{}
-	err := r.Get(ctx, types.NamespacedName{Namespace: tok.Namespace, Name: name}, s)
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: tok.Namespace, Name: name}, s)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return "", err
 	}
@@ -331,8 +384,9 @@ func (r *RegistryTokenReconciler) withdraw(ctx context.Context, own *corev1.Secr
 		return nil
 	}
 	own.Data = map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)}
-	delete(own.Annotations, annotationTokenHash)
-	delete(own.Annotations, annotationTokenSource)
+	for _, k := range []string{annotationTokenHash, annotationTokenSource, annotationPreviousHashes, annotationIssuedAt, annotationRotation} {
+		delete(own.Annotations, k)
+	}
 	return r.Update(ctx, own)
 }
 
@@ -351,12 +405,14 @@ func (r *RegistryTokenReconciler) earlierHolder(ctx context.Context, tok *unireg
 			!meta.IsStatusConditionTrue(other.Status.Conditions, uniregv1.ConditionReady) {
 			continue
 		}
-		h, err := projectedHash(ctx, r.Client, other)
+		hashes, err := projectedHashes(ctx, r.Client, other)
 		if err != nil {
 			return nil, err
 		}
-		if h == hash {
-			return other, nil
+		for _, h := range hashes {
+			if h.hash == hash {
+				return other, nil
+			}
 		}
 	}
 	return nil, nil
@@ -385,42 +441,60 @@ func projectedBefore(a, b *uniregv1.RegistryToken) bool {
 	return a.Name < b.Name
 }
 
-// projectedHash is the hash a token puts in its Registry's auth store: the
-// unireg.dev/token-hash annotation of its Secret, when that Secret is the
-// token's own (its controller); "" when there is none.
-func projectedHash(ctx context.Context, c client.Reader, t *uniregv1.RegistryToken) (string, error) {
+// projected is one hash a token puts in its Registry's auth store, and
+// until when: nil for the current token, the end of its overlap for a
+// token rotation replaced.
+type projected struct {
+	hash  string
+	until *time.Time
+}
+
+// projectedHashes are the hashes a token puts in its Registry's auth store:
+// the unireg.dev/token-hash annotation of its Secret and the replaced
+// tokens of annotationPreviousHashes (expired ones included: the caller
+// compares with its clock), when that Secret is the token's own (its
+// controller); none when there is none. It is the one place the projected
+// hashes are read.
+func projectedHashes(ctx context.Context, c client.Reader, t *uniregv1.RegistryToken) ([]projected, error) {
 	if t.Status.SecretName == "" {
-		return "", nil
+		return nil, nil
 	}
 	s := &corev1.Secret{}
 	if err := c.Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: t.Status.SecretName}, s); err != nil {
-		return "", client.IgnoreNotFound(err)
+		return nil, client.IgnoreNotFound(err)
 	}
-	if !metav1.IsControlledBy(s, t) {
-		return "", nil
+	current := s.Annotations[annotationTokenHash]
+	if !metav1.IsControlledBy(s, t) || current == "" {
+		return nil, nil
 	}
-	return s.Annotations[annotationTokenHash], nil
+	out := []projected{{hash: current}}
+	for _, p := range previousHashes(s) {
+		until := p.Until
+		out = append(out, projected{hash: p.Hash, until: &until})
+	}
+	return out, nil
 }
 
 // writeSecret writes the credential in the forms clients take: an
 // imagePullSecret (.dockerconfigjson), the raw token, an .npmrc and the URL.
 // It creates the Secret, controlled by tok, or updates own, the one it
 // created before; it writes nothing else (see ownSecret).
-func (r *RegistryTokenReconciler) writeSecret(ctx context.Context, tok *uniregv1.RegistryToken, reg *uniregv1.Registry, own *corev1.Secret, token string) error {
+func (r *RegistryTokenReconciler) writeSecret(ctx context.Context, tok *uniregv1.RegistryToken, reg *uniregv1.Registry, own *corev1.Secret, cred *credential) error {
+	token := cred.token
 	base := publicURL(reg)
 	u, err := url.Parse(base)
 	if err != nil {
 		return fmt.Errorf("registry URL %q: %w", base, err)
 	}
 	user := tokenUser(tok)
-	cred := map[string]string{
+	login := map[string]string{
 		"username": user, "password": token, "auth": base64.StdEncoding.EncodeToString([]byte(user + ":" + token)),
 	}
-	auths := map[string]any{u.Host: cred}
+	auths := map[string]any{u.Host: login}
 	if host, err := r.nodeHost(ctx, reg); err != nil {
 		return err
 	} else if host != "" {
-		auths[host] = cred
+		auths[host] = login
 	}
 	dockercfg, err := json.Marshal(map[string]any{"auths": auths})
 	if err != nil {
@@ -439,11 +513,16 @@ func (r *RegistryTokenReconciler) writeSecret(ctx context.Context, tok *uniregv1
 	if s.Labels == nil {
 		s.Labels = map[string]string{}
 	}
+	// The label the manager's cache selects (CacheOptions), and the
+	// Registry, of any namespace, whose auth store the Secret feeds.
+	s.Labels[labelManagedBy] = managedBy
 	s.Labels[labelRegistry] = reg.Name
+	s.Labels[labelRegistryNamespace] = reg.Namespace
 	if s.Annotations == nil {
 		s.Annotations = map[string]string{}
 	}
 	s.Annotations[annotationTokenHash] = authstore.HashToken(token)
+	setRotationAnnotations(s, cred, tok.Spec.SecretRef == nil)
 	if ref := tok.Spec.SecretRef; ref != nil {
 		s.Annotations[annotationTokenSource] = ref.Name
 	} else {
@@ -467,8 +546,9 @@ func (r *RegistryTokenReconciler) writeSecret(ctx context.Context, tok *uniregv1
 }
 
 // SetupWithManager registers the controller: tokens, their Secrets, the
-// Registries and RegistryScopes they name, the Secrets of their
-// spec.secretRef, and the tokens that may hold the same token.
+// Registries (of any namespace) and RegistryScopes they name, the
+// Namespaces whose labels admit them, the Secrets of their spec.secretRef,
+// and the tokens that may hold the same token.
 func (r *RegistryTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := indexTokensByScope(mgr); err != nil {
 		return err
@@ -490,37 +570,80 @@ func (r *RegistryTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return err
 	}
-	tokensNaming := func(field string) handler.MapFunc {
-		return func(ctx context.Context, o client.Object) []reconcile.Request {
-			var list uniregv1.RegistryTokenList
-			if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{field: o.GetName()}); err != nil {
-				return nil
-			}
-			out := make([]reconcile.Request, 0, len(list.Items))
-			for i := range list.Items {
-				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-			}
-			return out
-		}
-	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&uniregv1.RegistryToken{}).
 		Owns(&corev1.Secret{}).
-		Watches(&uniregv1.Registry{}, handler.EnqueueRequestsFromMapFunc(tokensNaming(indexRegistryRef))).
-		Watches(&uniregv1.RegistryScope{}, handler.EnqueueRequestsFromMapFunc(tokensNaming(indexScopeRef))).
-		// A spec.secretRef Secret changed, lost its opt-in, or went: its
-		// token re-reads it now, not at the next resync. Only the Secret's
-		// name is used here.
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(tokensNaming(indexSecretRef))).
+		// A Registry changed (its tokenPolicy, say): the tokens of every
+		// namespace naming it decide again.
+		Watches(&uniregv1.Registry{}, handler.EnqueueRequestsFromMapFunc(r.tokensOfRegistry)).
+		Watches(&uniregv1.RegistryScope{}, handler.EnqueueRequestsFromMapFunc(r.tokensInNamespace(indexScopeRef))).
 		// A token holding some token ID changed (became Ready, expired,
 		// went): the others with that ID decide again who is the duplicate.
 		// Updates map both the old and the new object.
 		Watches(&uniregv1.RegistryToken{}, handler.EnqueueRequestsFromMapFunc(r.tokensSharingID)).
 		// A Registry's Service (same name) gets its ClusterIP: see nodeHost.
-		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(tokensNaming(indexRegistryRef)),
-			builder.WithPredicates(predicate.NewPredicateFuncs(ownedByRegistry))).
-		Named("registrytoken").
-		Complete(r)
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.tokensOfRegistry),
+			builder.WithPredicates(predicate.NewPredicateFuncs(ownedByRegistry)))
+	if r.WatchNamespaceLabels {
+		// A Namespace's labels changed: its tokens for Registries of other
+		// namespaces are admitted, or not, at once.
+		b = b.Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.foreignTokensOf),
+			builder.WithPredicates(predicate.LabelChangedPredicate{}))
+	}
+	if r.SourceSecrets != nil {
+		// A spec.secretRef Secret changed, lost its opt-in, or went: its
+		// token re-reads it now, not at the next resync. The manager's cache
+		// does not hold these Secrets (its selector is the operator's
+		// label, and it applies to metadata-only informers of Secrets too),
+		// so they come from a cache of their own that keeps only metadata.
+		b = b.WatchesRawSource(source.Kind(r.SourceSecrets, sourceSecretMetadata(),
+			handler.TypedEnqueueRequestsFromMapFunc(func(ctx context.Context, o *metav1.PartialObjectMetadata) []reconcile.Request {
+				return r.tokensInNamespace(indexSecretRef)(ctx, o)
+			})))
+	}
+	return b.Named("registrytoken").Complete(r)
+}
+
+// tokensOfRegistry maps a Registry (or its Service, of the same name) to the
+// tokens of every namespace that name it.
+func (r *RegistryTokenReconciler) tokensOfRegistry(ctx context.Context, o client.Object) []reconcile.Request {
+	var list uniregv1.RegistryTokenList
+	if err := r.List(ctx, &list, client.MatchingFields{indexRegistryRef: registryRefKey(client.ObjectKeyFromObject(o))}); err != nil {
+		return nil
+	}
+	return requests(list.Items, func(*uniregv1.RegistryToken) bool { return true })
+}
+
+// tokensInNamespace maps an object to the tokens of its namespace that
+// name it in the indexed field.
+func (r *RegistryTokenReconciler) tokensInNamespace(field string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		var list uniregv1.RegistryTokenList
+		if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{field: o.GetName()}); err != nil {
+			return nil
+		}
+		return requests(list.Items, func(*uniregv1.RegistryToken) bool { return true })
+	}
+}
+
+// foreignTokensOf maps a Namespace to its tokens for Registries of other
+// namespaces: the ones its labels admit.
+func (r *RegistryTokenReconciler) foreignTokensOf(ctx context.Context, o client.Object) []reconcile.Request {
+	var list uniregv1.RegistryTokenList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetName())); err != nil {
+		return nil
+	}
+	return requests(list.Items, crossNamespace)
+}
+
+func requests(tokens []uniregv1.RegistryToken, keep func(*uniregv1.RegistryToken) bool) []reconcile.Request {
+	out := make([]reconcile.Request, 0, len(tokens))
+	for i := range tokens {
+		if keep(&tokens[i]) {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&tokens[i])})
+		}
+	}
+	return out
 }
 
 // tokensSharingID maps a token to the other tokens with its token ID.

@@ -25,8 +25,10 @@ import (
 
 var (
 	k8sClient client.Client
-	clock     = &fakeClock{t: time.Now()} // moved by the expiry test
-	skipWhy   string
+	// mgrCache is what the controllers read through: the manager's cache.
+	mgrCache client.Reader
+	clock    = &fakeClock{t: time.Now()} // moved by the expiry test
+	skipWhy  string
 )
 
 type fakeClock struct {
@@ -62,10 +64,12 @@ func TestMain(m *testing.M) {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(uniregv1.AddToScheme(scheme))
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Cache: CacheOptions(nil)})
 	if err != nil {
 		panic(err)
 	}
+	mgrCache = mgr.GetCache()
 	if err := Setup(mgr, Options{DefaultImage: "unireg/registry:test", Now: clock.Now}); err != nil {
 		panic(err)
 	}

@@ -27,6 +27,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	uniregv1 "github.com/unireg/unireg/api/v1alpha1"
 	"github.com/unireg/unireg/registry/authstore"
@@ -192,9 +193,7 @@ func TestProjectionLeavesOutWhatTheServerWouldRefuse(t *testing.T) {
 	}
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).
 		WithStatusSubresource(&uniregv1.Registry{}, &uniregv1.RegistryToken{}).
-		WithIndex(&uniregv1.RegistryToken{}, indexRegistryRef, func(o client.Object) []string {
-			return []string{o.(*uniregv1.RegistryToken).Spec.RegistryRef.Name}
-		}).Build()
+		WithIndex(&uniregv1.RegistryToken{}, indexRegistryRef, registryRefKeys).Build()
 	events := record.NewFakeRecorder(10)
 	r := &RegistryReconciler{Client: c, Scheme: scheme, Recorder: events, DefaultImage: "unireg/registry:test"}
 	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(reg)}); err != nil {
@@ -406,5 +405,84 @@ func TestScopesTheServerRefusesAreRejectedAtAdmission(t *testing.T) {
 		if err := k8sClient.Create(context.Background(), obj); !apierrors.IsInvalid(err) {
 			t.Errorf("%s with scope %q: %v, want Invalid", what, bad, err)
 		}
+	}
+}
+
+// TestSecretCacheHoldsOnlyTheOperatorsSecrets: the manager caches the
+// Secrets it labels, not every Secret of the cluster; a secretRef source,
+// the user's own unlabelled Secret, is read directly and still watched.
+func TestSecretCacheHoldsOnlyTheOperatorsSecrets(t *testing.T) {
+	ns := namespace(t)
+	create(t, &uniregv1.Registry{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reg"}})
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "plain"}, Data: map[string][]byte{"password": []byte("s3cret")}})
+	v1, v2 := newToken(t), newToken(t)
+	create(t, sourceSecret(ns, "src", v1, "ci"))
+	spec := tokenSpec("oci:repository:ci/*:push")
+	spec.SecretRef = &corev1.LocalObjectReference{Name: "src"}
+	create(t, &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ci"}, Spec: spec})
+	create(t, &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gen"}, Spec: tokenSpec("oci:repository:gen/*:push")})
+	waitReason(t, ns, "ci", ReasonIssued)
+	waitReason(t, ns, "gen", ReasonIssued)
+	storeHolds(t, ns, "reg", map[string]string{authstore.HashToken(v1): "ci", tokenHash(t, ns, "gen-token"): "gen"})
+
+	for _, name := range []string{"ci-token", "gen-token", "reg-auth", "reg-jwt"} {
+		eventually(t, name+" is in the manager's cache", func() (bool, error) {
+			err := mgrCache.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, &corev1.Secret{})
+			return err == nil, err
+		})
+	}
+	for _, name := range []string{"plain", "src"} {
+		if err := mgrCache.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+			t.Errorf("Secret %s, which the operator did not make: %v from the manager's cache, want NotFound", name, err)
+		}
+	}
+
+	src := &corev1.Secret{}
+	update(t, ns, "src", src, func() { src.Data["token"] = []byte(v2) })
+	storeHolds(t, ns, "reg", map[string]string{authstore.HashToken(v2): "ci", tokenHash(t, ns, "gen-token"): "gen"})
+}
+
+// TestObservedGenerationOnlyAfterASuccessfulReconcile: a reconcile that
+// fails (here the Secret cannot be written) leaves status.observedGeneration
+// at the generation last reconciled.
+func TestObservedGenerationOnlyAfterASuccessfulReconcile(t *testing.T) {
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(uniregv1.AddToScheme(scheme))
+	reg := &uniregv1.Registry{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "reg"}}
+	tok := &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "ci", UID: "ci-uid", Generation: 3},
+		Spec: tokenSpec("oci:repository:ci/*:push")}
+	failing := true
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(reg, tok).
+		WithStatusSubresource(&uniregv1.Registry{}, &uniregv1.RegistryToken{}).
+		WithIndex(&uniregv1.RegistryToken{}, indexTokenID, func(o client.Object) []string {
+			return []string{o.(*uniregv1.RegistryToken).Status.TokenID}
+		}).
+		WithInterceptorFuncs(interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if _, ok := obj.(*corev1.Secret); ok && failing {
+				return apierrors.NewServiceUnavailable("etcd is away")
+			}
+			return c.Create(ctx, obj, opts...)
+		}}).Build()
+	r := &RegistryTokenReconciler{Client: c, APIReader: c, Scheme: scheme, Recorder: record.NewFakeRecorder(10)}
+	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(tok)}
+	if _, err := r.Reconcile(context.Background(), req); err == nil {
+		t.Fatal("the reconcile did not fail")
+	}
+	if err := c.Get(context.Background(), req.NamespacedName, tok); err != nil {
+		t.Fatal(err)
+	}
+	if tok.Status.ObservedGeneration != 0 {
+		t.Fatalf("observedGeneration = %d after a failed reconcile, want 0", tok.Status.ObservedGeneration)
+	}
+	failing = false
+	if _, err := r.Reconcile(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(context.Background(), req.NamespacedName, tok); err != nil {
+		t.Fatal(err)
+	}
+	if tok.Status.ObservedGeneration != 3 {
+		t.Fatalf("observedGeneration = %d after a successful reconcile, want 3", tok.Status.ObservedGeneration)
 	}
 }

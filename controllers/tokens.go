@@ -12,16 +12,30 @@ import (
 	uniregv1 "github.com/unireg/unireg/api/v1alpha1"
 )
 
-// indexRegistryRef indexes RegistryTokens by the Registry they name.
-const indexRegistryRef = "spec.registryRef.name"
+// indexRegistryRef indexes RegistryTokens, of every namespace, by the
+// Registry they name: the key is "<namespace>/<name>" of registryOf, so a
+// Registry finds the tokens other namespaces hold for it (registryRefKey).
+const indexRegistryRef = "spec.registryRef"
+
+// labelRegistryNamespace on a token Secret is the namespace of the Registry
+// named by labelRegistry: a token of another namespace feeds that
+// Registry's auth store.
+const labelRegistryNamespace = "unireg.dev/registry-namespace"
 
 // indexScopeRef indexes RegistryTokens by the RegistryScopes they name.
 const indexScopeRef = "spec.scopeRefs.name"
 
 func indexTokensByRegistry(mgr ctrl.Manager) error {
-	return mgr.GetFieldIndexer().IndexField(context.Background(), &uniregv1.RegistryToken{}, indexRegistryRef,
-		func(o client.Object) []string { return []string{o.(*uniregv1.RegistryToken).Spec.RegistryRef.Name} })
+	return mgr.GetFieldIndexer().IndexField(context.Background(), &uniregv1.RegistryToken{}, indexRegistryRef, registryRefKeys)
 }
+
+// registryRefKeys is the index function of indexRegistryRef.
+func registryRefKeys(o client.Object) []string {
+	return []string{registryRefKey(registryOf(o.(*uniregv1.RegistryToken)))}
+}
+
+// registryRefKey is the indexRegistryRef key of a Registry.
+func registryRefKey(reg types.NamespacedName) string { return reg.Namespace + "/" + reg.Name }
 
 func indexTokensByScope(mgr ctrl.Manager) error {
 	return mgr.GetFieldIndexer().IndexField(context.Background(), &uniregv1.RegistryToken{}, indexScopeRef,
@@ -34,8 +48,14 @@ func indexTokensByScope(mgr ctrl.Manager) error {
 		})
 }
 
-// tokenUser is the user a token acts as: spec.user, else the object's name.
+// tokenUser is the user a token acts as. A token for a Registry of another
+// namespace is <namespace>/<name>, whatever spec.user says (policyRefusal
+// refuses one that sets it), so tenants cannot act as each other; a token of
+// the Registry's own namespace is spec.user, else the object's name.
 func tokenUser(t *uniregv1.RegistryToken) string {
+	if crossNamespace(t) {
+		return t.Namespace + "/" + t.Name
+	}
 	if t.Spec.User != "" {
 		return t.Spec.User
 	}

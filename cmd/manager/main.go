@@ -17,7 +17,6 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -96,20 +95,15 @@ func managerOptions(s *settings, scheme *runtime.Scheme) ctrl.Options {
 	if !s.enableHTTP2 {
 		metrics.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
 	}
-	opts := ctrl.Options{
+	return ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metrics,
 		HealthProbeBindAddress: s.probeAddr,
 		LeaderElection:         s.leaderElect,
 		LeaderElectionID:       "manager.unireg.dev",
+		// The watched namespaces, and of Secrets only the operator's own.
+		Cache: controllers.CacheOptions(s.watchNamespaces),
 	}
-	if len(s.watchNamespaces) > 0 {
-		opts.Cache.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range s.watchNamespaces {
-			opts.Cache.DefaultNamespaces[ns] = cache.Config{}
-		}
-	}
-	return opts
 }
 
 // newManager builds the manager with every controller registered.
@@ -121,7 +115,7 @@ func newManager(cfg *rest.Config, s *settings) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
 	}
-	if err := controllers.Setup(mgr, controllers.Options{DefaultImage: s.registryImage}); err != nil {
+	if err := controllers.Setup(mgr, controllers.Options{DefaultImage: s.registryImage, WatchNamespaces: s.watchNamespaces}); err != nil {
 		return nil, fmt.Errorf("set up controllers: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

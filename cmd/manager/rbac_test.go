@@ -35,8 +35,11 @@ var neededRules = map[string][]string{
 	"/secrets": {"create", "get", "list", "update", "watch"},
 	// The data volume: created once; its owner reference follows
 	// spec.storage.filesystem.reclaimPolicy (update).
-	"/persistentvolumeclaims":              {"create", "get", "list", "update", "watch"},
-	"/events":                              {"create", "patch"},
+	"/persistentvolumeclaims": {"create", "get", "list", "update", "watch"},
+	"/events":                 {"create", "patch"},
+	// The token controller: a Namespace's labels say whether a Registry's
+	// tokenPolicy admits its tokens (watched, so a label change applies).
+	"/namespaces":                          {"get", "list", "watch"},
 	"unireg.dev/registries":                {"get", "list", "watch"},
 	"unireg.dev/registries/status":         {"update"},
 	"unireg.dev/registries/finalizers":     {"update"},
