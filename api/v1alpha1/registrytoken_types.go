@@ -110,9 +110,11 @@ type RegistryTokenStatus struct {
 	// +optional
 	Rotation string `json:"rotation,omitempty"`
 	// Conditions: Ready is false with a reason when the registry or a scope
-	// is missing, the token expired, spec.secretRef is not allowed or holds
-	// no valid token, spec.secretName is a Secret the operator did not
-	// create for this token, or an earlier token has the same token.
+	// is missing, the Registry's tokenPolicy does not admit the token
+	// (NamespaceNotAllowed, UserNotAllowed, ScopeNotAllowed), the token
+	// expired, spec.secretRef is not allowed or holds no valid token,
+	// spec.secretName is a Secret the operator did not create for this
+	// token, or an earlier token has the same token.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
