@@ -7,6 +7,8 @@ package controllers
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -23,6 +25,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/yaml"
 
 	uniregv1 "github.com/unireg/unireg/api/v1alpha1"
 	"github.com/unireg/unireg/registry/authstore"
@@ -243,4 +246,35 @@ func TestProjectionChecksThePolicyAgain(t *testing.T) {
 		}
 		t.Fatalf("projected %s, want team/fits only", strings.Join(got, ", "))
 	}
+}
+
+// TestTokenPolicySamplesWork applies config/samples/tokenpolicy, the
+// platform Registry and a team's token, in fresh namespaces: the example
+// users copy is admitted and projected.
+func TestTokenPolicySamplesWork(t *testing.T) {
+	platform, team := namespace(t), namespace(t)
+	n := &corev1.Namespace{}
+	update(t, "", team, n, func() { n.Labels = map[string]string{"unireg.dev/team": "true"} })
+	read := func(file string, obj client.Object) {
+		raw, err := os.ReadFile(filepath.Join("..", "config", "samples", "tokenpolicy", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.UnmarshalStrict(raw, obj); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+	}
+	reg := &uniregv1.Registry{}
+	read("registry.yaml", reg)
+	reg.Namespace = platform
+	create(t, reg)
+	tok := &uniregv1.RegistryToken{}
+	read("registrytoken.yaml", tok)
+	tok.Namespace, tok.Spec.RegistryRef.Namespace = team, platform
+	for i, s := range tok.Spec.Scopes { // the sample's team is team-a
+		tok.Spec.Scopes[i] = strings.ReplaceAll(s, "team-a", team)
+	}
+	create(t, tok)
+	waitReason(t, team, tok.Name, ReasonIssued)
+	storeHolds(t, platform, reg.Name, map[string]string{tokenHash(t, team, tok.Name+"-token"): team + "/" + tok.Name})
 }
