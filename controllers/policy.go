@@ -66,6 +66,12 @@ func policyRefusal(ctx context.Context, c client.Reader, reg *uniregv1.Registry,
 // (ScopeNotFound) tells nothing to a namespace the Registry does not admit.
 func admission(ctx context.Context, c client.Reader, reg *uniregv1.Registry, t *uniregv1.RegistryToken) (*refusal, error) {
 	if reg.Namespace == t.Namespace {
+		// Users with a '/' are the tokens of other namespaces: a token of
+		// the Registry's own namespace must not act as one of them (the CRD
+		// refuses it; this catches objects made before that rule).
+		if strings.Contains(t.Spec.User, "/") {
+			return &refusal{ReasonUserNotAllowed, "spec.user cannot contain '/': <namespace>/<name> is the user of tokens from other namespaces"}, nil
+		}
 		return nil, nil
 	}
 	admitted, err := namespaceAdmitted(ctx, c, reg, t.Namespace)

@@ -17,6 +17,7 @@ type RegistryTokenSpec struct {
 	// <namespace>/<name> and must leave it empty, so tenants cannot act
 	// as each other.
 	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="!self.contains('/')",message="spec.user cannot contain '/': <namespace>/<name> is the user of tokens from other namespaces"
 	// +optional
 	User string `json:"user,omitempty"`
 	// Scopes granted to the token, e.g. "oci:repository:team/*:push".
