@@ -91,6 +91,10 @@ type Config struct {
 	// least 32 bytes). Replicas must share it. nil picks a random key, valid
 	// for this process only.
 	JWTKey []byte
+	// JWTKeys, when set, replace JWTKey: the signing key and the previous
+	// keys that still verify, which may change while the registry runs (a
+	// rotation; see auth.JWTKeyFile).
+	JWTKeys *auth.JWTKeys
 	// TokenService is the `service` of Bearer challenges (default "unireg").
 	TokenService string
 	// TokenTTL is the lifetime of issued JWTs (default 5 minutes).
@@ -337,13 +341,13 @@ func newGate(cfg Config) (*auth.Service, error) {
 		return nil, fmt.Errorf("registry: anonymous scopes: %w", err)
 	}
 	key := cfg.JWTKey
-	if key == nil {
+	if key == nil && cfg.JWTKeys == nil {
 		key = make([]byte, 32)
 		if _, err := rand.Read(key); err != nil {
 			return nil, err
 		}
 	}
-	issuer, err := auth.NewJWTIssuer(auth.JWTIssuerOptions{Key: key, Service: cfg.TokenService, TTL: cfg.TokenTTL})
+	issuer, err := auth.NewJWTIssuer(auth.JWTIssuerOptions{Key: key, Keys: cfg.JWTKeys, Service: cfg.TokenService, TTL: cfg.TokenTTL})
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}

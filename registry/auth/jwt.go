@@ -35,9 +35,11 @@ type Claims struct {
 	TokenID string `json:"tid,omitempty"`
 }
 
-// JWTIssuer signs and verifies the Docker-flow JWTs with an HS256 key.
+// JWTIssuer signs and verifies the Docker-flow JWTs with HS256 keys: the
+// JWTs it signs name their key in the "kid" header (KeyID), so that after a
+// rotation those of the previous key still verify while it is listed.
 type JWTIssuer struct {
-	key     []byte
+	keys    *JWTKeys
 	service string
 	issuer  string
 	ttl     time.Duration
@@ -53,6 +55,9 @@ type JWTIssuer struct {
 type verifiedJWT struct {
 	id                   Identity
 	notBefore, expiresAt time.Time
+	// keys were in force when the JWT was verified: once they change, the
+	// JWT is verified again (its key may have been dropped).
+	keys *keySet
 }
 
 // maxVerifiedJWTs bounds the cache; when full it starts over.
@@ -60,8 +65,11 @@ const maxVerifiedJWTs = 16384
 
 // JWTIssuerOptions configure NewJWTIssuer.
 type JWTIssuerOptions struct {
-	// Key is the HS256 secret; at least 32 bytes.
+	// Key is the HS256 secret; at least 32 bytes. Ignored when Keys is set.
 	Key []byte
+	// Keys, when set, are the keys: one signs, previous ones still verify,
+	// and they may change while the issuer runs (a key rotation).
+	Keys *JWTKeys
 	// Service is the audience: the `service` of the Bearer challenge.
 	Service string
 	// TTL is the lifetime of issued tokens (default 5 minutes).
@@ -72,8 +80,12 @@ type JWTIssuerOptions struct {
 
 // NewJWTIssuer returns an issuer.
 func NewJWTIssuer(o JWTIssuerOptions) (*JWTIssuer, error) {
-	if len(o.Key) < 32 {
-		return nil, fmt.Errorf("jwt key: %d bytes, want at least 32", len(o.Key))
+	if o.Keys == nil {
+		keys, err := NewJWTKeys(o.Key)
+		if err != nil {
+			return nil, err
+		}
+		o.Keys = keys
 	}
 	if o.Service == "" {
 		return nil, errors.New("jwt: empty service")
@@ -84,7 +96,7 @@ func NewJWTIssuer(o JWTIssuerOptions) (*JWTIssuer, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &JWTIssuer{key: o.Key, service: o.Service, issuer: "unireg", ttl: o.TTL, now: o.Now, verified: map[string]verifiedJWT{}}, nil
+	return &JWTIssuer{keys: o.Keys, service: o.Service, issuer: "unireg", ttl: o.TTL, now: o.Now, verified: map[string]verifiedJWT{}}, nil
 }
 
 // Service returns the audience the issuer signs for.
@@ -151,7 +163,10 @@ func (j *JWTIssuer) IssueGrant(g Grant) (IssuedJWT, error) {
 		Mountable: g.Mountable,
 		TokenID:   g.TokenID,
 	}
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(j.key)
+	keys := j.keys.current()
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
+	tok.Header["kid"] = keys.signID
+	s, err := tok.SignedString(keys.sign)
 	if err != nil {
 		return IssuedJWT{}, err
 	}
@@ -166,13 +181,14 @@ func (j *JWTIssuer) IssueGrant(g Grant) (IssuedJWT, error) {
 // itself says).
 func (j *JWTIssuer) Verify(token string) (*Identity, error) {
 	now := j.now()
+	keys := j.keys.current()
 	j.mu.RLock()
 	v, ok := j.verified[token]
 	j.mu.RUnlock()
-	if ok && now.Before(v.expiresAt) && !now.Before(v.notBefore) {
+	if ok && v.keys == keys && now.Before(v.expiresAt) && !now.Before(v.notBefore) {
 		return v.id.clone(), nil
 	}
-	id, c, err := j.verify(token)
+	id, c, err := j.verifyWith(token, keys)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if err != nil {
@@ -182,7 +198,7 @@ func (j *JWTIssuer) Verify(token string) (*Identity, error) {
 	if len(j.verified) >= maxVerifiedJWTs {
 		clear(j.verified)
 	}
-	v = verifiedJWT{id: *id.clone(), expiresAt: c.ExpiresAt.Time}
+	v = verifiedJWT{id: *id.clone(), expiresAt: c.ExpiresAt.Time, keys: keys}
 	if c.NotBefore != nil {
 		v.notBefore = c.NotBefore.Time
 	}
@@ -201,8 +217,13 @@ func (id *Identity) clone() *Identity {
 
 // verify does the work of Verify and returns the token's claims too.
 func (j *JWTIssuer) verify(token string) (*Identity, *Claims, error) {
+	return j.verifyWith(token, j.keys.current())
+}
+
+// verifyWith verifies token against one version of the keys.
+func (j *JWTIssuer) verifyWith(token string, keys *keySet) (*Identity, *Claims, error) {
 	var c Claims
-	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return j.key, nil },
+	_, err := jwt.ParseWithClaims(token, &c, keys.keyFunc,
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithIssuer(j.issuer),
 		jwt.WithAudience(j.service),

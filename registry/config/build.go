@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -64,10 +63,15 @@ type Built struct {
 	Config registry.Config
 	// TokenStore is the watched auth store, nil when none is used.
 	TokenStore *auth.TokenStore
+	// JWTKeyFile is the watched JWT key file.
+	JWTKeyFile *auth.JWTKeyFile
 }
 
-// Close stops the auth-store watcher.
+// Close stops the auth-store and key-file watchers.
 func (b *Built) Close() error {
+	if b.JWTKeyFile != nil {
+		b.JWTKeyFile.Close()
+	}
 	if b.TokenStore != nil {
 		return b.TokenStore.Close()
 	}
@@ -87,7 +91,7 @@ func (o *Options) Build(ctx context.Context, log *slog.Logger) (*Built, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := o.jwtKey()
+	keyFile, err := o.jwtKeyFile(log)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +100,7 @@ func (o *Options) Build(ctx context.Context, log *slog.Logger) (*Built, error) {
 	b := &Built{Config: registry.Config{
 		Storage:         store,
 		AnonymousScopes: o.AnonymousScopes(),
-		JWTKey:          key,
+		JWTKeys:         keyFile.Keys(),
 		TokenService:    o.TokenService,
 		TokenTTL:        o.TokenTTL,
 		PublicURL:       o.PublicURL,
@@ -130,12 +134,14 @@ func (o *Options) Build(ctx context.Context, log *slog.Logger) (*Built, error) {
 			DisableDelete:       !o.OCIDelete,
 			DisableReferrers:    !o.OCIReferrers,
 		},
-	}}
+	}, JWTKeyFile: keyFile}
 	if _, err := auth.ParseScopes(b.Config.AnonymousScopes); err != nil {
+		b.Close()
 		return nil, fmt.Errorf("--anonymous: %w", err)
 	}
 	ts, err := o.tokenStore(ctx, log, metrics, len(b.Config.AnonymousScopes) > 0)
 	if err != nil {
+		b.Close()
 		return nil, err
 	}
 	if ts != nil {
@@ -290,9 +296,10 @@ func (o *Options) storage(ctx context.Context, log *slog.Logger) (storage.Driver
 	return d, nil
 }
 
-// jwtKey reads the key file, generating DATA_DIR/jwt.key when no file was
-// named and none exists yet.
-func (o *Options) jwtKey() ([]byte, error) {
+// jwtKeyFile opens the key file, generating DATA_DIR/jwt.key when no file
+// was named and none exists yet, and follows it: a rotation (a new first
+// line, the previous key on the next) applies without a restart.
+func (o *Options) jwtKeyFile(log *slog.Logger) (*auth.JWTKeyFile, error) {
 	path := o.JWTKeyFile
 	if path == "" {
 		path = filepath.Join(o.DataDir, JWTKeyFileName)
@@ -302,15 +309,7 @@ func (o *Options) jwtKey() ([]byte, error) {
 			}
 		}
 	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("JWT key: %w", err)
-	}
-	key := bytes.TrimSpace(raw)
-	if len(key) < 32 {
-		return nil, fmt.Errorf("JWT key %s: %d bytes, want at least 32", path, len(key))
-	}
-	return key, nil
+	return auth.OpenJWTKeyFile(path, auth.JWTKeyFileOptions{Logger: log, Watch: true})
 }
 
 // bootstrapAdmin makes the first run private and usable at once: it creates
