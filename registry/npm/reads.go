@@ -1,14 +1,12 @@
 package npm
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
 
 	"github.com/unireg/unireg/registry/auth"
 	"github.com/unireg/unireg/registry/internal/protocol"
-	"github.com/unireg/unireg/registry/storage"
 )
 
 const mediaTypeAbbreviated = "application/vnd.npm.install-v1+json"
@@ -111,20 +109,11 @@ func (h *Handler) getTarball(q *request) error {
 	if !ok {
 		return newError(http.StatusNotFound, "tarball %s of %s not found", q.route.arg, q.route.pkg)
 	}
-	obj, err := h.store.Open(q.R.Context(), tarballKey(q.route.pkg, sum))
-	if errors.Is(err, storage.ErrNotFound) {
-		return newError(http.StatusNotFound, "tarball %s of %s not found", q.route.arg, q.route.pkg)
-	}
-	if err != nil {
-		return err
-	}
-	defer obj.Close()
-	hd := q.W.Header()
-	hd.Set("Content-Type", "application/octet-stream")
-	hd.Set("ETag", `"`+sum[:32]+`"`)
-	hd.Set("Cache-Control", "public, max-age=31536000, immutable")
-	storage.ServeContent(q.W, q.R, obj)
-	return nil
+	return q.ServeObject(h.store, protocol.Object{
+		Key:      tarballKey(q.route.pkg, sum),
+		Headers:  map[string]string{"ETag": `"` + sum[:32] + `"`, "Cache-Control": "public, max-age=31536000, immutable"},
+		NotFound: newError(http.StatusNotFound, "tarball %s of %s not found", q.route.arg, q.route.pkg),
+	})
 }
 
 func (h *Handler) listDistTags(q *request) error {

@@ -8,6 +8,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/internal/protocol"
 	"github.com/unireg/unireg/registry/storage"
 )
 
@@ -49,21 +50,11 @@ func (h *Handler) getBlob(q *request) error {
 			return nil
 		}
 	}
-	obj, err := h.store.Open(q.R.Context(), blobKey(d))
-	if errors.Is(err, storage.ErrNotFound) {
-		return newError(http.StatusNotFound, CodeBlobUnknown, "blob %s unknown", d)
-	}
-	if err != nil {
-		return err
-	}
-	defer obj.Close()
-	hd := q.W.Header()
-	hd.Set("Docker-Content-Digest", d.String())
-	hd.Set("Content-Type", "application/octet-stream")
-	hd.Set("ETag", `"`+d.String()+`"`)
-	hd.Set("Cache-Control", "max-age=31536000")
-	storage.ServeContent(q.W, q.R, obj)
-	return nil
+	return q.ServeObject(h.store, protocol.Object{
+		Key:      blobKey(d),
+		Headers:  map[string]string{"Docker-Content-Digest": d.String(), "ETag": `"` + d.String() + `"`, "Cache-Control": "max-age=31536000"},
+		NotFound: newError(http.StatusNotFound, CodeBlobUnknown, "blob %s unknown", d),
+	})
 }
 
 func (h *Handler) deleteBlob(q *request) error {
