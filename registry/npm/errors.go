@@ -1,8 +1,6 @@
 package npm
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 
@@ -25,24 +23,10 @@ func newError(status int, format string, args ...any) *Error {
 // are classified by protocol.Classify: internal ones are answered 500 with a
 // generic message, their text passed to the request log.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var e *Error
-	if !errors.As(err, &e) {
-		status, msg := protocol.Classify(w, r, err)
-		e = &Error{Status: status, Message: msg}
-	}
+	e := protocol.ErrorAs(w, r, err, func(status int, msg string) *Error {
+		return &Error{Status: status, Message: msg}
+	})
 	writeJSON(w, r, e.Status, map[string]string{"error": e.Message})
-}
-
-func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status, b = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	if r.Method != http.MethodHead {
-		w.Write(b)
-	}
 }
 
 // Disabled answers every request with 404 in npm's error format. A server

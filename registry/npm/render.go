@@ -3,8 +3,24 @@ package npm
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"net/http"
 	"strings"
 )
+
+// writeJSON answers v as a JSON document with status; HEAD gets the
+// headers only.
+func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		w.Write(b)
+	}
+}
 
 // withTarballURLs returns a shallow copy of the document whose tarball URLs
 // are absolute under base (the externally visible npm root, e.g.

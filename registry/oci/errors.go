@@ -2,7 +2,6 @@ package oci
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 
@@ -67,11 +66,9 @@ var codeOf = map[int]string{
 // *Error are classified by protocol.Classify: internal ones are answered as
 // 500 UNKNOWN, their text goes to the log, never to the client.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var e *Error
-	if !errors.As(err, &e) {
-		status, msg := protocol.Classify(w, r, err)
-		e = &Error{Status: status, Code: codeOf[status], Message: msg}
-	}
+	e := protocol.ErrorAs(w, r, err, func(status int, msg string) *Error {
+		return &Error{Status: status, Code: codeOf[status], Message: msg}
+	})
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Del("Content-Length")

@@ -37,6 +37,16 @@ func Classify(w http.ResponseWriter, r *http.Request, err error) (status int, me
 	return http.StatusInternalServerError, "internal error"
 }
 
+// ErrorAs is the protocol's own error for err: err itself when it is an E
+// (by errors.As), else the E that classified makes of Classify's answer.
+func ErrorAs[E error](w http.ResponseWriter, r *http.Request, err error, classified func(status int, message string) E) E {
+	var e E
+	if errors.As(err, &e) {
+		return e
+	}
+	return classified(Classify(w, r, err))
+}
+
 // Disabled answers every request with err, written by the protocol's write.
 // A server that turns a protocol off mounts this at the protocol's prefix,
 // so that its clients say why instead of failing to parse another format.
