@@ -2,8 +2,6 @@ package controllers
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -108,12 +106,16 @@ func (r *RegistryReconciler) now() time.Time {
 }
 
 func (r *RegistryReconciler) reconcile(ctx context.Context, reg *uniregv1.Registry) (ctrl.Result, error) {
-	if err := r.reconcileJWTKey(ctx, reg); err != nil {
+	nextKeyStep, err := r.reconcileJWTKey(ctx, reg)
+	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("jwt key: %w", err)
 	}
-	nextExpiry, err := r.reconcileAuthStore(ctx, reg)
+	next, err := r.reconcileAuthStore(ctx, reg)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("auth store: %w", err)
+	}
+	if !nextKeyStep.IsZero() && (next.IsZero() || nextKeyStep.Before(next)) {
+		next = nextKeyStep
 	}
 	if err := r.reconcileAccess(ctx, reg); err != nil {
 		return ctrl.Result{}, fmt.Errorf("service account: %w", err)
@@ -129,37 +131,10 @@ func (r *RegistryReconciler) reconcile(ctx context.Context, reg *uniregv1.Regist
 		return ctrl.Result{}, fmt.Errorf("deployment: %w", err)
 	}
 	r.setStatus(reg, dep)
-	if !nextExpiry.IsZero() {
-		return ctrl.Result{RequeueAfter: nextExpiry.Sub(r.now()) + time.Second}, nil
+	if !next.IsZero() {
+		return ctrl.Result{RequeueAfter: next.Sub(r.now()) + time.Second}, nil
 	}
 	return ctrl.Result{}, nil
-}
-
-// reconcileJWTKey creates the JWT signing key once; it is never rotated by
-// accident. A key Secret this Registry does not control is a conflict, never
-// its key: whoever may create Secrets could otherwise plant the key of a
-// future Registry and forge its JWTs.
-func (r *RegistryReconciler) reconcileJWTKey(ctx context.Context, reg *uniregv1.Registry) error {
-	s := &corev1.Secret{}
-	err := r.Get(ctx, types.NamespacedName{Namespace: reg.Namespace, Name: jwtSecretName(reg)}, s)
-	if err == nil {
-		return mustControl(reg, s, "Secret")
-	}
-	if !apierrors.IsNotFound(err) {
-		return err
-	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return err
-	}
-	s = &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: jwtSecretName(reg), Labels: commonLabels(reg)},
-		Data:       map[string][]byte{keyJWT: []byte(hex.EncodeToString(key))},
-	}
-	if err := controllerutil.SetControllerReference(reg, s, r.Scheme); err != nil {
-		return err
-	}
-	return createOnly(ctx, r.Client, s, "Secret")
 }
 
 // Reasons of the Registry's TokensProjected condition.
