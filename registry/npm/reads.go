@@ -11,8 +11,12 @@ import (
 
 const mediaTypeAbbreviated = "application/vnd.npm.install-v1+json"
 
-// packageOr404 loads the cached package, or answers 404.
-func (h *Handler) packageOr404(q *request) (*cachedDoc, error) {
+// readablePackage checks that the caller may read the route's package, then
+// loads it from the cache, or answers 404.
+func (h *Handler) readablePackage(q *request) (*cachedDoc, error) {
+	if err := q.Require(q.route.pkg, auth.ActionRead); err != nil {
+		return nil, err
+	}
 	c, err := h.packages.cached(q.R.Context(), q.route.pkg)
 	if err != nil {
 		return nil, err
@@ -27,10 +31,7 @@ func (h *Handler) packageOr404(q *request) (*cachedDoc, error) {
 // that ask for application/vnd.npm.install-v1+json, gzipped to clients that
 // accept it, with an ETag for If-None-Match.
 func (h *Handler) getPackument(q *request) error {
-	if err := q.Require(q.route.pkg, auth.ActionRead); err != nil {
-		return err
-	}
-	c, err := h.packageOr404(q)
+	c, err := h.readablePackage(q)
 	if err != nil {
 		return err
 	}
@@ -77,10 +78,7 @@ func acceptsGzip(r *http.Request) bool {
 
 // getVersion serves one version's manifest, by version or dist-tag.
 func (h *Handler) getVersion(q *request) error {
-	if err := q.Require(q.route.pkg, auth.ActionRead); err != nil {
-		return err
-	}
-	c, err := h.packageOr404(q)
+	c, err := h.readablePackage(q)
 	if err != nil {
 		return err
 	}
@@ -98,10 +96,7 @@ func (h *Handler) getVersion(q *request) error {
 
 // getTarball streams a tarball from storage.
 func (h *Handler) getTarball(q *request) error {
-	if err := q.Require(q.route.pkg, auth.ActionRead); err != nil {
-		return err
-	}
-	c, err := h.packageOr404(q)
+	c, err := h.readablePackage(q)
 	if err != nil {
 		return err
 	}
@@ -117,10 +112,7 @@ func (h *Handler) getTarball(q *request) error {
 }
 
 func (h *Handler) listDistTags(q *request) error {
-	if err := q.Require(q.route.pkg, auth.ActionRead); err != nil {
-		return err
-	}
-	c, err := h.packageOr404(q)
+	c, err := h.readablePackage(q)
 	if err != nil {
 		return err
 	}

@@ -201,9 +201,13 @@ func (h *Handler) saveSession(ctx context.Context, s *session, cond storage.Cond
 	return nil
 }
 
-// loadSession reads the session of the route, checking it belongs to the
-// route's repository.
+// loadSession checks that the caller may push to the route's repository,
+// then reads the session of the route, checking it belongs to that
+// repository.
 func (h *Handler) loadSession(q *request) (*session, error) {
+	if err := q.Require(q.route.name, auth.ActionPush); err != nil {
+		return nil, err
+	}
 	id := q.route.ref
 	unknown := newError(http.StatusNotFound, CodeBlobUploadUnknown, "upload %s unknown", truncate(id))
 	if !uploadIDRE.MatchString(id) {
@@ -361,9 +365,6 @@ func parseContentRange(v string) (start, end int64, err error) {
 const maxChunk = 1 << 50
 
 func (h *Handler) patchUpload(q *request) error {
-	if err := q.Require(q.route.name, auth.ActionPush); err != nil {
-		return err
-	}
 	s, err := h.loadSession(q)
 	if err != nil {
 		return err
@@ -417,9 +418,6 @@ func (h *Handler) writeUploadHeaders(q *request, s *session) {
 }
 
 func (h *Handler) finishUpload(q *request) error {
-	if err := q.Require(q.route.name, auth.ActionPush); err != nil {
-		return err
-	}
 	s, err := h.loadSession(q)
 	if err != nil {
 		return err
@@ -497,9 +495,6 @@ func (h *Handler) sessionDigest(ctx context.Context, s *session, alg digest.Algo
 }
 
 func (h *Handler) uploadStatus(q *request) error {
-	if err := q.Require(q.route.name, auth.ActionPush); err != nil {
-		return err
-	}
 	s, err := h.loadSession(q)
 	if err != nil {
 		return err
@@ -510,9 +505,6 @@ func (h *Handler) uploadStatus(q *request) error {
 }
 
 func (h *Handler) cancelUpload(q *request) error {
-	if err := q.Require(q.route.name, auth.ActionPush); err != nil {
-		return err
-	}
 	s, err := h.loadSession(q)
 	if err != nil {
 		return err
