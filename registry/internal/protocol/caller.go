@@ -1,11 +1,3 @@
-// Package protocol is what every protocol handler of the registry needs,
-// written once: who the caller is and whether they may act (Guard, Call),
-// admission of upload bodies (Uploads), the answer to errors that are not
-// the protocol's own (Classify), write events (Emit), conditional GETs
-// (ETagMatches) and the externally visible base URL (BaseURL). A protocol
-// package (registry/oci, registry/npm) keeps only its wire format: its
-// paths, its documents and how its errors are written. This package sits
-// below the protocols and above registry/auth; it imports no protocol.
 package protocol
 
 import (
