@@ -3,6 +3,7 @@ package controllers
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -175,3 +176,10 @@ func containerResources(spec corev1.ResourceRequirements) corev1.ResourceRequire
 	}
 	return out
 }
+
+// ReasonWaitingForUpgradeSlot is the reason of a Registry's Progressing
+// condition while its new default image waits for another Registry's.
+const ReasonWaitingForUpgradeSlot = "WaitingForUpgradeSlot"
+
+// upgradeSlotRetry is how often a waiting Registry looks again.
+const upgradeSlotRetry = 15 * time.Second

@@ -126,15 +126,19 @@ func (r *RegistryReconciler) reconcile(ctx context.Context, reg *uniregv1.Regist
 	if err := r.reconcileService(ctx, reg); err != nil {
 		return ctrl.Result{}, fmt.Errorf("service: %w", err)
 	}
-	dep, err := r.reconcileDeployment(ctx, reg)
+	dep, waiting, err := r.reconcileDeployment(ctx, reg)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("deployment: %w", err)
 	}
-	r.setStatus(reg, dep)
+	r.setStatus(reg, dep, waiting)
+	var result ctrl.Result
 	if !next.IsZero() {
-		return ctrl.Result{RequeueAfter: next.Sub(r.now()) + time.Second}, nil
+		result.RequeueAfter = next.Sub(r.now()) + time.Second
 	}
-	return ctrl.Result{}, nil
+	if waiting != "" && (result.RequeueAfter <= 0 || result.RequeueAfter > upgradeSlotRetry) {
+		result.RequeueAfter = upgradeSlotRetry // the slot frees without an event here
+	}
+	return result, nil
 }
 
 // Reasons of the Registry's TokensProjected condition.
@@ -343,10 +347,18 @@ func (r *RegistryReconciler) reconcileService(ctx context.Context, reg *uniregv1
 	return err
 }
 
-func (r *RegistryReconciler) reconcileDeployment(ctx context.Context, reg *uniregv1.Registry) (*appsv1.Deployment, error) {
-	replicas := int32(1)
-	if reg.Spec.Replicas != nil {
-		replicas = *reg.Spec.Replicas
+// reconcileDeployment applies the Deployment. While the Registry waits for
+// its turn to take a new default image (upgradeSlot), its pods keep the
+// image they run and waiting says why.
+func (r *RegistryReconciler) reconcileDeployment(ctx context.Context, reg *uniregv1.Registry) (dep *appsv1.Deployment, waiting string, err error) {
+	replicas := wantedReplicas(reg)
+	keep, waiting, err := r.upgradeSlot(ctx, reg)
+	if err != nil {
+		return nil, "", err
+	}
+	template := r.podTemplate(reg)
+	if keep != "" {
+		template.Spec.Containers[0].Image = keep
 	}
 	// The rolling parameters are the API server's defaults, applied so the
 	// operator owns them: server-side apply then removes them when the
@@ -361,23 +373,23 @@ func (r *RegistryReconciler) reconcileDeployment(ctx context.Context, reg *unire
 		// A volume cannot be shared by a new pod and an old one.
 		strategy = appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
 	}
-	dep := &appsv1.Deployment{
+	dep = &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: reg.Name},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: selectorLabels(reg)},
-			Template: r.podTemplate(reg),
+			Template: template,
 			Strategy: strategy,
 		},
 	}
 	live, err := r.apply(ctx, reg, dep)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return live.(*appsv1.Deployment), nil
+	return live.(*appsv1.Deployment), waiting, nil
 }
 
-func (r *RegistryReconciler) setStatus(reg *uniregv1.Registry, dep *appsv1.Deployment) {
+func (r *RegistryReconciler) setStatus(reg *uniregv1.Registry, dep *appsv1.Deployment, waiting string) {
 	reg.Status.URL = serviceURL(reg)
 	reg.Status.ReadyReplicas = dep.Status.ReadyReplicas
 	want := int32(1)
@@ -396,7 +408,14 @@ func (r *RegistryReconciler) setStatus(reg *uniregv1.Registry, dep *appsv1.Deplo
 	}
 	set(uniregv1.ConditionAvailable, available, map[bool]string{true: "ReplicasReady", false: "NoReplicaReady"}[available],
 		fmt.Sprintf("%d of %d replicas ready", dep.Status.ReadyReplicas, want))
-	set(uniregv1.ConditionProgressing, !rolledOut, map[bool]string{true: "RollingOut", false: "RolledOut"}[!rolledOut], "")
+	if waiting != "" {
+		if was := meta.FindStatusCondition(reg.Status.Conditions, uniregv1.ConditionProgressing); was == nil || was.Reason != ReasonWaitingForUpgradeSlot || was.Message != waiting {
+			r.Recorder.Event(reg, corev1.EventTypeNormal, ReasonWaitingForUpgradeSlot, waiting)
+		}
+		set(uniregv1.ConditionProgressing, true, ReasonWaitingForUpgradeSlot, waiting)
+	} else {
+		set(uniregv1.ConditionProgressing, !rolledOut, map[bool]string{true: "RollingOut", false: "RolledOut"}[!rolledOut], "")
+	}
 	degraded := dep.Status.ReadyReplicas < want && rolledOut
 	set(uniregv1.ConditionDegraded, degraded, map[bool]string{true: "MissingReplicas", false: "AsExpected"}[degraded], "")
 	ready := available && !degraded
