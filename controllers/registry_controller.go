@@ -382,6 +382,9 @@ func (r *RegistryReconciler) reconcileDeployment(ctx context.Context, reg *unire
 			Strategy: strategy,
 		},
 	}
+	if reg.Spec.Image == "" {
+		dep.Annotations = map[string]string{annotationDefaultImage: template.Spec.Containers[0].Image}
+	}
 	live, err := r.apply(ctx, reg, dep)
 	if err != nil {
 		return nil, "", err

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,6 +23,17 @@ import (
 // out. Everything else of its spec applies meanwhile; only the image is
 // held. A rollout that never finishes holds the others (the new image may
 // be what is wrong): their Progressing condition names it.
+//
+// Only an image that a previous operator put there as its default is held:
+// the Deployment records the default image it was given
+// (annotationDefaultImage), so a hand edit of the image is not mistaken for
+// an older default and is reverted at once. A Deployment of an operator
+// from before the record counts its image as a previous default when it is
+// of the same repository as the operator's default.
+
+// annotationDefaultImage on a Deployment is the operator's default image
+// it was applied with; absent when the Registry names its image.
+const annotationDefaultImage = "unireg.dev/default-image"
 
 // upgradeSlot says whether reg may move from the image its Deployment runs
 // to the default image. It returns "" when it may (or the question does not
@@ -38,7 +50,7 @@ func (r *RegistryReconciler) upgradeSlot(ctx context.Context, reg *uniregv1.Regi
 		return "", "", err
 	}
 	current := registryImage(live)
-	if !metav1.IsControlledBy(live, reg) || current == "" || current == r.DefaultImage || derefReplicas(live) == 0 {
+	if !metav1.IsControlledBy(live, reg) || current == r.DefaultImage || !r.previousDefault(live) || derefReplicas(live) == 0 {
 		return "", "", nil
 	}
 	var regs uniregv1.RegistryList
@@ -63,11 +75,35 @@ func (r *RegistryReconciler) upgradeSlot(ctx context.Context, reg *uniregv1.Regi
 		switch img := registryImage(dep); {
 		case img == r.DefaultImage && !deploymentRolledOut(dep):
 			return current, fmt.Sprintf("Registry %s is rolling out the operator's image %s; this one keeps %s until it is done", key(other), r.DefaultImage, current), nil
-		case img != r.DefaultImage && key(other) < me && !failing(other):
+		case img != r.DefaultImage && r.previousDefault(dep) && key(other) < me && !failing(other):
 			return current, fmt.Sprintf("Registry %s takes the operator's image %s before this one (one at a time, by namespace/name); this one keeps %s meanwhile", key(other), r.DefaultImage, current), nil
 		}
 	}
 	return "", "", nil
+}
+
+// previousDefault: the Deployment runs a default image of an operator,
+// another than this one's.
+func (r *RegistryReconciler) previousDefault(dep *appsv1.Deployment) bool {
+	img := registryImage(dep)
+	if img == "" || img == r.DefaultImage {
+		return false
+	}
+	if recorded, ok := dep.Annotations[annotationDefaultImage]; ok {
+		return recorded == img
+	}
+	return repository(img) == repository(r.DefaultImage)
+}
+
+// repository is an image reference without its tag or digest.
+func repository(image string) string {
+	if i := strings.Index(image, "@"); i >= 0 {
+		image = image[:i]
+	}
+	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
+		image = image[:i]
+	}
+	return image
 }
 
 func key(o client.Object) string { return o.GetNamespace() + "/" + o.GetName() }

@@ -218,3 +218,30 @@ func TestOperatorUpgradeRollsRegistriesOneAtATime(t *testing.T) {
 		t.Error("no WaitingForUpgradeSlot event")
 	}
 }
+
+// A Deployment of an operator from before the default-image record: its
+// image is taken for a previous default when it is of the same repository.
+func TestPreviousDefaultImage(t *testing.T) {
+	r := &RegistryReconciler{DefaultImage: "docker.io/unireg/registry:v0.5.0"}
+	dep := func(image string, annotations map[string]string) *appsv1.Deployment {
+		return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Annotations: annotations}, Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "registry", Image: image}}}}}}
+	}
+	for _, c := range []struct {
+		image       string
+		annotations map[string]string
+		want        bool
+	}{
+		{"docker.io/unireg/registry:v0.4.0", map[string]string{annotationDefaultImage: "docker.io/unireg/registry:v0.4.0"}, true},
+		{"docker.io/unireg/registry:v0.5.0", map[string]string{annotationDefaultImage: "docker.io/unireg/registry:v0.5.0"}, false}, // already there
+		{"evil.example/registry:1", map[string]string{annotationDefaultImage: "docker.io/unireg/registry:v0.4.0"}, false},        // a hand edit
+		{"docker.io/unireg/registry:v0.4.0", nil, true},
+		{"docker.io/unireg/registry@sha256:0123", nil, true},
+		{"localhost:5000/unireg/registry:v0.4.0", nil, false},
+		{"other/registry:v0.4.0", nil, false},
+	} {
+		if got := r.previousDefault(dep(c.image, c.annotations)); got != c.want {
+			t.Errorf("previousDefault(%s, %v) = %t, want %t", c.image, c.annotations, got, c.want)
+		}
+	}
+}
