@@ -110,7 +110,8 @@ func (h *Handler) Prefix() string { return h.opts.Prefix }
 // the tokens it created, and the list of tokens revoked by `npm logout`.
 func (h *Handler) Tokens() *Tokens { return h.tokens }
 
-// UploadsInProgress returns how many publish bodies are streaming now.
+// UploadsInProgress returns how many publishes hold an upload slot now:
+// from the start of their body to their answer.
 func (h *Handler) UploadsInProgress() int64 { return h.uploads.InProgress() }
 
 // request is one API call: the exchange, the caller and the parsed route.
@@ -277,4 +278,4 @@ func (h *Handler) whoami(q *request) error {
 // SetGate sets the gate after construction: the registry builds the npm
 // handler first, because its token store is part of the authentication chain
 // that the gate is built from.
-func (h *Handler) SetGate(g Gate) { h.opts.Gate, h.guard.Gate = g, g }
+func (h *Handler) SetGate(g Gate) { h.guard.Gate = g }
