@@ -44,7 +44,7 @@ func (r *RegistryReconciler) projection(ctx context.Context, reg *uniregv1.Regis
 		}
 		scopes, err := tokenScopes(ctx, r.Client, t)
 		if err != nil {
-			continue // a missing RegistryScope: the token controller marks it not Ready
+			continue // a missing or invalid RegistryScope: the token controller marks it not Ready
 		}
 		if refused, err := policyRefusal(ctx, r.Client, reg, t, scopes); err != nil {
 			return nil, nil, time.Time{}, err

@@ -165,11 +165,15 @@ func (r *RegistryTokenReconciler) reconcile(ctx context.Context, tok *uniregv1.R
 		return ctrl.Result{}, nil
 	}
 	scopes, err := tokenScopes(ctx, r.Client, tok)
-	if err != nil {
-		if apierrors.IsNotFound(err) {
-			r.notReady(tok, ReasonScopeNotFound, err.Error())
-			return ctrl.Result{}, nil
-		}
+	var invalid *invalidScopeError
+	switch {
+	case errors.As(err, &invalid):
+		r.notReady(tok, ReasonInvalidScope, invalid.Error())
+		return ctrl.Result{}, nil
+	case apierrors.IsNotFound(err):
+		r.notReady(tok, ReasonScopeNotFound, err.Error())
+		return ctrl.Result{}, nil
+	case err != nil:
 		return ctrl.Result{}, err
 	}
 	if refused = scopeRefusal(reg, tok, scopes); refused != nil {

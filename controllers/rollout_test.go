@@ -234,7 +234,7 @@ func TestPreviousDefaultImage(t *testing.T) {
 	}{
 		{"docker.io/unireg/registry:v0.4.0", map[string]string{annotationDefaultImage: "docker.io/unireg/registry:v0.4.0"}, true},
 		{"docker.io/unireg/registry:v0.5.0", map[string]string{annotationDefaultImage: "docker.io/unireg/registry:v0.5.0"}, false}, // already there
-		{"evil.example/registry:1", map[string]string{annotationDefaultImage: "docker.io/unireg/registry:v0.4.0"}, false},        // a hand edit
+		{"evil.example/registry:1", map[string]string{annotationDefaultImage: "docker.io/unireg/registry:v0.4.0"}, false},          // a hand edit
 		{"docker.io/unireg/registry:v0.4.0", nil, true},
 		{"docker.io/unireg/registry@sha256:0123", nil, true},
 		{"localhost:5000/unireg/registry:v0.4.0", nil, false},

@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	uniregv1 "github.com/unireg/unireg/api/v1alpha1"
+	"github.com/unireg/unireg/registry/auth"
 )
 
 // indexRegistryRef indexes RegistryTokens, of every namespace, by the
@@ -62,17 +63,33 @@ func tokenUser(t *uniregv1.RegistryToken) string {
 	return t.Name
 }
 
+// invalidScopeError: a scope of the token, or of a RegistryScope it uses,
+// is one the server's parser refuses (an object stored under an older,
+// looser CRD). Such a token is not Ready and never projected: the pods
+// would refuse the whole auth store.
+type invalidScopeError struct{ err error }
+
+func (e *invalidScopeError) Error() string { return e.err.Error() }
+func (e *invalidScopeError) Unwrap() error { return e.err }
+
 // tokenScopes is the union of a token's scopes and its RegistryScopes'
-// scopes, sorted and without duplicates. A missing RegistryScope is an error.
+// scopes, sorted and without duplicates. A missing RegistryScope is an
+// error (NotFound); a scope the server refuses is an *invalidScopeError.
 func tokenScopes(ctx context.Context, c client.Client, t *uniregv1.RegistryToken) ([]string, error) {
 	seen := map[string]bool{}
-	for _, s := range t.Spec.Scopes {
+	for i, s := range t.Spec.Scopes {
+		if _, err := auth.ParseScope(s); err != nil {
+			return nil, &invalidScopeError{fmt.Errorf("spec.scopes[%d]: %w", i, err)}
+		}
 		seen[s] = true
 	}
 	for _, ref := range t.Spec.ScopeRefs {
 		var rs uniregv1.RegistryScope
 		if err := c.Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: ref.Name}, &rs); err != nil {
 			return nil, fmt.Errorf("RegistryScope %s: %w", ref.Name, err)
+		}
+		if err := validScopes(&rs); err != nil {
+			return nil, &invalidScopeError{fmt.Errorf("RegistryScope %s: %w", ref.Name, err)}
 		}
 		for _, s := range rs.Spec.Scopes {
 			seen[s] = true
