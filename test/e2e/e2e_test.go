@@ -53,7 +53,9 @@ func TestEndToEnd(t *testing.T) {
 	s := &suite{k: k, ns: ns, managerImage: managerImage, registryImage: registryImage}
 	t.Cleanup(func() {
 		if t.Failed() {
-			k.dump(ns)
+			for _, n := range append([]string{ns}, s.extraNamespaces...) {
+				k.dump(n)
+			}
 		}
 		if os.Getenv("E2E_KEEP") != "" {
 			t.Logf("E2E_KEEP is set: leaving namespace %s and the operator in place", ns)
@@ -72,6 +74,7 @@ func TestEndToEnd(t *testing.T) {
 		{"6-two-replicas-on-s3", s.twoReplicasOnS3},
 		{"5-revocation", s.revocation},
 		{"7-upgrade", s.upgrade},
+		{"8-team-tokens-under-a-policy", s.teamTokensUnderPolicy},
 	}
 	for _, step := range steps {
 		if !t.Run(step.name, step.run) {
@@ -95,11 +98,15 @@ type suite struct {
 	keeper         credential // a token that outlives the revocation step
 	s3             credential // the S3 registry's token
 	s3Pods         map[string]string
+	// Namespaces of the steps besides ns, deleted with it.
+	extraNamespaces []string
 }
 
 func (s *suite) cleanup() {
 	ctx := context.Background()
-	s.k.c.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.ns}})
+	for _, ns := range append([]string{s.ns}, s.extraNamespaces...) {
+		s.k.c.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	}
 	if s.operatorManifests != "" {
 		s.k.run(s.operatorManifests, "delete", "--ignore-not-found", "--wait=false", "-f", "-")
 	}
