@@ -1,10 +1,6 @@
 package auth
 
-import (
-	"strings"
-
-	"github.com/unireg/unireg/registry/authstore"
-)
+import "github.com/unireg/unireg/registry/authstore"
 
 // TokenPrefix starts every token unireg generates, so that secret scanners
 // can recognise a leaked one.
@@ -17,11 +13,6 @@ func NewToken() (string, error) { return authstore.NewToken() }
 // of the whole token string (the auth-store format owns it).
 func HashToken(token string) string { return authstore.HashToken(token) }
 
-// TokenID returns a short non-secret fingerprint of a token hash, safe to log.
-func TokenID(hash string) string {
-	h := strings.TrimPrefix(hash, "sha256:")
-	if len(h) > 12 {
-		h = h[:12]
-	}
-	return h
-}
+// TokenID returns a short non-secret fingerprint of a token hash, safe to
+// log (the auth-store format owns it: authstore.TokenID).
+func TokenID(hash string) string { return authstore.TokenID(hash) }

@@ -22,6 +22,11 @@ import (
 // Version is the format version this package reads and writes.
 const Version = 1
 
+// SecretKey is the key of the Kubernetes Secret data that holds the auth
+// store, and so the file name it has where that Secret is mounted; the
+// server's own first-run store in its data directory uses the same name.
+const SecretKey = "auth-store.yaml"
+
 // File is the whole auth store.
 type File struct {
 	// Version must be 1.
@@ -109,9 +114,28 @@ func NewToken() (string, error) {
 	return b.String(), nil
 }
 
+// TokenID returns the short, non-secret id of a token: the first 12 hex
+// digits of its hash. It is what logs, `npm token list`, revocations and the
+// JWTs bought with a token name it by, and what the operator shows in a
+// RegistryToken's status. hash is the stored form (HashToken); the bare hex
+// digits, as npm's storage keys hold them, give the same id.
+func TokenID(hash string) string {
+	h := strings.TrimPrefix(hash, hashPrefix)
+	if len(h) > tokenIDDigits {
+		h = h[:tokenIDDigits]
+	}
+	return h
+}
+
+// tokenIDDigits is the length of a TokenID: 48 bits, enough to tell a
+// store's tokens apart, too few to help guess one.
+const tokenIDDigits = 12
+
+const hashPrefix = "sha256:"
+
 // HashToken returns the stored form of a token: "sha256:" and the hex SHA-256
 // of the whole token string.
 func HashToken(token string) string {
 	sum := sha256.Sum256([]byte(token))
-	return "sha256:" + hex.EncodeToString(sum[:])
+	return hashPrefix + hex.EncodeToString(sum[:])
 }

@@ -152,3 +152,13 @@ func TestMarshalFillsVersion(t *testing.T) {
 		t.Errorf("Version = %d, want %d", f.Version, authstore.Version)
 	}
 }
+
+func TestTokenIDIsTheFirst12HexDigitsOfTheHash(t *testing.T) {
+	hash := authstore.HashToken("test")
+	if got, want := authstore.TokenID(hash), "9f86d081884c"; got != want {
+		t.Errorf("TokenID(%s) = %q, want %q", hash, got, want)
+	}
+	if got := authstore.TokenID(strings.TrimPrefix(hash, "sha256:")); got != "9f86d081884c" {
+		t.Errorf("TokenID of the bare hex = %q, want the same id", got)
+	}
+}

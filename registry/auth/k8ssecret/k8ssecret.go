@@ -19,10 +19,11 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/authstore"
 )
 
 // Key is the Secret key holding the auth store (docs/auth-store.md).
-const Key = "auth-store.yaml"
+const Key = authstore.SecretKey
 
 // Config returns the in-cluster configuration, or the one of KUBECONFIG
 // outside a cluster.
