@@ -23,7 +23,7 @@ type Options struct {
 	DataDir              string
 	AuthStore            string
 	AuthStoreSecret      string
-	Anonymous            string
+	Anonymous            []string
 	JWTKeyFile           string
 	TokenService         string
 	TokenTTL             time.Duration
@@ -93,12 +93,12 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.DataDir, "data-dir", "./data", "directory for content (DATA_DIR/storage) and local state (admin token, JWT key)")
 	fs.StringVar(&o.AuthStore, "auth-store", "", "auth-store file listing tokens by hash (docs/auth-store.md); reloaded on change. Default: DATA_DIR/auth-store.yaml with a generated admin token, unless --anonymous is set")
 	fs.StringVar(&o.AuthStoreSecret, "auth-store-secret", "", "NAMESPACE/NAME of a Kubernetes Secret holding the auth store (key auth-store.yaml), watched through the API so changes apply within seconds; needs get, list and watch on it")
-	fs.StringVar(&o.Anonymous, "anonymous", "", "comma-separated scopes granted to unauthenticated requests, e.g. 'oci:repository:*:pull' (default none)")
+	fs.Var(commaList(&o.Anonymous, stringValue, nil), "anonymous", "`scopes` granted to unauthenticated requests, e.g. 'oci:repository:*:pull'; comma-separated, or the flag repeated (default none)")
 	fs.StringVar(&o.JWTKeyFile, "jwt-key-file", "", "file holding the HS256 key of the token flow (at least 32 bytes). Default: DATA_DIR/jwt.key, generated when absent")
 	fs.StringVar(&o.TokenService, "token-service", "unireg", "service name of the Docker token flow (the JWT audience)")
 	fs.DurationVar(&o.TokenTTL, "token-ttl", 5*time.Minute, "lifetime of issued JWTs")
 	fs.StringVar(&o.PublicURL, "public-url", "", "external base URL, e.g. https://registry.example.com (default: from each request's Host)")
-	fs.Var(proxyList{&o.TrustedProxies}, "trusted-proxies", trustedProxiesUsage())
+	fs.Var(trustedProxies(&o.TrustedProxies), "trusted-proxies", trustedProxiesUsage())
 	fs.BoolVar(&o.OCIEnabled, "oci-enabled", true, "serve the OCI Distribution API under --oci-prefix")
 	fs.StringVar(&o.OCIPrefix, "oci-prefix", "/v2", "path prefix of the OCI API; OCI clients need /v2 at the host root, so change it only behind a proxy that rewrites paths")
 	fs.BoolVar(&o.OCIDelete, "oci-delete", true, "allow deleting manifests, tags and blobs")
@@ -141,7 +141,9 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 		fmt.Fprintf(out, "Usage: registry [flags]\n\nunireg: an OCI Distribution registry (and npm registry).\n"+
 			"Every flag can also be set as environment variable UNIREG_<FLAG> (e.g. UNIREG_DATA_DIR)\n"+
 			"or as a key of the --config YAML file (e.g. data-dir: /var/lib/unireg).\n"+
-			"Precedence: flag, environment, file, default.\n\nFlags:\n")
+			"Precedence: flag, environment, file, default.\n"+
+			"A list setting takes the flag repeated, one value per line of its variable, or a YAML list;\n"+
+			"a comma list (--anonymous, --trusted-proxies) also splits each value on commas.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	return fs
@@ -154,40 +156,51 @@ var ErrHelp = flag.ErrHelp
 // unset from the environment and the config file.
 func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Options, error) {
 	o := &Options{}
-	fs := o.flagSet(usageOut)
-	if err := fs.Parse(args); err != nil {
+	if err := resolve(o.flagSet(usageOut), args, getenv); err != nil {
 		return nil, err
 	}
+	o.S3AccessKey, o.S3SecretKey, o.S3SessionToken = getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"), getenv("AWS_SESSION_TOKEN")
+	return o, nil
+}
+
+// resolve sets the flags of fs from args, then those still unset from the
+// environment, then from the file of its "config" flag.
+func resolve(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var fileErr error
+	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || f.Name == "config" {
+		if set[f.Name] || envErr != nil {
 			return
 		}
 		if v := getenv(EnvName(f.Name)); v != "" {
-			if err := fs.Set(f.Name, v); err != nil && fileErr == nil {
-				fileErr = fmt.Errorf("%s: %w", EnvName(f.Name), err)
+			if err := setFromEnv(f, v); err != nil {
+				envErr = fmt.Errorf("%s: %w", EnvName(f.Name), err)
 			}
 			set[f.Name] = true
 		}
 	})
-	if fileErr != nil {
-		return nil, fileErr
+	if envErr != nil {
+		return envErr
 	}
-	if !set["config"] && getenv(EnvName("config")) != "" {
-		o.ConfigFile = getenv(EnvName("config"))
+	if file := fs.Lookup("config").Value.String(); file != "" {
+		return applyFile(fs, file, set)
 	}
-	if o.ConfigFile != "" {
-		if err := applyFile(fs, o.ConfigFile, set); err != nil {
-			return nil, err
-		}
+	return nil
+}
+
+// setFromEnv sets a flag from its variable: a list takes one value per line.
+func setFromEnv(f *flag.Flag, v string) error {
+	if l, ok := f.Value.(listFlag); ok {
+		return l.setList(envValues(v))
 	}
-	o.S3AccessKey, o.S3SecretKey, o.S3SessionToken = getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"), getenv("AWS_SESSION_TOKEN")
-	return o, nil
+	return f.Value.Set(v)
 }
 
 // applyFile sets every flag not set yet from the YAML file.
@@ -208,22 +221,40 @@ func applyFile(fs *flag.FlagSet, path string, set map[string]bool) error {
 		if set[key] {
 			continue
 		}
-		if err := fs.Set(key, yamlValue(v)); err != nil {
+		if err := setFromFile(f, v); err != nil {
 			return fmt.Errorf("config file %s: %s: %w", path, key, err)
 		}
 	}
 	return nil
 }
 
-// yamlValue renders a YAML value as flag text; lists become comma-separated.
-func yamlValue(v any) string {
-	switch x := v.(type) {
-	case []any:
-		parts := make([]string, len(x))
-		for i, e := range x {
-			parts[i] = yamlValue(e)
+// setFromFile sets a flag from its YAML value: a list flag takes a YAML
+// list element by element (or a scalar as one value); any other flag takes
+// a scalar.
+func setFromFile(f *flag.Flag, v any) error {
+	elems, isList := v.([]any)
+	l, listValued := f.Value.(listFlag)
+	switch {
+	case listValued && isList:
+		values := make([]string, len(elems))
+		for i, e := range elems {
+			if _, nested := e.([]any); nested {
+				return errors.New("a list element is itself a list")
+			}
+			values[i] = yamlScalar(e)
 		}
-		return strings.Join(parts, ",")
+		return l.setList(values)
+	case listValued:
+		return l.setList([]string{yamlScalar(v)})
+	case isList:
+		return errNotAList
+	}
+	return f.Value.Set(yamlScalar(v))
+}
+
+// yamlScalar renders a YAML scalar as flag text.
+func yamlScalar(v any) string {
+	switch x := v.(type) {
 	case float64:
 		if x == float64(int64(x)) {
 			return fmt.Sprintf("%d", int64(x))
@@ -236,15 +267,7 @@ func yamlValue(v any) string {
 	}
 }
 
-// AnonymousScopes splits the --anonymous list.
-func (o *Options) AnonymousScopes() []string {
-	var out []string
-	for _, s := range strings.Split(o.Anonymous, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
-}
+// AnonymousScopes returns the --anonymous scopes.
+func (o *Options) AnonymousScopes() []string { return o.Anonymous }
 
 var errNoDataDir = errors.New("--data-dir is empty")
