@@ -242,6 +242,7 @@ type ReadyCheck struct {
 type Registry struct {
 	cfg     Config
 	echo    *echo.Echo
+	tokens  *auth.UserTokens
 	auth    *auth.Service
 	oci     *oci.Handler
 	npm     *npm.Handler
@@ -280,27 +281,16 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	}
 	r := &Registry{cfg: cfg, done: make(chan struct{}), uploads: limit.NewUploads(cfg.Limits.UploadsPerIdentity)}
 	r.proxies = newProxies(cfg.TrustedProxies)
-	if !cfg.NPM.Disabled {
-		r.npm = r.newNPM()
-		if !cfg.NPM.DisableTokenAPI {
-			// Tokens made with `npm token create` authenticate too, and
-			// `npm logout` revokes any token.
-			tokens := r.npm.Tokens()
-			r.cfg.Authenticator = auth.WithRevocations(auth.Chain{cfg.Authenticator, tokens}, tokens)
-			// Tokens made with a credential of cfg.Authenticator stop
-			// working with it.
-			if l, ok := cfg.Authenticator.(auth.TokenLiveness); ok {
-				tokens.SetParentLiveness(l)
-			}
-		}
-	}
-	gate, err := newGate(r.cfg)
+	// Tokens -> authenticator -> gate -> protocols, in that order: each is
+	// built from the one before.
+	r.tokens = r.newUserTokens()
+	gate, err := newGate(r.cfg, r.authenticator())
 	if err != nil {
 		return nil, err
 	}
 	r.auth = gate
-	if r.npm != nil && gate != nil {
-		r.npm.SetGate(gate)
+	if !cfg.NPM.Disabled {
+		r.npm = r.newNPM()
 	}
 	r.metrics = newMetrics(cfg.Metrics)
 	if !cfg.OCI.Disabled {
@@ -316,10 +306,10 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 		defer close(r.done)
 		var refresh sync.WaitGroup
 		defer refresh.Wait()
-		if r.npm != nil && !cfg.NPM.DisableTokenAPI {
-			// npm tokens and revocations are checked from memory; this
-			// keeps that view current (see npm.Tokens).
-			refresh.Go(func() { r.npm.RunTokenRefresh(bg) })
+		if r.tokens != nil {
+			// User tokens and revocations are checked from memory; this
+			// keeps that view current (see auth.UserTokens).
+			refresh.Go(func() { r.tokens.RunRefresh(bg, cfg.Logger) })
 		}
 		if r.oci != nil && cfg.OCI.UploadPurgeInterval >= 0 {
 			every := cfg.OCI.UploadPurgeInterval
@@ -332,7 +322,28 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	return r, nil
 }
 
-func newGate(cfg Config) (*auth.Service, error) {
+// newUserTokens returns the tokens of the npm token API, nil when that API
+// is off. Tokens made with a credential of Config.Authenticator stop working
+// with it.
+func (r *Registry) newUserTokens() *auth.UserTokens {
+	if r.cfg.NPM.Disabled || r.cfg.NPM.DisableTokenAPI {
+		return nil
+	}
+	parents, _ := r.cfg.Authenticator.(auth.TokenLiveness)
+	return auth.NewUserTokens(r.cfg.Storage, auth.UserTokensOptions{Parents: parents})
+}
+
+// authenticator is Config.Authenticator, followed by the user tokens (those
+// made with `npm token create` authenticate too) and checked against their
+// revocations (`npm logout` revokes any token), when there are user tokens.
+func (r *Registry) authenticator() auth.Authenticator {
+	if r.tokens == nil {
+		return r.cfg.Authenticator
+	}
+	return auth.WithRevocations(auth.Chain{r.cfg.Authenticator, r.tokens}, r.tokens)
+}
+
+func newGate(cfg Config, authn auth.Authenticator) (*auth.Service, error) {
 	if cfg.DisableAuth {
 		return nil, nil
 	}
@@ -352,7 +363,7 @@ func newGate(cfg Config) (*auth.Service, error) {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
 	return auth.NewService(auth.ServiceOptions{
-		Authenticator: cfg.Authenticator, Authorizer: cfg.Authorizer, Anonymous: anon, Issuer: issuer,
+		Authenticator: authn, Authorizer: cfg.Authorizer, Anonymous: anon, Issuer: issuer,
 	}), nil
 }
 
@@ -396,8 +407,12 @@ func (r *Registry) newNPM() *npm.Handler {
 		DisableUnpublish:  r.cfg.NPM.DisableUnpublish,
 		DisableSearch:     r.cfg.NPM.DisableSearch,
 		DisableTokenAPI:   r.cfg.NPM.DisableTokenAPI,
+		Tokens:            r.tokens,
 		Uploads:           r.uploads,
 		Logger:            r.cfg.Logger,
+	}
+	if r.auth != nil {
+		o.Gate = r.auth
 	}
 	if r.cfg.OnEvent != nil {
 		o.OnEvent = func(ctx context.Context, e npm.Event) {

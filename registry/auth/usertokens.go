@@ -1,4 +1,4 @@
-package npm
+package auth
 
 import (
 	"bytes"
@@ -6,38 +6,41 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/authstore"
 	"github.com/unireg/unireg/registry/storage"
 )
 
-// Tokens keeps the tokens created through the npm token API (`npm token
-// create`) in registry storage, hashed like every other token, and the list
-// of tokens revoked by `npm logout` and `npm token revoke`. It is an
-// auth.Authenticator and an auth.TokenLiveness for the former and an
-// auth.Revocations for all tokens.
+// UserTokens keeps the tokens users make themselves through a token API
+// (`npm token create`) in registry storage, hashed like every other token,
+// and the list of tokens revoked by `npm logout` and `npm token revoke`,
+// which holds for every credential of both protocols. It is an
+// Authenticator and a TokenLiveness for the former and the Revocations of
+// all tokens: the registry puts it after its Authenticator, in
+// WithRevocations(Chain{authenticator, tokens}, tokens).
 //
 // Every token it makes records its parent: the TokenID of the credential it
 // was made with. A token works only while its parent does, and the parent's
-// parent, up to a credential outside the token API, which the liveness set
-// with SetParentLiveness judges (the registry's Authenticator).
+// parent, up to a credential outside the token API, which the Parents
+// liveness judges (the registry's Authenticator).
 //
 // No request waits on storage to learn whether a credential still works:
-// tokens and revocations are held in memory, in a view that
-// Handler.RunTokenRefresh reloads from storage every TokenRefreshInterval and
-// this process's own creations and revocations update at once, so that a
-// revocation by any replica holds in every replica within seconds. A view
-// older than tokenViewMaxAge is reloaded before it is used; when that fails,
+// tokens and revocations are held in memory, in a view that RunRefresh
+// reloads from storage every TokenRefreshInterval and this process's own
+// creations and revocations update at once, so that a revocation by any
+// replica holds in every replica within seconds. A view older than
+// tokenViewMaxAge is reloaded before it is used; when that fails,
 // credentials cannot be checked (503) rather than checked against a stale
 // view.
-type Tokens struct {
+type UserTokens struct {
 	store   storage.Driver
 	now     func() time.Time
-	parents auth.TokenLiveness
+	parents TokenLiveness
 
 	mu   sync.RWMutex
 	view tokenSnapshot
@@ -47,18 +50,28 @@ type Tokens struct {
 	lastErr   error      // how it ended, guarded by refreshMu
 }
 
-// tokenSnapshot is what Tokens knows of storage, guarded by Tokens.mu.
+// UserTokensOptions configure NewUserTokens.
+type UserTokensOptions struct {
+	// Parents tells whether a credential outside the token API, with which
+	// tokens were made, still works; the registry passes its Authenticator.
+	// nil: tokens made with such credentials are refused.
+	Parents TokenLiveness
+	// Now is the clock of expiry; nil means time.Now.
+	Now func() time.Time
+}
+
+// tokenSnapshot is what UserTokens knows of storage, guarded by UserTokens.mu.
 type tokenSnapshot struct {
 	// loaded is when the listing of the last successful refresh began;
 	// zero: never.
 	loaded  time.Time
-	byKey   map[string]*storedToken // sha256 hex -> token
-	byID    map[string]*storedToken // auth.TokenID -> token
-	revoked map[string]bool         // auth.TokenIDs of revoked tokens, any issuer's
+	byKey   map[string]*UserToken // sha256 hex -> token
+	byID    map[string]*UserToken // TokenID -> token
+	revoked map[string]bool       // TokenIDs of revoked tokens, any issuer's
 }
 
 const (
-	// TokenRefreshInterval is how often RunTokenRefresh reloads the tokens
+	// TokenRefreshInterval is how often RunRefresh reloads the user tokens
 	// and revocations from storage.
 	TokenRefreshInterval = 3 * time.Second
 	// tokenViewMaxAge is the oldest view used without reloading it first: a
@@ -71,21 +84,22 @@ const (
 	maxTokenChain = 32
 )
 
-// NewTokens returns the token store over s.
-func NewTokens(s storage.Driver) *Tokens {
-	return &Tokens{store: s, now: time.Now, view: tokenSnapshot{
-		byKey: map[string]*storedToken{}, byID: map[string]*storedToken{}, revoked: map[string]bool{},
+// NewUserTokens returns the user tokens kept in s.
+func NewUserTokens(s storage.Driver, opts UserTokensOptions) *UserTokens {
+	t := &UserTokens{store: s, now: opts.Now, parents: opts.Parents, view: tokenSnapshot{
+		byKey: map[string]*UserToken{}, byID: map[string]*UserToken{}, revoked: map[string]bool{},
 	}}
+	if t.now == nil {
+		t.now = time.Now
+	}
+	return t
 }
 
-// SetParentLiveness sets what tells whether a credential outside the token
-// API, with which tokens were made, still works; the registry passes its
-// Authenticator. Without it, tokens made with such credentials are refused.
-func (t *Tokens) SetParentLiveness(l auth.TokenLiveness) { t.parents = l }
-
-// storedToken is npm/tokens/<sha256 hex>. Tokens are written once and never
-// changed; revoking one records its revocation, then deletes it.
-type storedToken struct {
+// UserToken is one token made through a token API, as stored at
+// npm/tokens/<sha256 hex> (the storage keys predate this package). Tokens
+// are written once and never changed; revoking one records its revocation,
+// then deletes it.
+type UserToken struct {
 	Key      string    `json:"key"` // sha256 hex of the token
 	User     string    `json:"user"`
 	Scopes   []string  `json:"scopes"`
@@ -97,22 +111,41 @@ type storedToken struct {
 	Name    string   `json:"name,omitempty"`
 	// Expires, when set, is the instant from which the token is refused.
 	Expires time.Time `json:"expires,omitzero"`
-	// Parent is the auth.TokenID of the credential the token was made with;
+	// Parent is the TokenID of the credential the token was made with;
 	// empty only for tokens made before parents were recorded.
 	Parent string `json:"parent,omitempty"`
+
+	// grants are Scopes parsed, once, when the token is read or made;
+	// grantsErr is why they do not parse (the token then authenticates
+	// nothing).
+	grants    Scopes
+	grantsErr error
 }
 
-// id is the token's auth.TokenID, the one identifier a list shows.
-func (st *storedToken) id() string { return auth.TokenID(st.Key) }
+// ID is the token's TokenID, the one identifier a list shows.
+func (st *UserToken) ID() string { return authstore.TokenID(st.Key) }
 
-// tokenSpec is what a new token is made of.
-type tokenSpec struct {
-	user, name string
-	scopes     []string
-	readonly   bool
-	expires    time.Time
-	parent     string
+// Grants returns the token's scopes, parsed; ok is false when the stored
+// scopes do not parse.
+func (st *UserToken) Grants() (scopes Scopes, ok bool) { return st.grants, st.grantsErr == nil }
+
+func (st *UserToken) parseScopes() {
+	st.grants, st.grantsErr = ParseScopes(st.Scopes)
 }
+
+// UserTokenSpec is what a new token is made of.
+type UserTokenSpec struct {
+	User, Name string
+	Scopes     []string
+	Readonly   bool
+	Expires    time.Time
+	// Parent is the TokenID of the credential the token is made with.
+	Parent string
+}
+
+// ErrTokenNotFound is returned by RevokeOwn for a token the user does not
+// have.
+var ErrTokenNotFound = errors.New("token not found")
 
 func tokenKey(hashHex string) string   { return "npm/tokens/" + hashHex }
 func revokedKey(hashHex string) string { return "npm/revoked/" + hashHex }
@@ -121,16 +154,17 @@ func revokedKey(hashHex string) string { return "npm/revoked/" + hashHex }
 // before this replica's view holds it: it holds the token's hash hex.
 func idKey(tokenID string) string { return "npm/token-ids/" + tokenID }
 
-func hashHex(token string) string { return strings.TrimPrefix(auth.HashToken(token), "sha256:") }
+// hashHex is the form of a token's hash the storage keys hold.
+func hashHex(token string) string { return strings.TrimPrefix(HashToken(token), "sha256:") }
 
-// Authenticate implements auth.Authenticator.
-func (t *Tokens) Authenticate(ctx context.Context, c auth.Credentials) (*auth.Identity, error) {
+// Authenticate implements Authenticator.
+func (t *UserTokens) Authenticate(ctx context.Context, c Credentials) (*Identity, error) {
 	token := c.Password
 	if token == "" {
 		token = c.Bearer
 	}
-	if !strings.HasPrefix(token, auth.TokenPrefix) {
-		return nil, auth.ErrInvalidCredentials
+	if !strings.HasPrefix(token, TokenPrefix) {
+		return nil, ErrInvalidCredentials
 	}
 	if err := t.fresh(ctx); err != nil {
 		return nil, err
@@ -153,17 +187,16 @@ func (t *Tokens) Authenticate(ctx context.Context, c auth.Credentials) (*auth.Id
 		return nil, err
 	}
 	if !live {
-		return nil, fmt.Errorf("token revoked, expired, or made with a credential that no longer works: %w", auth.ErrInvalidCredentials)
+		return nil, fmt.Errorf("token revoked, expired, or made with a credential that no longer works: %w", ErrInvalidCredentials)
 	}
-	scopes, err := auth.ParseScopes(st.Scopes)
-	if err != nil {
-		return nil, fmt.Errorf("stored token %s: %w", st.id(), err)
+	if st.grantsErr != nil {
+		return nil, fmt.Errorf("stored token %s: %w", st.ID(), st.grantsErr)
 	}
-	return &auth.Identity{Subject: st.User, Scopes: scopes, TokenID: st.id(), ExpiresAt: st.Expires}, nil
+	return &Identity{Subject: st.User, Scopes: slices.Clone(st.grants), TokenID: st.ID(), ExpiresAt: st.Expires}, nil
 }
 
-// TokenLive implements auth.TokenLiveness for the tokens of the token API.
-func (t *Tokens) TokenLive(ctx context.Context, tokenID string) (bool, error) {
+// TokenLive implements TokenLiveness for the tokens of the token API.
+func (t *UserTokens) TokenLive(ctx context.Context, tokenID string) (bool, error) {
 	if err := t.fresh(ctx); err != nil {
 		return false, err
 	}
@@ -174,8 +207,8 @@ func (t *Tokens) TokenLive(ctx context.Context, tokenID string) (bool, error) {
 	return t.chainLive(ctx, st)
 }
 
-// Revoked implements auth.Revocations.
-func (t *Tokens) Revoked(ctx context.Context, tokenID string) (bool, error) {
+// Revoked implements Revocations.
+func (t *UserTokens) Revoked(ctx context.Context, tokenID string) (bool, error) {
 	if err := t.fresh(ctx); err != nil {
 		return false, err
 	}
@@ -186,7 +219,7 @@ func (t *Tokens) Revoked(ctx context.Context, tokenID string) (bool, error) {
 
 // lookup returns the token with this id (nil: none known) and whether the id
 // is revoked.
-func (t *Tokens) lookup(tokenID string) (*storedToken, bool) {
+func (t *UserTokens) lookup(tokenID string) (*UserToken, bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	return t.view.byID[tokenID], t.view.revoked[tokenID]
@@ -194,13 +227,13 @@ func (t *Tokens) lookup(tokenID string) (*storedToken, bool) {
 
 // chainLive reports whether st works: not revoked, not expired, and made
 // with a credential that works, all the way up its parents.
-func (t *Tokens) chainLive(ctx context.Context, st *storedToken) (bool, error) {
+func (t *UserTokens) chainLive(ctx context.Context, st *UserToken) (bool, error) {
 	now := t.now()
 	for range maxTokenChain {
 		if !st.Expires.IsZero() && !now.Before(st.Expires) {
 			return false, nil
 		}
-		if _, revoked := t.lookup(st.id()); revoked {
+		if _, revoked := t.lookup(st.ID()); revoked {
 			return false, nil
 		}
 		if st.Parent == "" {
@@ -232,7 +265,7 @@ func (t *Tokens) chainLive(ctx context.Context, st *storedToken) (bool, error) {
 // find returns the token with this id: from the view, else (made by another
 // replica since the last refresh, or no token at all) through its id's index
 // object in storage. nil: there is none, or it was revoked.
-func (t *Tokens) find(ctx context.Context, tokenID string) (*storedToken, error) {
+func (t *UserTokens) find(ctx context.Context, tokenID string) (*UserToken, error) {
 	st, revoked := t.lookup(tokenID)
 	if st != nil || revoked {
 		return st, nil
@@ -245,21 +278,21 @@ func (t *Tokens) find(ctx context.Context, tokenID string) (*storedToken, error)
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("find npm token %s: %w", tokenID, err)
+		return nil, fmt.Errorf("find user token %s: %w", tokenID, err)
 	}
 	st, err = t.read(ctx, string(key))
-	if errors.Is(err, auth.ErrInvalidCredentials) {
+	if errors.Is(err, ErrInvalidCredentials) {
 		return nil, nil
 	}
-	if err != nil || st.id() != tokenID {
+	if err != nil || st.ID() != tokenID {
 		return nil, err
 	}
 	t.remember(st)
 	return st, nil
 }
 
-// validTokenID tells an auth.TokenID of a hash (12 lowercase hex digits)
-// from anything else a JWT or a stored record might name.
+// validTokenID tells a TokenID of a hash (12 lowercase hex digits) from
+// anything else a JWT or a stored record might name.
 func validTokenID(id string) bool {
 	if len(id) != 12 {
 		return false
@@ -273,7 +306,7 @@ func validTokenID(id string) bool {
 }
 
 // fresh makes sure the view is recent enough to judge credentials with.
-func (t *Tokens) fresh(ctx context.Context) error {
+func (t *UserTokens) fresh(ctx context.Context) error {
 	t.mu.RLock()
 	loaded := t.view.loaded
 	t.mu.RUnlock()
@@ -293,11 +326,11 @@ func (t *Tokens) fresh(ctx context.Context) error {
 }
 
 // Refresh reloads the tokens and revocations from storage now.
-func (t *Tokens) Refresh(ctx context.Context) error { return t.refreshUnlessRecent(ctx, 0) }
+func (t *UserTokens) Refresh(ctx context.Context) error { return t.refreshUnlessRecent(ctx, 0) }
 
 // refreshUnlessRecent reloads the view, unless a reload began less than
 // `every` ago: then it reports how that one ended.
-func (t *Tokens) refreshUnlessRecent(ctx context.Context, every time.Duration) error {
+func (t *UserTokens) refreshUnlessRecent(ctx context.Context, every time.Duration) error {
 	t.refreshMu.Lock()
 	defer t.refreshMu.Unlock()
 	if every > 0 && !t.lastTry.IsZero() && t.now().Sub(t.lastTry) < every {
@@ -310,18 +343,18 @@ func (t *Tokens) refreshUnlessRecent(ctx context.Context, every time.Duration) e
 
 // refresh lists tokens and revocations and swaps them into the view. Tokens
 // never change once written, so only those it has not seen are read.
-func (t *Tokens) refresh(ctx context.Context, started time.Time) error {
+func (t *UserTokens) refresh(ctx context.Context, started time.Time) error {
 	keys, err := listKeys(ctx, t.store, "npm/tokens")
 	if err != nil {
 		return fmt.Errorf("list npm tokens: %w", err)
 	}
-	byKey := make(map[string]*storedToken, len(keys))
+	byKey := make(map[string]*UserToken, len(keys))
 	for _, k := range keys {
 		t.mu.RLock()
 		st := t.view.byKey[k]
 		t.mu.RUnlock()
 		if st == nil {
-			if st, err = t.read(ctx, k); errors.Is(err, auth.ErrInvalidCredentials) {
+			if st, err = t.read(ctx, k); errors.Is(err, ErrInvalidCredentials) {
 				continue // revoked meanwhile
 			} else if err != nil {
 				return err
@@ -333,16 +366,16 @@ func (t *Tokens) refresh(ctx context.Context, started time.Time) error {
 	if err != nil {
 		return fmt.Errorf("list npm revocations: %w", err)
 	}
-	byID := make(map[string]*storedToken, len(byKey))
+	byID := make(map[string]*UserToken, len(byKey))
 	for _, st := range byKey {
-		byID[st.id()] = st
+		byID[st.ID()] = st
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	// A revocation is for good: what this process revoked while the listing
 	// ran stays revoked even if the listing predates it.
 	for _, k := range revoked {
-		t.view.revoked[auth.TokenID(k)] = true
+		t.view.revoked[authstore.TokenID(k)] = true
 	}
 	t.view.byKey, t.view.byID, t.view.loaded = byKey, byID, started
 	return nil
@@ -358,55 +391,56 @@ func listKeys(ctx context.Context, s storage.Driver, prefix string) ([]string, e
 }
 
 // remember adds a token this process made or read to the view.
-func (t *Tokens) remember(st *storedToken) {
+func (t *UserTokens) remember(st *UserToken) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.view.byKey[st.Key] = st
-	t.view.byID[st.id()] = st
+	t.view.byID[st.ID()] = st
 }
 
 // forget records a revocation in the view.
-func (t *Tokens) forget(key string) {
+func (t *UserTokens) forget(key string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.view.revoked[auth.TokenID(key)] = true
+	t.view.revoked[authstore.TokenID(key)] = true
 	if st := t.view.byKey[key]; st != nil {
 		delete(t.view.byKey, key)
-		delete(t.view.byID, st.id())
+		delete(t.view.byID, st.ID())
 	}
 }
 
 // read loads one token from storage; ErrInvalidCredentials when there is none.
-func (t *Tokens) read(ctx context.Context, key string) (*storedToken, error) {
+func (t *UserTokens) read(ctx context.Context, key string) (*UserToken, error) {
 	b, _, err := storage.ReadAll(ctx, t.store, tokenKey(key))
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, auth.ErrInvalidCredentials
+		return nil, ErrInvalidCredentials
 	}
 	if err != nil {
 		return nil, err
 	}
-	var st storedToken
+	var st UserToken
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("decode token %s: %w", auth.TokenID(key), err)
+		return nil, fmt.Errorf("decode token %s: %w", authstore.TokenID(key), err)
 	}
 	if st.Key != key {
-		return nil, fmt.Errorf("token %s: stored under another key", auth.TokenID(key))
+		return nil, fmt.Errorf("token %s: stored under another key", authstore.TokenID(key))
 	}
+	st.parseScopes()
 	return &st, nil
 }
 
 // Revoke makes a token unusable for good, whoever issued it, and so every
 // JWT and token made from it.
-func (t *Tokens) Revoke(ctx context.Context, token string) error {
+func (t *UserTokens) Revoke(ctx context.Context, token string) error {
 	return t.revokeKey(ctx, hashHex(token))
 }
 
-func (t *Tokens) revokeKey(ctx context.Context, key string) error {
+func (t *UserTokens) revokeKey(ctx context.Context, key string) error {
 	if _, err := t.store.Put(ctx, revokedKey(key), strings.NewReader(t.now().UTC().Format(time.RFC3339)), storage.Condition{}); err != nil {
 		return err
 	}
 	t.forget(key)
-	for _, k := range []string{tokenKey(key), idKey(auth.TokenID(key))} {
+	for _, k := range []string{tokenKey(key), idKey(authstore.TokenID(key))} {
 		if err := t.store.Delete(ctx, k); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
@@ -414,18 +448,20 @@ func (t *Tokens) revokeKey(ctx context.Context, key string) error {
 	return nil
 }
 
-// create stores a new token: its id's index first, so that no stored token
-// lacks one; an id already taken (a 48-bit collision) draws another token.
-func (t *Tokens) create(ctx context.Context, spec tokenSpec) (string, *storedToken, error) {
+// Create stores a new token and returns it with its record: its id's index
+// first, so that no stored token lacks one; an id already taken (a 48-bit
+// collision) draws another token.
+func (t *UserTokens) Create(ctx context.Context, spec UserTokenSpec) (string, *UserToken, error) {
 	for range 3 {
-		token, err := auth.NewToken()
+		token, err := NewToken()
 		if err != nil {
 			return "", nil, err
 		}
-		st := &storedToken{Key: hashHex(token), User: spec.user, Scopes: spec.scopes, Readonly: spec.readonly,
-			Created: t.now().UTC(), Preview: token[:len(auth.TokenPrefix)+4], Name: spec.name, Expires: spec.expires,
-			Parent: spec.parent}
-		_, err = t.store.Put(ctx, idKey(st.id()), strings.NewReader(st.Key), storage.Condition{IfNoneMatch: true})
+		st := &UserToken{Key: hashHex(token), User: spec.User, Scopes: spec.Scopes, Readonly: spec.Readonly,
+			Created: t.now().UTC(), Preview: token[:len(TokenPrefix)+4], Name: spec.Name, Expires: spec.Expires,
+			Parent: spec.Parent}
+		st.parseScopes()
+		_, err = t.store.Put(ctx, idKey(st.ID()), strings.NewReader(st.Key), storage.Condition{IfNoneMatch: true})
 		if errors.Is(err, storage.ErrPreconditionFailed) {
 			continue
 		}
@@ -442,21 +478,21 @@ func (t *Tokens) create(ctx context.Context, spec tokenSpec) (string, *storedTok
 	return "", nil, errors.New("store token: no free token id")
 }
 
-// list returns the live tokens of user, oldest first, as storage has them
+// List returns the live tokens of user, oldest first, as storage has them
 // now.
-func (t *Tokens) list(ctx context.Context, user string) ([]*storedToken, error) {
+func (t *UserTokens) List(ctx context.Context, user string) ([]*UserToken, error) {
 	if err := t.Refresh(ctx); err != nil {
 		return nil, err
 	}
 	t.mu.RLock()
-	var out []*storedToken
+	var out []*UserToken
 	for _, st := range t.view.byKey {
-		if st.User == user && !t.view.revoked[st.id()] {
+		if st.User == user && !t.view.revoked[st.ID()] {
 			out = append(out, st)
 		}
 	}
 	t.mu.RUnlock()
-	slices.SortFunc(out, func(a, b *storedToken) int {
+	slices.SortFunc(out, func(a, b *UserToken) int {
 		if c := a.Created.Compare(b.Created); c != 0 {
 			return c
 		}
@@ -465,11 +501,12 @@ func (t *Tokens) list(ctx context.Context, user string) ([]*storedToken, error) 
 	return out, nil
 }
 
-// delete revokes a token of user by its key.
-func (t *Tokens) delete(ctx context.Context, user, key string) error {
+// RevokeOwn revokes a token of user by its key (UserToken.Key);
+// ErrTokenNotFound when user has no such token.
+func (t *UserTokens) RevokeOwn(ctx context.Context, user, key string) error {
 	st, err := t.read(ctx, key)
-	if errors.Is(err, auth.ErrInvalidCredentials) || (err == nil && st.User != user) {
-		return errTokenNotFound
+	if errors.Is(err, ErrInvalidCredentials) || (err == nil && st.User != user) {
+		return ErrTokenNotFound
 	}
 	if err != nil {
 		return err
@@ -477,22 +514,25 @@ func (t *Tokens) delete(ctx context.Context, user, key string) error {
 	return t.revokeKey(ctx, key)
 }
 
-// RunTokenRefresh reloads the npm tokens and revocations from storage every
+// RunRefresh reloads the tokens and revocations from storage every
 // TokenRefreshInterval until ctx ends, so that checking a credential never
 // waits on storage and revocations made by other replicas hold here within
-// seconds.
-func (h *Handler) RunTokenRefresh(ctx context.Context) {
+// seconds. log receives a failure once, and the recovery.
+func (t *UserTokens) RunRefresh(ctx context.Context, log *slog.Logger) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	tick := time.NewTicker(TokenRefreshInterval)
 	defer tick.Stop()
 	failing := false
 	for {
-		err := h.tokens.Refresh(ctx)
+		err := t.Refresh(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil && !failing:
-			h.opts.Logger.Error("npm tokens and revocations: refresh failed; credentials cannot be checked once the view is older than "+tokenViewMaxAge.String(), "error", err)
+			log.Error("npm tokens and revocations: refresh failed; credentials cannot be checked once the view is older than "+tokenViewMaxAge.String(), "error", err)
 			failing = true
 		case err == nil && failing:
-			h.opts.Logger.Info("npm tokens and revocations: refresh recovered")
+			log.Info("npm tokens and revocations: refresh recovered")
 			failing = false
 		}
 		select {
@@ -501,41 +541,4 @@ func (h *Handler) RunTokenRefresh(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
-}
-
-var errTokenNotFound = errors.New("token not found")
-
-// readonlyScopes turns every grant into its read-only form: oci pull, npm read.
-func readonlyScopes(scopes auth.Scopes) []string {
-	var out []string
-	seen := map[string]bool{}
-	add := func(s auth.Scope) {
-		if k := s.String(); !seen[k] {
-			seen[k] = true
-			out = append(out, k)
-		}
-	}
-	for _, s := range scopes {
-		switch s.Protocol {
-		case auth.ProtocolOCI:
-			s.Action = auth.ActionPull
-			add(s)
-		case auth.ProtocolNPM:
-			s.Action = auth.ActionRead
-			add(s)
-		default: // "*": both protocols
-			oci, npm := s, s
-			oci.Protocol, oci.Action = auth.ProtocolOCI, auth.ActionPull
-			npm.Protocol, npm.Action = auth.ProtocolNPM, auth.ActionRead
-			if s.Type == "*" || s.Type == auth.TypeRepository {
-				oci.Type = auth.TypeRepository
-				add(oci)
-			}
-			if s.Type == "*" || s.Type == auth.TypePackage {
-				npm.Type = auth.TypePackage
-				add(npm)
-			}
-		}
-	}
-	return out
 }

@@ -39,6 +39,12 @@ type Options struct {
 	Storage storage.Driver
 	// Gate decides who may do what; nil allows everything.
 	Gate Gate
+	// Tokens keeps the tokens of the token API (`npm token create`) and the
+	// revocations of `npm logout` and `npm token revoke`. For them to
+	// authenticate and be honoured, the Gate's Authenticator must include
+	// it (registry.New builds it so). nil: tokens over Storage that nothing
+	// else asks.
+	Tokens *auth.UserTokens
 	// Prefix is the path the handler is mounted at (default "/npm").
 	Prefix string
 	// BaseURL returns the externally visible scheme and host for a request
@@ -69,7 +75,7 @@ type Handler struct {
 	opts     Options
 	store    storage.Driver
 	packages *packages
-	tokens   *Tokens
+	tokens   *auth.UserTokens
 	guard    protocol.Guard
 	uploads  *protocol.Uploads
 }
@@ -92,11 +98,14 @@ func New(o Options) *Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Tokens == nil {
+		o.Tokens = auth.NewUserTokens(o.Storage, auth.UserTokensOptions{})
+	}
 	h := &Handler{
 		opts:     o,
 		store:    o.Storage,
 		packages: &packages{store: o.Storage, cache: newDocCache(o.DocumentCacheSize)},
-		tokens:   NewTokens(o.Storage),
+		tokens:   o.Tokens,
 		uploads:  protocol.NewUploads(o.Uploads),
 	}
 	h.guard = protocol.Guard{Gate: o.Gate, Protocol: auth.ProtocolNPM, Type: auth.TypePackage, Refuse: refuse}
@@ -106,9 +115,10 @@ func New(o Options) *Handler {
 // Prefix returns the path the handler serves under.
 func (h *Handler) Prefix() string { return h.opts.Prefix }
 
-// Tokens returns the token store of the npm token API: an Authenticator for
-// the tokens it created, and the list of tokens revoked by `npm logout`.
-func (h *Handler) Tokens() *Tokens { return h.tokens }
+// Tokens returns the token store of the npm token API (Options.Tokens): an
+// Authenticator for the tokens it created, and the list of tokens revoked by
+// `npm logout`.
+func (h *Handler) Tokens() *auth.UserTokens { return h.tokens }
 
 // UploadsInProgress returns how many publishes hold an upload slot now:
 // from the start of their body to their answer.
@@ -274,8 +284,3 @@ func (h *Handler) whoami(q *request) error {
 	writeJSON(q.W, q.R, http.StatusOK, map[string]string{"username": q.Subject()})
 	return nil
 }
-
-// SetGate sets the gate after construction: the registry builds the npm
-// handler first, because its token store is part of the authentication chain
-// that the gate is built from.
-func (h *Handler) SetGate(g Gate) { h.guard.Gate = g }

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,6 +37,8 @@ type harness struct {
 	h      *Handler
 	gate   *auth.Service
 	tokens map[string]string // user -> token
+	// now is the clock of the user tokens; tests move it forward.
+	now atomic.Pointer[func() time.Time]
 
 	mu     sync.Mutex
 	events []Event
@@ -90,27 +93,32 @@ func newHarnessWith(t *testing.T, cfg harnessConfig) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := Options{Storage: hs.store, OnEvent: hs.record}
+	clock := time.Now
+	hs.now.Store(&clock)
+	tokens := auth.NewUserTokens(hs.store, auth.UserTokensOptions{Parents: static, Now: func() time.Time { return (*hs.now.Load())() }})
+	hs.gate = auth.NewService(auth.ServiceOptions{
+		Authenticator: auth.WithRevocations(auth.Chain{static, tokens}, tokens),
+		Anonymous:     anonymous,
+		Issuer:        issuer,
+	})
+	o := Options{Storage: hs.store, Gate: hs.gate, Tokens: tokens, OnEvent: hs.record}
 	if cfg.options != nil {
 		cfg.options(&o)
 	}
 	hs.h = New(o)
-	hs.h.Tokens().SetParentLiveness(static)
-	hs.gate = auth.NewService(auth.ServiceOptions{
-		Authenticator: auth.WithRevocations(auth.Chain{static, hs.h.Tokens()}, hs.h.Tokens()),
-		Anonymous:     anonymous,
-		Issuer:        issuer,
-	})
-	hs.h.SetGate(hs.gate)
 	return hs
 }
+
+// setNow moves the clock of the harness's user tokens.
+func (hs *harness) setNow(now func() time.Time) { hs.now.Store(&now) }
+
+// hashHex is the bare hex of a token's hash, as npm's storage keys hold it.
+func hashHex(token string) string { return strings.TrimPrefix(auth.HashToken(token), "sha256:") }
 
 // newHandler builds another handler over the same storage and gate, as
 // another process of the registry would be.
 func (hs *harness) newHandler() *Handler {
-	h := New(Options{Storage: hs.store, OnEvent: hs.record})
-	h.SetGate(hs.gate)
-	return h
+	return New(Options{Storage: hs.store, Gate: hs.gate, OnEvent: hs.record})
 }
 
 func (hs *harness) record(_ context.Context, e Event) {

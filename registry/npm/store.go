@@ -17,8 +17,10 @@ import (
 //	                                            deleted one (keeping every version's publish time)
 //	npm/packages/<name>/tarballs/<sha512 hex>   tarballs, by content
 //	npm/staging/<id>                            a tarball being received
-//	npm/tokens/<sha256 hex>                     tokens created with `npm token create`
-//	npm/revoked/<sha256 hex>                    tokens revoked by `npm logout`
+//
+// npm/tokens/, npm/token-ids/ and npm/revoked/ hold the tokens made with
+// `npm token create` and the revocations; auth.UserTokens owns them
+// (registry/auth/usertokens.go).
 //
 // A scoped name takes two segments (@scope/name). Tarballs are stored by
 // content so that two racing publishes of one version can never overwrite the

@@ -251,7 +251,7 @@ func TestTokenExpiry(t *testing.T) {
 	expectStatus(t, hs.do(call{method: http.MethodGet, path: "/-/whoami", token: tok}), http.StatusOK)
 
 	// Eight days later.
-	hs.h.Tokens().now = func() time.Time { return time.Now().Add(8 * 24 * time.Hour) }
+	hs.setNow(func() time.Time { return time.Now().Add(8 * 24 * time.Hour) })
 	expectStatus(t, hs.do(call{method: http.MethodGet, path: "/-/whoami", token: tok}), http.StatusUnauthorized)
 }
 

@@ -93,9 +93,7 @@ func TestVersionIsNeverReusedAfterThePackageWasUnpublished(t *testing.T) {
 
 // restartedOn is a fresh handler over store, sharing the harness's gate.
 func restartedOn(hs *harness, store storage.Driver) *Handler {
-	h := New(Options{Storage: store})
-	h.SetGate(hs.gate)
-	return h
+	return New(Options{Storage: store, Gate: hs.gate})
 }
 
 func writeDocOn(hs *harness, h http.Handler) map[string]any {
