@@ -295,7 +295,7 @@ func TestTokenWithMissingRegistryOrScopeIsNotReady(t *testing.T) {
 	eventually(t, "RegistryNotFound", func() (bool, error) {
 		err := get(ns, "orphan", tok)
 		c := meta.FindStatusCondition(tok.Status.Conditions, uniregv1.ConditionReady)
-		return c != nil && c.Reason == ReasonRegistryNotFound, err
+		return c != nil && c.Reason == uniregv1.ReasonRegistryNotFound, err
 	})
 	create(t, &uniregv1.Registry{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nope"}})
 	eventually(t, "Ready once the Registry exists", func() (bool, error) {
@@ -307,7 +307,7 @@ func TestTokenWithMissingRegistryOrScopeIsNotReady(t *testing.T) {
 	eventually(t, "ScopeNotFound", func() (bool, error) {
 		err := get(ns, "scopeless", tok)
 		c := meta.FindStatusCondition(tok.Status.Conditions, uniregv1.ConditionReady)
-		return c != nil && c.Reason == ReasonScopeNotFound, err
+		return c != nil && c.Reason == uniregv1.ReasonScopeNotFound, err
 	})
 	eventually(t, "only the Ready token projected", func() (bool, error) { n, err := projectedTokens(ns, "nope")(); return n == 1, err })
 	time.Sleep(time.Second)
@@ -337,7 +337,7 @@ func TestExpiredTokenDropsOut(t *testing.T) {
 	eventually(t, "Expired", func() (bool, error) {
 		err := get(ns, "short", tok)
 		c := meta.FindStatusCondition(tok.Status.Conditions, uniregv1.ConditionReady)
-		return c != nil && c.Reason == ReasonExpired, err
+		return c != nil && c.Reason == uniregv1.ReasonExpired, err
 	})
 	eventually(t, "dropped from the auth store", func() (bool, error) { n, err := projectedTokens(ns, "reg")(); return n == 0, err })
 }

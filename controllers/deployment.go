@@ -177,9 +177,5 @@ func containerResources(spec corev1.ResourceRequirements) corev1.ResourceRequire
 	return out
 }
 
-// ReasonWaitingForUpgradeSlot is the reason of a Registry's Progressing
-// condition while its new default image waits for another Registry's.
-const ReasonWaitingForUpgradeSlot = "WaitingForUpgradeSlot"
-
 // upgradeSlotRetry is how often a waiting Registry looks again.
 const upgradeSlotRetry = 15 * time.Second

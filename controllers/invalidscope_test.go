@@ -45,7 +45,7 @@ func TestTokenWithAnInvalidRegistryScopeIsNeverProjected(t *testing.T) {
 		tok.Spec.RegistryRef = uniregv1.RegistryReference{Name: "reg"}
 		// Ready from before the scope went bad: the projection must not trust it.
 		tok.Status = uniregv1.RegistryTokenStatus{SecretName: name + "-token", Conditions: []metav1.Condition{{
-			Type: uniregv1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonIssued, LastTransitionTime: metav1.Now()}}}
+			Type: uniregv1.ConditionReady, Status: metav1.ConditionTrue, Reason: uniregv1.ReasonIssued, LastTransitionTime: metav1.Now()}}}
 		hashes[name] = authstore.HashToken(newToken(t))
 		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: name + "-token",
 			Annotations: map[string]string{annotationTokenHash: hashes[name]}}}

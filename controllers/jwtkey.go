@@ -45,9 +45,6 @@ const (
 	annotationJWTKeyDropAt = "unireg.dev/jwt-key-drop-at"
 )
 
-// ReasonJWTKeyRotation is the reason of the events of a rotation's steps.
-const ReasonJWTKeyRotation = "JWTKeyRotation"
-
 // reconcileJWTKey creates the JWT signing key once, and rotates it when the
 // Registry's unireg.dev/rotate-jwt-key annotation takes a new value. The key
 // Secret holds the server's key file (one key per line, the first signs,
@@ -133,7 +130,7 @@ func (r *RegistryReconciler) reconcileJWTKey(ctx context.Context, reg *uniregv1.
 		return time.Time{}, err
 	}
 	s = want
-	r.Recorder.Event(reg, corev1.EventTypeNormal, ReasonJWTKeyRotation, step)
+	r.Recorder.Event(reg, corev1.EventTypeNormal, uniregv1.ReasonJWTKeyRotation, step)
 	return next, nil
 }
 

@@ -28,10 +28,6 @@ import (
 // a retained claim, without owner, is reused by that mark alone.
 const annotationDataOf = "unireg.dev/data-of"
 
-// ReasonChildConflict is the reason of a Registry's Ready condition when an
-// object it needs exists and is not its own.
-const ReasonChildConflict = "ChildConflict"
-
 // conflictRetry is how often a Registry in conflict looks again: the object
 // in the way is not the Registry's, so its deletion wakes nothing.
 const conflictRetry = time.Minute
@@ -64,7 +60,7 @@ func createOnly(ctx context.Context, c client.Client, obj client.Object, kind st
 // setConflict says on the Registry's Ready condition which object is in the
 // way, with a warning event when that is new.
 func (r *RegistryReconciler) setConflict(reg *uniregv1.Registry, c *childConflict) {
-	r.setNotReady(reg, ReasonChildConflict, c.Error())
+	r.setNotReady(reg, uniregv1.ReasonChildConflict, c.Error())
 }
 
 // apply makes the fields of want that the operator sets true of the child,

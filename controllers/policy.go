@@ -16,22 +16,6 @@ import (
 	"github.com/unireg/unireg/registry/auth"
 )
 
-// Reasons of the token's Ready condition that come from the Registry's
-// spec.tokenPolicy.
-const (
-	// ReasonNamespaceNotAllowed: the token names a Registry of another
-	// namespace that does not exist or whose tokenPolicy does not admit the
-	// token's namespace. One reason and one message for both, so a tenant
-	// cannot learn which Registries other namespaces hold.
-	ReasonNamespaceNotAllowed = "NamespaceNotAllowed"
-	// ReasonUserNotAllowed: a token for a Registry of another namespace
-	// sets spec.user; it acts as <namespace>/<name>.
-	ReasonUserNotAllowed = "UserNotAllowed"
-	// ReasonScopeNotAllowed: a scope of the token is not within any of the
-	// tokenPolicy's scope templates.
-	ReasonScopeNotAllowed = "ScopeNotAllowed"
-)
-
 // namespaceTemplate is what a tokenPolicy scope template says for the
 // token's namespace. It is replaced as a plain string, never run as a
 // template.
@@ -44,7 +28,7 @@ func crossNamespace(t *uniregv1.RegistryToken) bool { return registryOf(t).Names
 // namespaceNotAllowed is the refusal of a token of another namespace whose
 // Registry is missing or does not admit it: the same words either way.
 func namespaceNotAllowed(t *uniregv1.RegistryToken) *refusal {
-	return &refusal{ReasonNamespaceNotAllowed, fmt.Sprintf("no Registry of namespace %s that spec.registryRef names admits RegistryTokens "+
+	return &refusal{uniregv1.ReasonNamespaceNotAllowed, fmt.Sprintf("no Registry of namespace %s that spec.registryRef names admits RegistryTokens "+
 		"of namespace %s (its spec.tokenPolicy.namespaceSelector must match this namespace's labels)", registryOf(t).Namespace, t.Namespace)}
 }
 
@@ -70,7 +54,7 @@ func admission(ctx context.Context, c client.Reader, reg *uniregv1.Registry, t *
 		// the Registry's own namespace must not act as one of them (the CRD
 		// refuses it; this catches objects made before that rule).
 		if strings.Contains(t.Spec.User, "/") {
-			return &refusal{ReasonUserNotAllowed, "spec.user cannot contain '/': <namespace>/<name> is the user of tokens from other namespaces"}, nil
+			return &refusal{uniregv1.ReasonUserNotAllowed, "spec.user cannot contain '/': <namespace>/<name> is the user of tokens from other namespaces"}, nil
 		}
 		return nil, nil
 	}
@@ -79,7 +63,7 @@ func admission(ctx context.Context, c client.Reader, reg *uniregv1.Registry, t *
 		return namespaceNotAllowed(t), err
 	}
 	if t.Spec.User != "" {
-		return &refusal{ReasonUserNotAllowed, fmt.Sprintf("a token for a Registry of another namespace acts as %s; "+
+		return &refusal{uniregv1.ReasonUserNotAllowed, fmt.Sprintf("a token for a Registry of another namespace acts as %s; "+
 			"leave spec.user empty", tokenUser(t))}, nil
 	}
 	return nil, nil
@@ -96,7 +80,7 @@ func scopeRefusal(reg *uniregv1.Registry, t *uniregv1.RegistryToken, scopes []st
 	bounds := policyScopes(policy, t.Namespace)
 	for _, s := range scopes {
 		if sc, err := auth.ParseScope(s); err != nil || !bounds.Bound(sc) {
-			return &refusal{ReasonScopeNotAllowed, fmt.Sprintf("scope %q is not within the Registry's tokenPolicy scopes for namespace %s: %s",
+			return &refusal{uniregv1.ReasonScopeNotAllowed, fmt.Sprintf("scope %q is not within the Registry's tokenPolicy scopes for namespace %s: %s",
 				s, t.Namespace, strings.Join(bounds.Strings(), ", "))}
 		}
 	}
@@ -148,7 +132,7 @@ func (r *RegistryTokenReconciler) policyRegistry(ctx context.Context, t *uniregv
 	case apierrors.IsNotFound(err) && crossNamespace(t):
 		return nil, namespaceNotAllowed(t), nil
 	case apierrors.IsNotFound(err):
-		return nil, &refusal{ReasonRegistryNotFound, fmt.Sprintf("Registry %s does not exist", t.Spec.RegistryRef.Name)}, nil
+		return nil, &refusal{uniregv1.ReasonRegistryNotFound, fmt.Sprintf("Registry %s does not exist", t.Spec.RegistryRef.Name)}, nil
 	case err != nil:
 		return nil, nil, err
 	}

@@ -91,7 +91,7 @@ func TestTokenPolicyAdmitsTeamNamespacesToTheirOwnNames(t *testing.T) {
 	// <namespace>/<name> and its Secret, in the team's namespace, pulls from
 	// the shared Registry's Service.
 	create(t, foreignToken(team, "ci", platform, "shared", "oci:repository:"+team+"/*:push"))
-	waitReason(t, team, "ci", ReasonIssued)
+	waitReason(t, team, "ci", uniregv1.ReasonIssued)
 	ciHash := tokenHash(t, team, "ci-token")
 	storeHolds(t, platform, "shared", map[string]string{ciHash: team + "/ci"})
 	svc := &corev1.Service{}
@@ -142,7 +142,7 @@ func TestTokenPolicyAdmitsTeamNamespacesToTheirOwnNames(t *testing.T) {
 	withRef := foreignToken(team, "npm", platform, "shared")
 	withRef.Spec.ScopeRefs = []corev1.LocalObjectReference{{Name: "npm"}}
 	create(t, withRef)
-	waitReason(t, team, "npm", ReasonIssued)
+	waitReason(t, team, "npm", uniregv1.ReasonIssued)
 	npmHash := tokenHash(t, team, "npm-token")
 	storeHolds(t, platform, "shared", map[string]string{ciHash: team + "/ci", npmHash: team + "/npm"})
 	rs := &uniregv1.RegistryScope{}
@@ -168,7 +168,7 @@ func TestTokenPolicyAdmitsTeamNamespacesToTheirOwnNames(t *testing.T) {
 	waitReason(t, team, "ci", "NamespaceNotAllowed")
 	storeHolds(t, platform, "shared", map[string]string{})
 	labelNamespace(t, team, "yes")
-	waitReason(t, team, "ci", ReasonIssued)
+	waitReason(t, team, "ci", uniregv1.ReasonIssued)
 	storeHolds(t, platform, "shared", map[string]string{ciHash: team + "/ci"})
 
 	// The policy tightened: the token no longer fits and drops out.
@@ -187,7 +187,7 @@ func TestTokenPolicyScopesBindTheRegistrysOwnNamespaceToo(t *testing.T) {
 	own.User = "release-bot" // the Registry's own namespace still names its users
 	create(t, &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "own"}, Spec: own})
 	waitReason(t, ns, "all", "ScopeNotAllowed")
-	waitReason(t, ns, "own", ReasonIssued)
+	waitReason(t, ns, "own", uniregv1.ReasonIssued)
 	storeHolds(t, ns, "reg", map[string]string{tokenHash(t, ns, "own-token"): "release-bot"})
 }
 
@@ -215,7 +215,7 @@ func TestProjectionChecksThePolicyAgain(t *testing.T) {
 		tok.UID = types.UID(c.name + "-uid")
 		tok.CreationTimestamp = metav1.NewTime(time.Date(2030, 1, 1, 0, i, 0, 0, time.UTC))
 		tok.Status = uniregv1.RegistryTokenStatus{SecretName: c.name + "-token", Conditions: []metav1.Condition{{
-			Type: uniregv1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonIssued, LastTransitionTime: metav1.Now()}}}
+			Type: uniregv1.ConditionReady, Status: metav1.ConditionTrue, Reason: uniregv1.ReasonIssued, LastTransitionTime: metav1.Now()}}}
 		hashes[c.name] = authstore.HashToken(newToken(t))
 		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: c.ns, Name: c.name + "-token",
 			Annotations: map[string]string{annotationTokenHash: hashes[c.name]}}}
@@ -275,6 +275,6 @@ func TestTokenPolicySamplesWork(t *testing.T) {
 		tok.Spec.Scopes[i] = strings.ReplaceAll(s, "team-a", team)
 	}
 	create(t, tok)
-	waitReason(t, team, tok.Name, ReasonIssued)
+	waitReason(t, team, tok.Name, uniregv1.ReasonIssued)
 	storeHolds(t, platform, reg.Name, map[string]string{tokenHash(t, team, tok.Name+"-token"): team + "/" + tok.Name})
 }

@@ -70,7 +70,7 @@ func (r *RegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		// Registry's wakes no reconcile: look again in a while.
 		result, err = ctrl.Result{RequeueAfter: conflictRetry}, nil
 	} else if err != nil {
-		r.setNotReady(reg, ReasonReconcileError, err.Error())
+		r.setNotReady(reg, uniregv1.ReasonReconcileError, err.Error())
 	} else {
 		reg.Status.ObservedGeneration = reg.Generation
 	}
@@ -80,22 +80,6 @@ func (r *RegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		}
 	}
 	return result, err
-}
-
-// ReasonReconcileError is the reason of a Registry's Ready condition when
-// its reconcile failed; the message says where.
-const ReasonReconcileError = "ReconcileError"
-
-// setNotReady sets Ready False for a failure, with a warning event when the
-// failure is new (another reason or message than the condition holds), so a
-// failure retried with backoff is one event, not one per retry.
-func (r *RegistryReconciler) setNotReady(reg *uniregv1.Registry, reason, msg string) {
-	if was := meta.FindStatusCondition(reg.Status.Conditions, uniregv1.ConditionReady); was == nil || was.Status != metav1.ConditionFalse || was.Reason != reason || was.Message != msg {
-		r.Recorder.Event(reg, corev1.EventTypeWarning, reason, msg)
-	}
-	meta.SetStatusCondition(&reg.Status.Conditions, metav1.Condition{
-		Type: uniregv1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: msg, ObservedGeneration: reg.Generation,
-	})
 }
 
 func (r *RegistryReconciler) now() time.Time {
@@ -141,13 +125,6 @@ func (r *RegistryReconciler) reconcile(ctx context.Context, reg *uniregv1.Regist
 	return result, nil
 }
 
-// Reasons of the Registry's TokensProjected condition.
-const (
-	ReasonProjected         = "Projected"
-	ReasonTokensLeftOut     = "TokensLeftOut"
-	ReasonProjectionRefused = "ProjectionRefused"
-)
-
 // reconcileAuthStore projects every Ready, unexpired token of the Registry
 // (hash, user, its scopes and its RegistryScopes' scopes, expiry) into the
 // auth-store Secret, in the format of docs/auth-store.md. It returns the
@@ -169,7 +146,7 @@ func (r *RegistryReconciler) reconcileAuthStore(ctx context.Context, reg *unireg
 		return time.Time{}, err
 	}
 	if _, err := authstore.Parse(body); err != nil {
-		r.setProjected(reg, ReasonProjectionRefused, "the auth store built does not parse, so it was not written and the pods keep the previous one: "+err.Error())
+		r.setTokensProjected(reg, uniregv1.ReasonProjectionRefused, "the auth store built does not parse, so it was not written and the pods keep the previous one: "+err.Error())
 		return next, nil
 	}
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: authSecretName(reg)}}
@@ -196,28 +173,24 @@ func (r *RegistryReconciler) reconcileAuthStore(ctx context.Context, reg *unireg
 	}
 	reg.Status.Tokens = int32(len(file.Tokens))
 	if len(leftOut) > 0 {
-		r.setProjected(reg, ReasonTokensLeftOut, "left out of the auth store: "+summarise(leftOut, 10))
+		r.setTokensProjected(reg, uniregv1.ReasonTokensLeftOut, "left out of the auth store: "+summarise(leftOut, 10))
 	} else {
-		r.setProjected(reg, ReasonProjected, "every Ready token is in the auth store")
+		r.setTokensProjected(reg, uniregv1.ReasonProjected, "every Ready token is in the auth store")
 	}
 	return next, nil
 }
 
-// setProjected sets the TokensProjected condition, with a warning event
-// when a failure is new.
-func (r *RegistryReconciler) setProjected(reg *uniregv1.Registry, reason, msg string) {
-	ok := reason == ReasonProjected
-	was := meta.FindStatusCondition(reg.Status.Conditions, uniregv1.ConditionTokensProjected)
-	if !ok && (was == nil || was.Reason != reason || was.Message != msg) {
+// setTokensProjected sets the TokensProjected condition: True only for
+// ReasonProjected, with a warning event when a failure is new.
+func (r *RegistryReconciler) setTokensProjected(reg *uniregv1.Registry, reason, msg string) {
+	if reason == uniregv1.ReasonProjected {
+		setCondition(reg, uniregv1.ConditionTokensProjected, metav1.ConditionTrue, reason, msg)
+		return
+	}
+	if was := meta.FindStatusCondition(reg.Status.Conditions, uniregv1.ConditionTokensProjected); was == nil || was.Reason != reason || was.Message != msg {
 		r.Recorder.Event(reg, corev1.EventTypeWarning, reason, msg)
 	}
-	status := metav1.ConditionFalse
-	if ok {
-		status = metav1.ConditionTrue
-	}
-	meta.SetStatusCondition(&reg.Status.Conditions, metav1.Condition{
-		Type: uniregv1.ConditionTokensProjected, Status: status, Reason: reason, Message: msg, ObservedGeneration: reg.Generation,
-	})
+	setCondition(reg, uniregv1.ConditionTokensProjected, metav1.ConditionFalse, reason, msg)
 }
 
 func summarise(items []string, max int) string {
@@ -390,45 +363,6 @@ func (r *RegistryReconciler) reconcileDeployment(ctx context.Context, reg *unire
 		return nil, "", err
 	}
 	return live.(*appsv1.Deployment), waiting, nil
-}
-
-func (r *RegistryReconciler) setStatus(reg *uniregv1.Registry, dep *appsv1.Deployment, waiting string) {
-	reg.Status.URL = serviceURL(reg)
-	reg.Status.ReadyReplicas = dep.Status.ReadyReplicas
-	want := int32(1)
-	if reg.Spec.Replicas != nil {
-		want = *reg.Spec.Replicas
-	}
-	gen := reg.Generation
-	available := dep.Status.ReadyReplicas > 0 || want == 0
-	rolledOut := dep.Status.ObservedGeneration >= dep.Generation && dep.Status.UpdatedReplicas == want && dep.Status.Replicas == want
-	set := func(typ string, ok bool, reason, msg string) {
-		status := metav1.ConditionFalse
-		if ok {
-			status = metav1.ConditionTrue
-		}
-		meta.SetStatusCondition(&reg.Status.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen})
-	}
-	set(uniregv1.ConditionAvailable, available, map[bool]string{true: "ReplicasReady", false: "NoReplicaReady"}[available],
-		fmt.Sprintf("%d of %d replicas ready", dep.Status.ReadyReplicas, want))
-	if waiting != "" {
-		if was := meta.FindStatusCondition(reg.Status.Conditions, uniregv1.ConditionProgressing); was == nil || was.Reason != ReasonWaitingForUpgradeSlot || was.Message != waiting {
-			r.Recorder.Event(reg, corev1.EventTypeNormal, ReasonWaitingForUpgradeSlot, waiting)
-		}
-		set(uniregv1.ConditionProgressing, true, ReasonWaitingForUpgradeSlot, waiting)
-	} else {
-		set(uniregv1.ConditionProgressing, !rolledOut, map[bool]string{true: "RollingOut", false: "RolledOut"}[!rolledOut], "")
-	}
-	degraded := dep.Status.ReadyReplicas < want && rolledOut
-	set(uniregv1.ConditionDegraded, degraded, map[bool]string{true: "MissingReplicas", false: "AsExpected"}[degraded], "")
-	ready := available && !degraded
-	if c := meta.FindStatusCondition(reg.Status.Conditions, uniregv1.ConditionTokensProjected); c != nil && c.Reason == ReasonProjectionRefused {
-		// The pods serve, but with an auth store that no longer follows the tokens.
-		set(uniregv1.ConditionReady, false, ReasonProjectionRefused, c.Message)
-		return
-	}
-	set(uniregv1.ConditionReady, ready, map[bool]string{true: "Serving", false: "NotServing"}[ready],
-		fmt.Sprintf("%d of %d replicas ready at %s", dep.Status.ReadyReplicas, want, reg.Status.URL))
 }
 
 // SetupWithManager registers the controller: Registries, their children,

@@ -26,12 +26,6 @@ type RegistryScopeReconciler struct {
 	Recorder record.EventRecorder
 }
 
-// Reasons of a RegistryScope's Ready condition.
-const (
-	ReasonValidScopes  = "Valid"
-	ReasonInvalidScope = "InvalidScope"
-)
-
 // +kubebuilder:rbac:groups=unireg.dev,resources=registryscopes/status,verbs=update
 
 // Reconcile checks the scopes with the server's parser and counts the
@@ -47,22 +41,32 @@ func (r *RegistryScopeReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	before := rs.Status.DeepCopy()
 	rs.Status.Tokens = int32(len(tokens.Items))
-	ready := metav1.Condition{
-		Type: uniregv1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonValidScopes,
-		Message: "the registry accepts every scope", ObservedGeneration: rs.Generation,
-	}
-	if err := validScopes(rs); err != nil {
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReasonInvalidScope, err.Error()
-		if was := meta.FindStatusCondition(rs.Status.Conditions, uniregv1.ConditionReady); was == nil || was.Reason != ready.Reason || was.Message != ready.Message {
-			r.Recorder.Event(rs, corev1.EventTypeWarning, ReasonInvalidScope, ready.Message)
-		}
-	}
-	meta.SetStatusCondition(&rs.Status.Conditions, ready)
+	r.setReady(rs, validScopes(rs))
 	rs.Status.ObservedGeneration = rs.Generation
 	if equality.Semantic.DeepEqual(before, &rs.Status) {
 		return ctrl.Result{}, nil
 	}
 	return ctrl.Result{}, r.Status().Update(ctx, rs)
+}
+
+// setReady sets Ready: True when err is nil (the server accepts every
+// scope), else False with InvalidScope and a warning event when that is new.
+func (r *RegistryScopeReconciler) setReady(rs *uniregv1.RegistryScope, err error) {
+	if err == nil {
+		meta.SetStatusCondition(&rs.Status.Conditions, metav1.Condition{
+			Type: uniregv1.ConditionReady, Status: metav1.ConditionTrue, Reason: uniregv1.ReasonValidScopes,
+			Message: "the registry accepts every scope", ObservedGeneration: rs.Generation,
+		})
+		return
+	}
+	msg := err.Error()
+	if was := meta.FindStatusCondition(rs.Status.Conditions, uniregv1.ConditionReady); was == nil || was.Reason != uniregv1.ReasonInvalidScope || was.Message != msg {
+		r.Recorder.Event(rs, corev1.EventTypeWarning, uniregv1.ReasonInvalidScope, msg)
+	}
+	meta.SetStatusCondition(&rs.Status.Conditions, metav1.Condition{
+		Type: uniregv1.ConditionReady, Status: metav1.ConditionFalse, Reason: uniregv1.ReasonInvalidScope,
+		Message: msg, ObservedGeneration: rs.Generation,
+	})
 }
 
 // validScopes is nil when the server's scope parser (the one its auth

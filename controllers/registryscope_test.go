@@ -53,13 +53,13 @@ func TestRegistryScopeIsCheckedWithTheServersParser(t *testing.T) {
 
 	rs := reconcileTwice("old")
 	ready := meta.FindStatusCondition(rs.Status.Conditions, uniregv1.ConditionReady)
-	if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != ReasonInvalidScope || !strings.Contains(ready.Message, "spec.scopes[1]") {
+	if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != uniregv1.ReasonInvalidScope || !strings.Contains(ready.Message, "spec.scopes[1]") {
 		t.Errorf("Ready = %+v; want False, InvalidScope, naming spec.scopes[1]", ready)
 	}
 	if rs.Status.ObservedGeneration != 3 {
 		t.Errorf("observedGeneration = %d, want 3", rs.Status.ObservedGeneration)
 	}
-	if len(events.Events) != 1 || !strings.Contains(<-events.Events, "Warning "+ReasonInvalidScope) {
+	if len(events.Events) != 1 || !strings.Contains(<-events.Events, "Warning "+uniregv1.ReasonInvalidScope) {
 		t.Errorf("want exactly one InvalidScope warning event")
 	}
 	if err := validScopes(rs); err == nil {

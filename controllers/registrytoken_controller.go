@@ -56,31 +56,6 @@ type RegistryTokenReconciler struct {
 	Now func() time.Time
 }
 
-// Reasons of the token's Ready condition.
-const (
-	ReasonIssued           = "Issued"
-	ReasonRegistryNotFound = "RegistryNotFound"
-	ReasonScopeNotFound    = "ScopeNotFound"
-	// ReasonSecretNotFound: the spec.secretRef Secret opts the token in but
-	// has no key "token".
-	ReasonSecretNotFound = "SecretNotFound"
-	ReasonExpired        = "Expired"
-	// ReasonSecretRefNotAllowed: the spec.secretRef Secret does not exist or
-	// does not name this token in uniregv1.SecretRefAnnotation (one reason
-	// for both, so a token cannot probe which Secrets exist).
-	ReasonSecretRefNotAllowed = "SecretRefNotAllowed"
-	// ReasonInvalidToken: the spec.secretRef Secret's token is not shaped
-	// like a unireg token.
-	ReasonInvalidToken = "InvalidToken"
-	// ReasonSecretConflict: spec.secretName is a Secret the operator did not
-	// create for this token; it is left untouched.
-	ReasonSecretConflict = "SecretConflict"
-	// ReasonDuplicateToken: an earlier token of the same Registry (see
-	// projectedBefore) holds the same token; the server's auth store cannot
-	// hold a hash twice, so only the earlier one is projected.
-	ReasonDuplicateToken = "DuplicateToken"
-)
-
 // annotationTokenSource on a token's Secret names the spec.secretRef Secret
 // its token was copied from; absent, the operator generated the token. Only
 // a generated token is kept when spec.secretRef goes away: a copy would
@@ -138,6 +113,20 @@ func (r *RegistryTokenReconciler) now() time.Time {
 	return time.Now()
 }
 
+// setIssued sets Ready True: the credential is in the token's Secret, with
+// an event when the token becomes Ready.
+func (r *RegistryTokenReconciler) setIssued(tok *uniregv1.RegistryToken) {
+	if was := meta.FindStatusCondition(tok.Status.Conditions, uniregv1.ConditionReady); was == nil || was.Status != metav1.ConditionTrue {
+		r.Recorder.Event(tok, corev1.EventTypeNormal, uniregv1.ReasonIssued, "token issued in Secret "+tok.Status.SecretName)
+	}
+	meta.SetStatusCondition(&tok.Status.Conditions, metav1.Condition{
+		Type: uniregv1.ConditionReady, Status: metav1.ConditionTrue, Reason: uniregv1.ReasonIssued,
+		Message: "credential in Secret " + tok.Status.SecretName, ObservedGeneration: tok.Generation,
+	})
+}
+
+// notReady sets Ready False with the reason of a refusal, with a warning
+// event when the reason is new.
 func (r *RegistryTokenReconciler) notReady(tok *uniregv1.RegistryToken, reason, msg string) {
 	was := meta.FindStatusCondition(tok.Status.Conditions, uniregv1.ConditionReady)
 	if was == nil || was.Reason != reason {
@@ -168,10 +157,10 @@ func (r *RegistryTokenReconciler) reconcile(ctx context.Context, tok *uniregv1.R
 	var invalid *invalidScopeError
 	switch {
 	case errors.As(err, &invalid):
-		r.notReady(tok, ReasonInvalidScope, invalid.Error())
+		r.notReady(tok, uniregv1.ReasonInvalidScope, invalid.Error())
 		return ctrl.Result{}, nil
 	case apierrors.IsNotFound(err):
-		r.notReady(tok, ReasonScopeNotFound, err.Error())
+		r.notReady(tok, uniregv1.ReasonScopeNotFound, err.Error())
 		return ctrl.Result{}, nil
 	case err != nil:
 		return ctrl.Result{}, err
@@ -184,7 +173,7 @@ func (r *RegistryTokenReconciler) reconcile(ctx context.Context, tok *uniregv1.R
 	if expires != nil {
 		tok.Status.ExpiresAt = expires
 		if !r.now().Before(expires.Time) {
-			r.notReady(tok, ReasonExpired, "the token expired at "+expires.UTC().Format(time.RFC3339))
+			r.notReady(tok, uniregv1.ReasonExpired, "the token expired at "+expires.UTC().Format(time.RFC3339))
 			return ctrl.Result{}, nil
 		}
 	}
@@ -196,14 +185,7 @@ func (r *RegistryTokenReconciler) reconcile(ctx context.Context, tok *uniregv1.R
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	was := meta.FindStatusCondition(tok.Status.Conditions, uniregv1.ConditionReady)
-	if was == nil || was.Status != metav1.ConditionTrue {
-		r.Recorder.Event(tok, corev1.EventTypeNormal, ReasonIssued, "token issued in Secret "+tok.Status.SecretName)
-	}
-	meta.SetStatusCondition(&tok.Status.Conditions, metav1.Condition{
-		Type: uniregv1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonIssued,
-		Message: "credential in Secret " + tok.Status.SecretName, ObservedGeneration: tok.Generation,
-	})
+	r.setIssued(tok)
 	next := nextChange(tok, cred)
 	if expires != nil && (next.IsZero() || expires.Time.Before(next)) {
 		next = expires.Time
@@ -282,7 +264,7 @@ func (r *RegistryTokenReconciler) issue(ctx context.Context, tok *uniregv1.Regis
 		return nil, err
 	}
 	if earlier != nil {
-		return nil, &refusal{ReasonDuplicateToken, fmt.Sprintf("RegistryToken %s/%s, created earlier, has the same token; "+
+		return nil, &refusal{uniregv1.ReasonDuplicateToken, fmt.Sprintf("RegistryToken %s/%s, created earlier, has the same token; "+
 			"the auth store holds a token once, so this one is not projected (give it a token of its own)", earlier.Namespace, earlier.Name)}
 	}
 	if err := r.writeSecret(ctx, tok, reg, own, cred); err != nil {
@@ -320,7 +302,7 @@ func (r *RegistryTokenReconciler) ownSecret(ctx context.Context, tok *uniregv1.R
 	case err != nil:
 		return nil, err
 	case !metav1.IsControlledBy(s, tok):
-		return nil, &refusal{ReasonSecretConflict, fmt.Sprintf("Secret %s exists and was not created for this RegistryToken; "+
+		return nil, &refusal{uniregv1.ReasonSecretConflict, fmt.Sprintf("Secret %s exists and was not created for this RegistryToken; "+
 			"it is left untouched (choose another spec.secretName)", s.Name)}
 	}
 	return s, nil
@@ -365,15 +347,15 @@ func (r *RegistryTokenReconciler) sourceToken(ctx context.Context, tok *uniregv1
 		return "", err
 	}
 	if err != nil || s.Annotations[uniregv1.SecretRefAnnotation] != tok.Name {
-		return "", &refusal{ReasonSecretRefNotAllowed, fmt.Sprintf("Secret %s does not exist or does not allow this token to use it "+
+		return "", &refusal{uniregv1.ReasonSecretRefNotAllowed, fmt.Sprintf("Secret %s does not exist or does not allow this token to use it "+
 			"(it needs the annotation %s: %s)", name, uniregv1.SecretRefAnnotation, tok.Name)}
 	}
 	token, ok := s.Data[keyToken]
 	if !ok || len(token) == 0 {
-		return "", &refusal{ReasonSecretNotFound, fmt.Sprintf("Secret %s has no key %q", name, keyToken)}
+		return "", &refusal{uniregv1.ReasonSecretNotFound, fmt.Sprintf("Secret %s has no key %q", name, keyToken)}
 	}
 	if !tokenShape.Match(token) {
-		return "", &refusal{ReasonInvalidToken, fmt.Sprintf("key %q of Secret %s is not a unireg token (%s and 43 letters or digits)",
+		return "", &refusal{uniregv1.ReasonInvalidToken, fmt.Sprintf("key %q of Secret %s is not a unireg token (%s and 43 letters or digits)",
 			keyToken, name, authstore.TokenPrefix)}
 	}
 	return string(token), nil

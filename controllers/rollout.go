@@ -112,7 +112,7 @@ func key(o client.Object) string { return o.GetNamespace() + "/" + o.GetName() }
 // Deployment: it would never take its turn, so it does not hold one.
 func failing(reg *uniregv1.Registry) bool {
 	c := meta.FindStatusCondition(reg.Status.Conditions, uniregv1.ConditionReady)
-	return c != nil && (c.Reason == ReasonChildConflict || c.Reason == ReasonReconcileError)
+	return c != nil && (c.Reason == uniregv1.ReasonChildConflict || c.Reason == uniregv1.ReasonReconcileError)
 }
 
 // registryImage is the image of the registry container of a Deployment.

@@ -165,8 +165,8 @@ func TestOperatorUpgradeRollsRegistriesOneAtATime(t *testing.T) {
 		}
 	}
 	for _, k := range []client.ObjectKey{b, c} {
-		if p := u.progressing(k); p == nil || p.Reason != ReasonWaitingForUpgradeSlot || !strings.Contains(p.Message, "n1/a") {
-			t.Errorf("%s Progressing = %+v; want %s naming n1/a", k, p, ReasonWaitingForUpgradeSlot)
+		if p := u.progressing(k); p == nil || p.Reason != uniregv1.ReasonWaitingForUpgradeSlot || !strings.Contains(p.Message, "n1/a") {
+			t.Errorf("%s Progressing = %+v; want %s naming n1/a", k, p, uniregv1.ReasonWaitingForUpgradeSlot)
 		}
 		if r := results[k].RequeueAfter; r <= 0 || r > upgradeSlotRetry {
 			t.Errorf("%s requeued after %v; want within %v", k, r, upgradeSlotRetry)
@@ -205,12 +205,12 @@ func TestOperatorUpgradeRollsRegistriesOneAtATime(t *testing.T) {
 	if u.image(c) != "unireg/registry:v2" {
 		t.Errorf("b rolled out: c %s, want v2", u.image(c))
 	}
-	if p := u.progressing(c); p == nil || p.Reason == ReasonWaitingForUpgradeSlot {
+	if p := u.progressing(c); p == nil || p.Reason == uniregv1.ReasonWaitingForUpgradeSlot {
 		t.Errorf("c Progressing = %+v once its turn came", p)
 	}
 	waited := 0
 	for len(u.events.Events) > 0 {
-		if strings.Contains(<-u.events.Events, ReasonWaitingForUpgradeSlot) {
+		if strings.Contains(<-u.events.Events, uniregv1.ReasonWaitingForUpgradeSlot) {
 			waited++
 		}
 	}

@@ -52,7 +52,7 @@ func TestRotationKeepsThePreviousTokenForTheOverlap(t *testing.T) {
 	spec := tokenSpec("oci:repository:app/*:push")
 	spec.Rotation = &uniregv1.TokenRotation{Every: &metav1.Duration{Duration: 24 * time.Hour}}
 	create(t, &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ci"}, Spec: spec})
-	waitReason(t, ns, "ci", ReasonIssued)
+	waitReason(t, ns, "ci", uniregv1.ReasonIssued)
 	first := tokenHash(t, ns, "ci-token")
 	storeHolds(t, ns, "reg", map[string]string{first: "ci"})
 

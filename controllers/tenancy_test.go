@@ -119,7 +119,7 @@ func TestDuplicateTokenDoesNotFreezeTheAuthStore(t *testing.T) {
 	ns := namespace(t)
 	create(t, &uniregv1.Registry{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reg"}})
 	create(t, &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "first"}, Spec: tokenSpec("oci:repository:first/*:push")})
-	waitReason(t, ns, "first", ReasonIssued)
+	waitReason(t, ns, "first", uniregv1.ReasonIssued)
 	s := &corev1.Secret{}
 	if err := get(ns, "first-token", s); err != nil {
 		t.Fatal(err)
@@ -138,7 +138,7 @@ func TestDuplicateTokenDoesNotFreezeTheAuthStore(t *testing.T) {
 	// The store still parses and still takes changes: the earlier token
 	// keeps its hash (and its user, not the duplicate's), a new token is in.
 	create(t, &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "third"}, Spec: tokenSpec("oci:repository:third/*:pull")})
-	waitReason(t, ns, "third", ReasonIssued)
+	waitReason(t, ns, "third", uniregv1.ReasonIssued)
 	third := &corev1.Secret{}
 	if err := get(ns, "third-token", third); err != nil {
 		t.Fatal(err)
@@ -156,7 +156,7 @@ func TestDuplicateTokenDoesNotFreezeTheAuthStore(t *testing.T) {
 	if err := k8sClient.Delete(context.Background(), &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "first"}}); err != nil {
 		t.Fatal(err)
 	}
-	waitReason(t, ns, "second", ReasonIssued)
+	waitReason(t, ns, "second", uniregv1.ReasonIssued)
 	storeHolds(t, ns, "reg", map[string]string{hash: "second", thirdHash: "third"})
 }
 
@@ -182,7 +182,7 @@ func TestProjectionLeavesOutWhatTheServerWouldRefuse(t *testing.T) {
 				CreationTimestamp: metav1.NewTime(time.Date(2030, 1, 1, 0, i, 0, 0, time.UTC))},
 			Spec: tokenSpec("*"),
 			Status: uniregv1.RegistryTokenStatus{SecretName: c.name + "-token", Conditions: []metav1.Condition{{
-				Type: uniregv1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonIssued, LastTransitionTime: metav1.Now()}}},
+				Type: uniregv1.ConditionReady, Status: metav1.ConditionTrue, Reason: uniregv1.ReasonIssued, LastTransitionTime: metav1.Now()}}},
 		}
 		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: c.name + "-token",
 			Labels: map[string]string{labelRegistry: "reg"}, Annotations: map[string]string{annotationTokenHash: c.hash}}}
@@ -237,7 +237,7 @@ func TestSecretNameNeverTakesOverAnotherSecret(t *testing.T) {
 		Data:       map[string][]byte{"db-password": []byte("s3cret")},
 	})
 	create(t, &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "owner"}, Spec: tokenSpec("oci:repository:a/*:pull")})
-	waitReason(t, ns, "owner", ReasonIssued)
+	waitReason(t, ns, "owner", uniregv1.ReasonIssued)
 	before := map[string]*corev1.Secret{"db": {}, "owner-token": {}, "reg-auth": {}}
 	for name, s := range before {
 		if err := get(ns, name, s); err != nil {
@@ -319,7 +319,7 @@ func TestSecretRefNeedsTheSourceSecretsOptIn(t *testing.T) {
 	}
 
 	create(t, refTo("ci", "ci-src"))
-	waitReason(t, ns, "ci", ReasonIssued)
+	waitReason(t, ns, "ci", uniregv1.ReasonIssued)
 	s := &corev1.Secret{}
 	if err := get(ns, "ci-token", s); err != nil || string(s.Data[keyToken]) != value {
 		t.Fatalf("ci-token: %v", err)
@@ -370,7 +370,7 @@ func TestSecretRefChangesApplyAtOnce(t *testing.T) {
 	create(t, sourceSecret(ns, "gone-src", v1, "gone"))
 	spec.SecretRef = &corev1.LocalObjectReference{Name: "gone-src"}
 	create(t, &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gone"}, Spec: spec})
-	waitReason(t, ns, "gone", ReasonIssued)
+	waitReason(t, ns, "gone", uniregv1.ReasonIssued)
 	if err := k8sClient.Delete(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gone-src"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -421,8 +421,8 @@ func TestSecretCacheHoldsOnlyTheOperatorsSecrets(t *testing.T) {
 	spec.SecretRef = &corev1.LocalObjectReference{Name: "src"}
 	create(t, &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ci"}, Spec: spec})
 	create(t, &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gen"}, Spec: tokenSpec("oci:repository:gen/*:push")})
-	waitReason(t, ns, "ci", ReasonIssued)
-	waitReason(t, ns, "gen", ReasonIssued)
+	waitReason(t, ns, "ci", uniregv1.ReasonIssued)
+	waitReason(t, ns, "gen", uniregv1.ReasonIssued)
 	storeHolds(t, ns, "reg", map[string]string{authstore.HashToken(v1): "ci", tokenHash(t, ns, "gen-token"): "gen"})
 
 	for _, name := range []string{"ci-token", "gen-token", "reg-auth", "reg-jwt"} {

@@ -23,8 +23,8 @@ func TestOwnNamespaceTokenCannotActAsAnotherNamespacesToken(t *testing.T) {
 	reg := &uniregv1.Registry{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reg"}}
 	tok := &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "impostor"}, Spec: spec}
 	refused, err := admission(context.Background(), k8sClient, reg, tok)
-	if err != nil || refused == nil || refused.reason != ReasonUserNotAllowed {
-		t.Fatalf("admission of a same-namespace token with user %q: %v, %v; want %s", spec.User, refused, err, ReasonUserNotAllowed)
+	if err != nil || refused == nil || refused.reason != uniregv1.ReasonUserNotAllowed {
+		t.Fatalf("admission of a same-namespace token with user %q: %v, %v; want %s", spec.User, refused, err, uniregv1.ReasonUserNotAllowed)
 	}
 	spec.User = "release-bot"
 	if refused, err := admission(context.Background(), k8sClient, reg, &uniregv1.RegistryToken{ObjectMeta: tok.ObjectMeta, Spec: spec}); refused != nil || err != nil {

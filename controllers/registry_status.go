@@ -1,0 +1,98 @@
+package controllers
+
+// The conditions of a Registry that the registry controller writes, one
+// function each; TokensProjected is the auth store's (setProjected).
+
+import (
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	uniregv1 "github.com/unireg/unireg/api/v1alpha1"
+)
+
+// setStatus sets what the Deployment says: replicas, the URL and the
+// conditions.
+func (r *RegistryReconciler) setStatus(reg *uniregv1.Registry, dep *appsv1.Deployment, waiting string) {
+	reg.Status.URL = serviceURL(reg)
+	reg.Status.ReadyReplicas = dep.Status.ReadyReplicas
+	want := wantedReplicas(reg)
+	available := dep.Status.ReadyReplicas > 0 || want == 0
+	rolledOut := dep.Status.ObservedGeneration >= dep.Generation && dep.Status.UpdatedReplicas == want && dep.Status.Replicas == want
+	degraded := dep.Status.ReadyReplicas < want && rolledOut
+	setAvailable(reg, available, fmt.Sprintf("%d of %d replicas ready", dep.Status.ReadyReplicas, want))
+	r.setProgressing(reg, !rolledOut, waiting)
+	setDegraded(reg, degraded)
+	setReady(reg, available && !degraded, fmt.Sprintf("%d of %d replicas ready at %s", dep.Status.ReadyReplicas, want, reg.Status.URL))
+}
+
+// setCondition sets one condition of the Registry's generation.
+func setCondition(reg *uniregv1.Registry, typ string, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&reg.Status.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: reg.Generation,
+	})
+}
+
+// setReady sets Ready from the pods: Serving, or NotServing. While the
+// auth-store controller refuses the store it built (TokensProjected
+// ProjectionRefused), Ready is False with that reason: the pods serve, but
+// with an auth store that no longer follows the tokens.
+func setReady(reg *uniregv1.Registry, serving bool, msg string) {
+	if c := meta.FindStatusCondition(reg.Status.Conditions, uniregv1.ConditionTokensProjected); c != nil && c.Reason == uniregv1.ReasonProjectionRefused {
+		setCondition(reg, uniregv1.ConditionReady, metav1.ConditionFalse, uniregv1.ReasonProjectionRefused, c.Message)
+		return
+	}
+	if serving {
+		setCondition(reg, uniregv1.ConditionReady, metav1.ConditionTrue, uniregv1.ReasonServing, msg)
+		return
+	}
+	setCondition(reg, uniregv1.ConditionReady, metav1.ConditionFalse, uniregv1.ReasonNotServing, msg)
+}
+
+// setNotReady sets Ready False for a failure, with a warning event when the
+// failure is new (another reason or message than the condition holds), so a
+// failure retried with backoff is one event, not one per retry.
+func (r *RegistryReconciler) setNotReady(reg *uniregv1.Registry, reason, msg string) {
+	if was := meta.FindStatusCondition(reg.Status.Conditions, uniregv1.ConditionReady); was == nil || was.Status != metav1.ConditionFalse || was.Reason != reason || was.Message != msg {
+		r.Recorder.Event(reg, corev1.EventTypeWarning, reason, msg)
+	}
+	setCondition(reg, uniregv1.ConditionReady, metav1.ConditionFalse, reason, msg)
+}
+
+// setAvailable: some replica is ready (or none is wanted).
+func setAvailable(reg *uniregv1.Registry, available bool, msg string) {
+	if available {
+		setCondition(reg, uniregv1.ConditionAvailable, metav1.ConditionTrue, uniregv1.ReasonReplicasReady, msg)
+		return
+	}
+	setCondition(reg, uniregv1.ConditionAvailable, metav1.ConditionFalse, uniregv1.ReasonNoReplicaReady, msg)
+}
+
+// setProgressing: the Deployment rolls out, or the Registry waits for its
+// turn to take the operator's new default image (waiting says why; an
+// event when that is new).
+func (r *RegistryReconciler) setProgressing(reg *uniregv1.Registry, rollingOut bool, waiting string) {
+	switch {
+	case waiting != "":
+		if was := meta.FindStatusCondition(reg.Status.Conditions, uniregv1.ConditionProgressing); was == nil || was.Reason != uniregv1.ReasonWaitingForUpgradeSlot || was.Message != waiting {
+			r.Recorder.Event(reg, corev1.EventTypeNormal, uniregv1.ReasonWaitingForUpgradeSlot, waiting)
+		}
+		setCondition(reg, uniregv1.ConditionProgressing, metav1.ConditionTrue, uniregv1.ReasonWaitingForUpgradeSlot, waiting)
+	case rollingOut:
+		setCondition(reg, uniregv1.ConditionProgressing, metav1.ConditionTrue, uniregv1.ReasonRollingOut, "")
+	default:
+		setCondition(reg, uniregv1.ConditionProgressing, metav1.ConditionFalse, uniregv1.ReasonRolledOut, "")
+	}
+}
+
+// setDegraded: the rollout is done and replicas are missing.
+func setDegraded(reg *uniregv1.Registry, degraded bool) {
+	if degraded {
+		setCondition(reg, uniregv1.ConditionDegraded, metav1.ConditionTrue, uniregv1.ReasonMissingReplicas, "")
+		return
+	}
+	setCondition(reg, uniregv1.ConditionDegraded, metav1.ConditionFalse, uniregv1.ReasonAsExpected, "")
+}
