@@ -14,7 +14,16 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/unireg/unireg/registry"
+	"github.com/unireg/unireg/registry/limit"
+	"github.com/unireg/unireg/registry/npm"
+	"github.com/unireg/unireg/registry/oci"
+	"github.com/unireg/unireg/registry/storage/s3"
 )
+
+// DefaultPort is the port --listen binds by default (":5000").
+const DefaultPort = 5000
 
 // Options are the settings of cmd/registry.
 type Options struct {
@@ -89,42 +98,42 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("registry", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&o.ConfigFile, "config", "", "YAML file with settings (keys are the flag names)")
-	fs.StringVar(&o.Listen, "listen", ":5000", "address to listen on")
+	fs.StringVar(&o.Listen, "listen", fmt.Sprintf(":%d", DefaultPort), "address to listen on")
 	fs.StringVar(&o.DataDir, "data-dir", "./data", "directory for content (DATA_DIR/storage) and local state (admin token, JWT key)")
 	fs.StringVar(&o.AuthStore, "auth-store", "", "auth-store file listing tokens by hash (docs/auth-store.md); reloaded on change. Default: DATA_DIR/auth-store.yaml with a generated admin token, unless --anonymous is set")
 	fs.StringVar(&o.AuthStoreSecret, "auth-store-secret", "", "NAMESPACE/NAME of a Kubernetes Secret holding the auth store (key auth-store.yaml), watched through the API so changes apply within seconds; needs get, list and watch on it")
 	fs.Var(commaList(&o.Anonymous, stringValue, nil), "anonymous", "`scopes` granted to unauthenticated requests, e.g. 'oci:repository:*:pull'; comma-separated, or the flag repeated (default none)")
 	fs.StringVar(&o.JWTKeyFile, "jwt-key-file", "", "file holding the HS256 key of the token flow (at least 32 bytes). Default: DATA_DIR/jwt.key, generated when absent")
-	fs.StringVar(&o.TokenService, "token-service", "unireg", "service name of the Docker token flow (the JWT audience)")
-	fs.DurationVar(&o.TokenTTL, "token-ttl", 5*time.Minute, "lifetime of issued JWTs")
+	fs.StringVar(&o.TokenService, "token-service", registry.DefaultTokenService, "service name of the Docker token flow (the JWT audience)")
+	fs.DurationVar(&o.TokenTTL, "token-ttl", registry.DefaultTokenTTL, "lifetime of issued JWTs")
 	fs.StringVar(&o.PublicURL, "public-url", "", "external base URL, e.g. https://registry.example.com (default: from each request's Host)")
 	fs.Var(trustedProxies(&o.TrustedProxies), "trusted-proxies", trustedProxiesUsage())
 	fs.BoolVar(&o.OCIEnabled, "oci-enabled", true, "serve the OCI Distribution API under --oci-prefix")
-	fs.StringVar(&o.OCIPrefix, "oci-prefix", "/v2", "path prefix of the OCI API; OCI clients need /v2 at the host root, so change it only behind a proxy that rewrites paths")
+	fs.StringVar(&o.OCIPrefix, "oci-prefix", oci.DefaultPrefix, "path prefix of the OCI API; OCI clients need /v2 at the host root, so change it only behind a proxy that rewrites paths")
 	fs.BoolVar(&o.OCIDelete, "oci-delete", true, "allow deleting manifests, tags and blobs")
 	fs.BoolVar(&o.OCIReferrers, "oci-referrers", true, "serve the OCI referrers API")
 	fs.BoolVar(&o.OCIAllowSparse, "oci-allow-sparse", false, "accept image manifests whose layers are not in the repository (the config blob must be)")
-	fs.Int64Var(&o.MaxManifestSize, "max-manifest-size", 4<<20, "largest manifest accepted, in bytes")
+	fs.Int64Var(&o.MaxManifestSize, "max-manifest-size", oci.DefaultMaxManifestSize, "largest manifest accepted, in bytes")
 	fs.Int64Var(&o.MaxBlobSize, "max-blob-size", 0, "largest blob accepted, in bytes (413 SIZE_INVALID above it, and the upload is removed); 0: no bound")
 	fs.BoolVar(&o.NPMEnabled, "npm-enabled", true, "serve the npm registry under --npm-prefix")
-	fs.StringVar(&o.NPMPrefix, "npm-prefix", "/npm", "path prefix of the npm registry (clients use http://HOST/npm/ as registry URL)")
+	fs.StringVar(&o.NPMPrefix, "npm-prefix", npm.DefaultPrefix, "path prefix of the npm registry (clients use http://HOST/npm/ as registry URL)")
 	fs.BoolVar(&o.NPMPublish, "npm-publish", true, "accept npm publish (else an npm error)")
 	fs.BoolVar(&o.NPMUnpublish, "npm-unpublish", true, "accept npm unpublish (else an npm error)")
 	fs.BoolVar(&o.NPMSearch, "npm-search", true, "serve npm search (else an npm error)")
 	fs.BoolVar(&o.NPMTokenAPI, "npm-token-api", true, "serve npm token create/list/revoke and let npm logout revoke its token")
-	fs.IntVar(&o.NPMMaxDocumentSize, "npm-max-document-size", 16<<20, "largest npm publish document without its tarball, in bytes")
-	fs.Int64Var(&o.NPMMaxTarballSize, "npm-max-tarball-size", 256<<20, "largest npm tarball, in bytes")
-	fs.DurationVar(&o.UploadMaxAge, "upload-max-age", 24*time.Hour, "age after which an untouched upload session is purged")
-	fs.DurationVar(&o.UploadPurgeInterval, "upload-purge-interval", 10*time.Minute, "how often abandoned uploads are purged")
+	fs.IntVar(&o.NPMMaxDocumentSize, "npm-max-document-size", npm.DefaultMaxDocumentSize, "largest npm publish document without its tarball, in bytes")
+	fs.Int64Var(&o.NPMMaxTarballSize, "npm-max-tarball-size", npm.DefaultMaxTarballSize, "largest npm tarball, in bytes")
+	fs.DurationVar(&o.UploadMaxAge, "upload-max-age", oci.DefaultUploadMaxAge, "age after which an untouched upload session is purged")
+	fs.DurationVar(&o.UploadPurgeInterval, "upload-purge-interval", registry.DefaultUploadPurgeInterval, "how often abandoned uploads are purged")
 	fs.StringVar(&o.S3Bucket, "s3-bucket", "", "store content in this S3 bucket instead of DATA_DIR/storage (credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, or the key files)")
 	fs.StringVar(&o.S3Endpoint, "s3-endpoint", "", "S3 API URL, http:// or https:// (e.g. http://minio:9000); required with --s3-bucket")
-	fs.StringVar(&o.S3Region, "s3-region", "us-east-1", "S3 region")
+	fs.StringVar(&o.S3Region, "s3-region", s3.DefaultRegion, "S3 region")
 	fs.StringVar(&o.S3Prefix, "s3-prefix", "", "key prefix inside the bucket, so several registries can share one")
 	fs.BoolVar(&o.S3VirtualHost, "s3-virtual-host", false, "address the bucket as BUCKET.host instead of path-style host/BUCKET")
 	fs.BoolVar(&o.S3InsecureSkipVerify, "s3-insecure-skip-verify", false, "accept any TLS certificate from the S3 endpoint")
 	fs.StringVar(&o.S3AccessKeyFile, "s3-access-key-file", "", "file holding the S3 access key (e.g. a mounted Secret)")
 	fs.StringVar(&o.S3SecretKeyFile, "s3-secret-key-file", "", "file holding the S3 secret key")
-	fs.Uint64Var(&o.S3PartSize, "s3-part-size", 8<<20, "multipart part size in bytes (at least 5 MiB); each streaming upload buffers one part")
+	fs.Uint64Var(&o.S3PartSize, "s3-part-size", s3.DefaultPartSize, "multipart part size in bytes (at least 5 MiB); each streaming upload buffers one part")
 	fs.BoolVar(&o.S3Redirect, "s3-redirect", false, "answer blob downloads with a 307 to a presigned S3 URL (clients must reach the S3 endpoint)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "auto", "json, text, or auto (JSON unless stderr is a terminal)")
@@ -132,11 +141,11 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.PprofListen, "pprof-listen", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off when empty")
 	fs.DurationVar(&o.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send its request headers")
 	fs.IntVar(&o.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request line and headers, in bytes; larger requests get 431")
-	fs.DurationVar(&o.BodyIdleTimeout, "body-idle-timeout", time.Minute, "longest pause in a request body; a body that stops longer gets 408 and nothing of it is kept")
-	fs.Int64Var(&o.BodyMinRate, "body-min-rate", 1024, "slowest average rate of a request body after its first minute, in bytes per second (408 below it); negative: no minimum")
-	fs.DurationVar(&o.ResponseIdleTimeout, "response-idle-timeout", time.Minute, "least time a client has to take each part of a response (Idle x --response-min-rate bytes, 64 KiB to 4 MiB); a client that takes longer is disconnected")
-	fs.Int64Var(&o.ResponseMinRate, "response-min-rate", 1024, "slowest rate a client may take a response at, in bytes per second (disconnected below it); negative: no minimum, only --response-idle-timeout per 64 KiB")
-	fs.IntVar(&o.UploadsPerIdentity, "uploads-per-identity", 128, "blob uploads and npm publishes one identity may stream at once (429 beyond); negative: no bound")
+	fs.DurationVar(&o.BodyIdleTimeout, "body-idle-timeout", limit.DefaultIdle, "longest pause in a request body; a body that stops longer gets 408 and nothing of it is kept")
+	fs.Int64Var(&o.BodyMinRate, "body-min-rate", limit.DefaultMinBytesPerSecond, "slowest average rate of a request body after its first minute, in bytes per second (408 below it); negative: no minimum")
+	fs.DurationVar(&o.ResponseIdleTimeout, "response-idle-timeout", limit.DefaultIdle, "least time a client has to take each part of a response (Idle x --response-min-rate bytes, 64 KiB to 4 MiB); a client that takes longer is disconnected")
+	fs.Int64Var(&o.ResponseMinRate, "response-min-rate", limit.DefaultMinBytesPerSecond, "slowest rate a client may take a response at, in bytes per second (disconnected below it); negative: no minimum, only --response-idle-timeout per 64 KiB")
+	fs.IntVar(&o.UploadsPerIdentity, "uploads-per-identity", registry.DefaultUploadsPerIdentity, "blob uploads and npm publishes one identity may stream at once (429 beyond); negative: no bound")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: registry [flags]\n\nunireg: an OCI Distribution registry (and npm registry).\n"+
 			"Every flag can also be set as environment variable UNIREG_<FLAG> (e.g. UNIREG_DATA_DIR)\n"+

@@ -1,0 +1,17 @@
+package registry
+
+import "time"
+
+// The defaults of Config's zero values; cmd/registry's flags show these
+// same constants (registry/config). The protocols' own defaults are in
+// oci.Default* and npm.Default*, the rate limits' in limit.Default*.
+const (
+	// DefaultTokenService is Config.TokenService when empty.
+	DefaultTokenService = "unireg"
+	// DefaultTokenTTL is Config.TokenTTL when zero.
+	DefaultTokenTTL = 5 * time.Minute
+	// DefaultUploadsPerIdentity is Limits.UploadsPerIdentity when zero.
+	DefaultUploadsPerIdentity = 128
+	// DefaultUploadPurgeInterval is OCIConfig.UploadPurgeInterval when zero.
+	DefaultUploadPurgeInterval = 10 * time.Minute
+)

@@ -1,0 +1,17 @@
+package npm
+
+// The defaults New gives the zero values of Options; cmd/registry's flags
+// show these same constants (registry/config).
+const (
+	// DefaultPrefix is where the registry is mounted: clients use
+	// http://HOST/npm/ as registry URL.
+	DefaultPrefix = "/npm"
+	// DefaultMaxDocumentSize bounds a publish body without its tarball, in
+	// bytes (16 MiB).
+	DefaultMaxDocumentSize = 16 << 20
+	// DefaultMaxTarballSize bounds one tarball, in bytes (256 MiB).
+	DefaultMaxTarballSize = 256 << 20
+	// DefaultDocumentCacheSize bounds the memory of the document cache, in
+	// bytes (64 MiB).
+	DefaultDocumentCacheSize = defaultDocumentCacheSize
+)
