@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -37,6 +38,9 @@ type Identity struct {
 	// used only to find the source of a cross-repository mount without
 	// `from`; they never authorise reading.
 	mountable Scopes
+	// asked are the repositories an issued JWT's access lists, whatever
+	// actions it grants there (none, when all were refused).
+	asked []string
 	// tracked is set when the Authenticator that accepted the credential
 	// implements TokenLiveness: what is made from it (JWTs, npm tokens)
 	// names its TokenID and stops working when it does.
@@ -58,6 +62,14 @@ func (id *Identity) Tracked() bool { return id.tracked }
 // since the JWT's access covers only the repositories the client asked for.
 func (id *Identity) MayMountFrom(name string) bool {
 	return id.issued && id.mountable.Allows(Access{ProtocolOCI, TypeRepository, name, ActionPull})
+}
+
+// AskedFor reports whether the identity is an issued JWT whose access lists
+// repository name, granted any action or none: a client whose JWT lacks an
+// action on a repository it never asked about should be challenged to ask,
+// one that asked and was refused should not.
+func (id *Identity) AskedFor(name string) bool {
+	return id.issued && slices.Contains(id.asked, name)
 }
 
 // Issued reports whether the identity comes from a JWT of the token flow: it

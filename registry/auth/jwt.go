@@ -13,12 +13,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// ResourceActions is one entry of a Docker token's `access` claim.
-type ResourceActions struct {
-	Type    string   `json:"type"`
-	Name    string   `json:"name"`
-	Actions []string `json:"actions"`
-}
+// ResourceActions is one entry of a Docker token's `access` claim: a
+// DockerScope (the name Distribution gives it).
+type ResourceActions = DockerScope
 
 // Claims are the claims of the short-lived JWTs the token endpoint issues.
 type Claims struct {
@@ -212,6 +209,7 @@ func (id *Identity) clone() *Identity {
 	c := *id
 	c.Scopes = slices.Clone(id.Scopes)
 	c.mountable = slices.Clone(id.mountable)
+	c.asked = slices.Clone(id.asked)
 	return &c
 }
 
@@ -239,11 +237,9 @@ func (j *JWTIssuer) verifyWith(token string, keys *keySet) (*Identity, *Claims, 
 		if ra.Type != TypeRepository {
 			continue
 		}
-		if len(ra.Actions) == 0 {
-			// Asked for and refused: recorded so the registry can tell a
-			// repository the client never asked about from one it may not use.
-			id.Scopes = append(id.Scopes, Scope{ProtocolOCI, TypeRepository, ra.Name, ""})
-		}
+		// Recorded granted or refused, so the registry can tell a
+		// repository the client never asked about from one it may not use.
+		id.asked = append(id.asked, ra.Name)
 		for _, a := range ra.Actions {
 			id.Scopes = append(id.Scopes, Scope{ProtocolOCI, TypeRepository, ra.Name, a})
 		}

@@ -107,10 +107,16 @@ func TestJWTIssueThenVerifyRoundTrips(t *testing.T) {
 	if !strings.HasPrefix(id.TokenID, "jwt:") || len(id.TokenID) <= len("jwt:") {
 		t.Errorf("TokenID = %q, want jwt:<id>", id.TokenID)
 	}
-	// bar was asked for and refused: it is recorded with no action.
-	want := []string{"oci:repository:foo:pull", "oci:repository:foo:push", "oci:repository:bar:"}
+	// bar was asked for and refused: it grants nothing, and is recorded
+	// as asked.
+	want := []string{"oci:repository:foo:pull", "oci:repository:foo:push"}
 	if !slices.Equal(id.Scopes.Strings(), want) {
 		t.Errorf("Scopes = %v, want %v", id.Scopes.Strings(), want)
+	}
+	asked := id.clone()
+	asked.issued = true // as Service marks it
+	if !asked.AskedFor("foo") || !asked.AskedFor("bar") || asked.AskedFor("baz") {
+		t.Errorf("AskedFor foo, bar, baz = %v, %v, %v; want true, true, false", asked.AskedFor("foo"), asked.AskedFor("bar"), asked.AskedFor("baz"))
 	}
 	for _, tt := range []struct {
 		access Access

@@ -23,21 +23,12 @@ const (
 	ActionDelete = "delete"
 )
 
-// Access is one thing a request wants to do: action on a named resource.
-type Access struct {
-	Protocol string
-	Type     string
-	Name     string
-	Action   string
-}
-
-// String renders the access in scope grammar.
-func (a Access) String() string {
-	return a.Protocol + ":" + a.Type + ":" + a.Name + ":" + a.Action
-}
-
 // Scope is a parsed grant `{protocol}:{type}:{name}:{action}`. Each segment
 // may be `*`; in the name, `*` matches any run of characters including `/`.
+// The same four fields name what a request wants to do (an Access), so
+// grants and accesses are one type: ParseScope is the one parser of the
+// grammar, which the CRD's pattern is tested against
+// (api/v1alpha1/scopepattern_test.go), and String the one way back.
 type Scope struct {
 	Protocol string
 	Type     string
@@ -45,9 +36,41 @@ type Scope struct {
 	Action   string
 }
 
+// Access is one thing a request wants to do: action on a named resource. It
+// is a Scope without wildcards; the name says which side of Allows it is on.
+type Access = Scope
+
 // String renders the scope in its grammar.
 func (s Scope) String() string {
 	return s.Protocol + ":" + s.Type + ":" + s.Name + ":" + s.Action
+}
+
+// DockerScope is a scope of Docker's token flow, `TYPE:NAME:ACTIONS`
+// (`repository:team/app:pull,push`, `registry:catalog:*`): what a client
+// asks the realm for, what a Bearer challenge names, and, as an entry of a
+// JWT's `access` claim, what the JWT grants. Docker's grammar is its own
+// (no protocol, several actions); Scope is the registry's.
+type DockerScope struct {
+	Type    string   `json:"type"`
+	Name    string   `json:"name"`
+	Actions []string `json:"actions"`
+}
+
+// ParseDockerScope parses one Docker scope. The name is everything between
+// the first and the last ':', so a name may hold one (a registry host with
+// a port, as Distribution allows).
+func ParseDockerScope(s string) (DockerScope, error) {
+	typ, rest, ok := strings.Cut(s, ":")
+	i := strings.LastIndexByte(rest, ':')
+	if !ok || i < 0 {
+		return DockerScope{}, fmt.Errorf("docker scope %q: want type:name:actions", s)
+	}
+	return DockerScope{Type: typ, Name: rest[:i], Actions: strings.Split(rest[i+1:], ",")}, nil
+}
+
+// String renders the scope in Docker's grammar.
+func (d DockerScope) String() string {
+	return d.Type + ":" + d.Name + ":" + strings.Join(d.Actions, ",")
 }
 
 var validActions = map[string][]string{

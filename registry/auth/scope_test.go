@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -288,6 +289,36 @@ func TestParseScopeRejectsActionOfAnotherProtocolWhenOnlyTypeIsGiven(t *testing.
 	for _, in := range []string{"*:repository:foo:read", "*:repository:foo:write", "*:package:foo:pull", "*:package:foo:push"} {
 		if sc, err := ParseScope(in); err == nil {
 			t.Errorf("ParseScope(%q) = %+v, want an unknown action error", in, sc)
+		}
+	}
+}
+
+func TestDockerScopeParsesAndRendersDockersGrammar(t *testing.T) {
+	tests := []struct {
+		in   string
+		want DockerScope
+	}{
+		{"repository:team/app:pull,push", DockerScope{Type: "repository", Name: "team/app", Actions: []string{"pull", "push"}}},
+		{"registry:catalog:*", DockerScope{Type: "registry", Name: "catalog", Actions: []string{"*"}}},
+		// The name runs to the last ':', as Distribution reads a host:port.
+		{"repository:localhost:5000/app:pull", DockerScope{Type: "repository", Name: "localhost:5000/app", Actions: []string{"pull"}}},
+		{"repository:app:", DockerScope{Type: "repository", Name: "app", Actions: []string{""}}},
+	}
+	for _, tt := range tests {
+		got, err := ParseDockerScope(tt.in)
+		if err != nil {
+			t.Fatalf("ParseDockerScope(%q): %v", tt.in, err)
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("ParseDockerScope(%q) = %#v, want %#v", tt.in, got, tt.want)
+		}
+		if s := got.String(); s != tt.in {
+			t.Errorf("String() = %q, want %q back", s, tt.in)
+		}
+	}
+	for _, bad := range []string{"", "repository", "repository:app"} {
+		if ds, err := ParseDockerScope(bad); err == nil {
+			t.Errorf("ParseDockerScope(%q) = %#v, want an error", bad, ds)
 		}
 	}
 }

@@ -108,17 +108,15 @@ func (h TokenHandler) grant(r *http.Request, id *Identity, requested []string) [
 	var out []ResourceActions
 	for _, param := range requested {
 		for _, item := range strings.Fields(param) {
-			typ, rest, ok := strings.Cut(item, ":")
-			i := strings.LastIndexByte(rest, ':')
-			if !ok || i < 0 {
+			ds, err := ParseDockerScope(item)
+			if err != nil {
 				continue
 			}
-			name, actions := rest[:i], strings.Split(rest[i+1:], ",")
 			switch {
-			case typ == "registry" && name == "catalog":
+			case ds.Type == "registry" && ds.Name == "catalog":
 				out = append(out, h.pullGrants(id)...)
-			case typ == TypeRepository && !strings.Contains(name, "*"):
-				if ra := h.grantRepository(r, id, name, actions); ra != nil {
+			case ds.Type == TypeRepository && !strings.Contains(ds.Name, "*"):
+				if ra := h.grantRepository(r, id, ds.Name, ds.Actions); ra != nil {
 					out = append(out, *ra)
 				}
 			}

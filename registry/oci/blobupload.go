@@ -118,10 +118,11 @@ func (h *Handler) mount(q *request, name string, d digest.Digest, from string) (
 			return false, newError(http.StatusBadRequest, CodeNameInvalid, "invalid from repository %q", truncate(from))
 		}
 		if !q.Allowed(from, auth.ActionPull) {
-			if q.Caller.Anonymous || (q.Caller.Issued() && !mentions(q.Caller.Scopes, from)) {
+			if q.Caller.Anonymous || (q.Caller.Issued() && !q.Caller.AskedFor(from)) {
 				// Let the token flow ask for the source too, as Distribution does.
 				return false, h.challenge(&q.Call, []string{
-					"repository:" + name + ":pull,push", "repository:" + from + ":pull",
+					auth.DockerScope{Type: auth.TypeRepository, Name: name, Actions: []string{auth.ActionPull, auth.ActionPush}}.String(),
+					auth.DockerScope{Type: auth.TypeRepository, Name: from, Actions: []string{auth.ActionPull}}.String(),
 				}, "insufficient_scope")
 			}
 			return false, nil
@@ -155,16 +156,6 @@ func (h *Handler) mount(q *request, name string, d digest.Digest, from string) (
 	q.W.Header().Set("Docker-Content-Digest", d.String())
 	q.W.WriteHeader(http.StatusCreated)
 	return true, nil
-}
-
-// mentions reports whether a JWT's scopes name the repository at all.
-func mentions(scopes auth.Scopes, name string) bool {
-	for _, s := range scopes {
-		if s.Name == name {
-			return true
-		}
-	}
-	return false
 }
 
 func (h *Handler) createSession(ctx context.Context, name string, algorithm digest.Algorithm) (*session, error) {

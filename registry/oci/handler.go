@@ -203,7 +203,7 @@ func (h *Handler) refuse(c *protocol.Call, d protocol.Denial) error {
 	if d.BadCredentials {
 		return h.challenge(c, nil, "authentication failed")
 	}
-	scope := []string{"repository:" + d.Name + ":" + strings.Join(d.Actions, ",")}
+	scope := []string{auth.DockerScope{Type: auth.TypeRepository, Name: d.Name, Actions: d.Actions}.String()}
 	switch {
 	case c.Caller.Anonymous:
 		return h.challenge(c, scope, "authentication required")
