@@ -96,6 +96,22 @@ func NewStaticTokenStore(f *authstore.File) (*TokenStore, error) {
 	return s, nil
 }
 
+// ParseAuthStore reads an auth store as the server does: its structure
+// (authstore.Parse) and every token's scopes (ParseScope). A store it
+// refuses, a TokenStore refuses whole, keeping the tokens it had; whoever
+// writes one (the operator) checks it with this before writing.
+// authstore.Parse cannot check the scopes itself: this package imports it.
+func ParseAuthStore(data []byte) (*authstore.File, error) {
+	f, err := authstore.Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := buildTable(f, nil); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
 func buildTable(f *authstore.File, raw []byte) (*tokenTable, error) {
 	t := &tokenTable{byHash: make(map[string]*storedToken, len(f.Tokens)), byID: make(map[string][]*storedToken, len(f.Tokens)), raw: raw}
 	for i, tok := range f.Tokens {

@@ -503,3 +503,25 @@ func TestStaticTokenStoreAuthenticates(t *testing.T) {
 		t.Error("NewStaticTokenStore accepted an invalid scope")
 	}
 }
+
+// The operator checks a store before writing it; the check must be the one
+// the server applies, which refuses a bad scope that authstore.Parse (the
+// format alone) lets through.
+func TestParseAuthStoreRefusesWhatTheServerRefuses(t *testing.T) {
+	store := func(scope string) []byte {
+		return []byte("version: 1\ntokens:\n- hash: " + HashToken("t") + "\n  user: ci\n  scopes: [\"" + scope + "\"]\n")
+	}
+	good, bad := store("oci:repository:team/*:push"), store("oci:repository:team/*:read")
+	if _, err := authstore.Parse(bad); err != nil {
+		t.Fatalf("authstore.Parse refused the bad scope itself (%v): the test no longer shows the gap", err)
+	}
+	if _, err := ParseAuthStore(bad); err == nil || !strings.Contains(err.Error(), "unknown action") {
+		t.Fatalf("ParseAuthStore of a store with an unknown action: %v, want the server's refusal", err)
+	}
+	if err := NewTokenStore(TokenStoreOptions{}).Apply(bad); err == nil {
+		t.Fatal("the server's TokenStore accepted the store ParseAuthStore refused")
+	}
+	if f, err := ParseAuthStore(good); err != nil || len(f.Tokens) != 1 {
+		t.Fatalf("ParseAuthStore of a good store: %v, %v", f, err)
+	}
+}

@@ -51,7 +51,9 @@ var hashPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
 // Parse decodes an auth store from YAML or JSON and checks its structure
 // (version, hash syntax, users, duplicates). Scope syntax is checked by the
-// caller that interprets them.
+// caller that interprets them: auth.ParseAuthStore reads a store as the
+// server does, scopes included (the scope parser lives in package auth,
+// which imports this one, so this one cannot ask it).
 func Parse(data []byte) (*File, error) {
 	var f File
 	if err := yaml.UnmarshalStrict(data, &f); err != nil {
