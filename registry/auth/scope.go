@@ -1,6 +1,9 @@
-// Package auth is the auth core shared by both protocols: the scope language,
-// identities, the pluggable Authenticator and Authorizer interfaces, the
-// file-backed token store, and the JWT token service of the Docker token flow.
+// Package auth is the auth core shared by both protocols: the scope language
+// (scope.go: Scope, DockerScope), identities, the pluggable Authenticator and
+// Authorizer interfaces, the credentials of the registry itself (the
+// auth-store tokens of a file or Secret, tokenstore.go; the tokens users make
+// through the npm token API and the revocations both protocols honour,
+// usertokens.go), and the JWT token service of the Docker token flow.
 package auth
 
 import (
