@@ -21,7 +21,6 @@ import (
 	"github.com/unireg/unireg/registry/auth"
 	"github.com/unireg/unireg/registry/auth/k8ssecret"
 	"github.com/unireg/unireg/registry/authstore"
-	"github.com/unireg/unireg/registry/limit"
 	"github.com/unireg/unireg/registry/storage"
 	"github.com/unireg/unireg/registry/storage/filesystem"
 	"github.com/unireg/unireg/registry/storage/s3"
@@ -97,44 +96,9 @@ func (o *Options) Build(ctx context.Context, log *slog.Logger) (*Built, error) {
 	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	b := &Built{Config: registry.Config{
-		Storage:         store,
-		AnonymousScopes: o.AnonymousScopes(),
-		JWTKeys:         keyFile.Keys(),
-		TokenService:    o.TokenService,
-		TokenTTL:        o.TokenTTL,
-		PublicURL:       o.PublicURL,
-		TrustedProxies:  o.TrustedProxies,
-		Logger:          log,
-		Metrics:         metrics,
-		Limits: registry.Limits{
-			BodyRate:           limit.BodyRate{Idle: o.BodyIdleTimeout, MinBytesPerSecond: o.BodyMinRate},
-			ResponseRate:       limit.ResponseRate{Idle: o.ResponseIdleTimeout, MinBytesPerSecond: o.ResponseMinRate},
-			UploadsPerIdentity: o.UploadsPerIdentity,
-		},
-		NPM: registry.NPMConfig{
-			Disabled:         !o.NPMEnabled,
-			Prefix:           o.NPMPrefix,
-			MaxDocumentSize:  o.NPMMaxDocumentSize,
-			MaxTarballSize:   o.NPMMaxTarballSize,
-			DisablePublish:   !o.NPMPublish,
-			DisableUnpublish: !o.NPMUnpublish,
-			DisableSearch:    !o.NPMSearch,
-			DisableTokenAPI:  !o.NPMTokenAPI,
-		},
-		OCI: registry.OCIConfig{
-			Disabled:            !o.OCIEnabled,
-			Prefix:              o.OCIPrefix,
-			MaxManifestSize:     o.MaxManifestSize,
-			MaxBlobSize:         o.MaxBlobSize,
-			UploadMaxAge:        o.UploadMaxAge,
-			UploadPurgeInterval: o.UploadPurgeInterval,
-			AllowSparse:         o.OCIAllowSparse,
-			RedirectBlobs:       o.S3Redirect,
-			DisableDelete:       !o.OCIDelete,
-			DisableReferrers:    !o.OCIReferrers,
-		},
-	}, JWTKeyFile: keyFile}
+	cfg := o.Registry
+	cfg.Storage, cfg.JWTKeys, cfg.Logger, cfg.Metrics = store, keyFile.Keys(), log, metrics
+	b := &Built{Config: cfg, JWTKeyFile: keyFile}
 	if _, err := auth.ParseScopes(b.Config.AnonymousScopes); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("--anonymous: %w", err)

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -27,33 +26,20 @@ const DefaultPort = 5000
 
 // Options are the settings of cmd/registry.
 type Options struct {
-	ConfigFile           string
-	Listen               string
-	DataDir              string
-	AuthStore            string
-	AuthStoreSecret      string
-	Anonymous            []string
-	JWTKeyFile           string
-	TokenService         string
-	TokenTTL             time.Duration
-	PublicURL            string
-	TrustedProxies       []netip.Prefix
-	OCIEnabled           bool
-	OCIPrefix            string
-	OCIDelete            bool
-	OCIReferrers         bool
-	OCIAllowSparse       bool
-	MaxManifestSize      int64
-	NPMEnabled           bool
-	NPMPrefix            string
-	NPMPublish           bool
-	NPMUnpublish         bool
-	NPMSearch            bool
-	NPMTokenAPI          bool
-	NPMMaxDocumentSize   int
-	NPMMaxTarballSize    int64
-	UploadMaxAge         time.Duration
-	UploadPurgeInterval  time.Duration
+	// Registry holds the library's settings: their flags set its fields
+	// directly, with the library's defaults (registry.Default*, oci.Default*,
+	// npm.Default*, limit.Default*). Build completes a copy with what needs
+	// I/O: storage, JWT keys, the auth store, logger and metrics. A program
+	// may set more of it (Authorizer, OnEvent) before Build.
+	Registry registry.Config
+
+	ConfigFile      string
+	Listen          string
+	DataDir         string
+	AuthStore       string
+	AuthStoreSecret string
+	JWTKeyFile      string
+
 	S3Endpoint           string
 	S3Bucket             string
 	S3Region             string
@@ -63,29 +49,19 @@ type Options struct {
 	S3AccessKeyFile      string
 	S3SecretKeyFile      string
 	S3PartSize           uint64
-	S3Redirect           bool
 	// S3AccessKey, S3SecretKey and S3SessionToken come from the standard
 	// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN
 	// variables (never from flags, which other users of the machine see).
 	S3AccessKey, S3SecretKey, S3SessionToken string
-	LogLevel                                 string
-	LogFormat                                string
-	ShutdownTimeout                          time.Duration
+
+	LogLevel        string
+	LogFormat       string
+	ShutdownTimeout time.Duration
 	// PprofListen, when set, serves net/http/pprof on this address (off by
 	// default: profiles reveal internals; bind it to loopback).
-	PprofListen        string
-	ReadHeaderTimeout  time.Duration
-	MaxHeaderBytes     int
-	BodyIdleTimeout    time.Duration
-	BodyMinRate        int64
-	UploadsPerIdentity int
-
-	// ResponseIdleTimeout and ResponseMinRate bound how slowly a client may
-	// take a response (limit.ResponseRate).
-	ResponseIdleTimeout time.Duration
-	ResponseMinRate     int64
-	// MaxBlobSize bounds OCI blobs, in bytes; 0: no bound.
-	MaxBlobSize int64
+	PprofListen       string
+	ReadHeaderTimeout time.Duration
+	MaxHeaderBytes    int
 }
 
 // EnvName is the environment variable of a flag: UNIREG_ and the flag name in
@@ -102,29 +78,29 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.DataDir, "data-dir", "./data", "directory for content (DATA_DIR/storage) and local state (admin token, JWT key)")
 	fs.StringVar(&o.AuthStore, "auth-store", "", "auth-store file listing tokens by hash (docs/auth-store.md); reloaded on change. Default: DATA_DIR/auth-store.yaml with a generated admin token, unless --anonymous is set")
 	fs.StringVar(&o.AuthStoreSecret, "auth-store-secret", "", "NAMESPACE/NAME of a Kubernetes Secret holding the auth store (key auth-store.yaml), watched through the API so changes apply within seconds; needs get, list and watch on it")
-	fs.Var(commaList(&o.Anonymous, stringValue, nil), "anonymous", "`scopes` granted to unauthenticated requests, e.g. 'oci:repository:*:pull'; comma-separated, or the flag repeated (default none)")
+	fs.Var(commaList(&o.Registry.AnonymousScopes, stringValue, nil), "anonymous", "`scopes` granted to unauthenticated requests, e.g. 'oci:repository:*:pull'; comma-separated, or the flag repeated (default none)")
 	fs.StringVar(&o.JWTKeyFile, "jwt-key-file", "", "file holding the HS256 key of the token flow (at least 32 bytes). Default: DATA_DIR/jwt.key, generated when absent")
-	fs.StringVar(&o.TokenService, "token-service", registry.DefaultTokenService, "service name of the Docker token flow (the JWT audience)")
-	fs.DurationVar(&o.TokenTTL, "token-ttl", registry.DefaultTokenTTL, "lifetime of issued JWTs")
-	fs.StringVar(&o.PublicURL, "public-url", "", "external base URL, e.g. https://registry.example.com (default: from each request's Host)")
-	fs.Var(trustedProxies(&o.TrustedProxies), "trusted-proxies", trustedProxiesUsage())
-	fs.BoolVar(&o.OCIEnabled, "oci-enabled", true, "serve the OCI Distribution API under --oci-prefix")
-	fs.StringVar(&o.OCIPrefix, "oci-prefix", oci.DefaultPrefix, "path prefix of the OCI API; OCI clients need /v2 at the host root, so change it only behind a proxy that rewrites paths")
-	fs.BoolVar(&o.OCIDelete, "oci-delete", true, "allow deleting manifests, tags and blobs")
-	fs.BoolVar(&o.OCIReferrers, "oci-referrers", true, "serve the OCI referrers API")
-	fs.BoolVar(&o.OCIAllowSparse, "oci-allow-sparse", false, "accept image manifests whose layers are not in the repository (the config blob must be)")
-	fs.Int64Var(&o.MaxManifestSize, "max-manifest-size", oci.DefaultMaxManifestSize, "largest manifest accepted, in bytes")
-	fs.Int64Var(&o.MaxBlobSize, "max-blob-size", 0, "largest blob accepted, in bytes (413 SIZE_INVALID above it, and the upload is removed); 0: no bound")
-	fs.BoolVar(&o.NPMEnabled, "npm-enabled", true, "serve the npm registry under --npm-prefix")
-	fs.StringVar(&o.NPMPrefix, "npm-prefix", npm.DefaultPrefix, "path prefix of the npm registry (clients use http://HOST/npm/ as registry URL)")
-	fs.BoolVar(&o.NPMPublish, "npm-publish", true, "accept npm publish (else an npm error)")
-	fs.BoolVar(&o.NPMUnpublish, "npm-unpublish", true, "accept npm unpublish (else an npm error)")
-	fs.BoolVar(&o.NPMSearch, "npm-search", true, "serve npm search (else an npm error)")
-	fs.BoolVar(&o.NPMTokenAPI, "npm-token-api", true, "serve npm token create/list/revoke and let npm logout revoke its token")
-	fs.IntVar(&o.NPMMaxDocumentSize, "npm-max-document-size", npm.DefaultMaxDocumentSize, "largest npm publish document without its tarball, in bytes")
-	fs.Int64Var(&o.NPMMaxTarballSize, "npm-max-tarball-size", npm.DefaultMaxTarballSize, "largest npm tarball, in bytes")
-	fs.DurationVar(&o.UploadMaxAge, "upload-max-age", oci.DefaultUploadMaxAge, "age after which an untouched upload session is purged")
-	fs.DurationVar(&o.UploadPurgeInterval, "upload-purge-interval", registry.DefaultUploadPurgeInterval, "how often abandoned uploads are purged")
+	fs.StringVar(&o.Registry.TokenService, "token-service", registry.DefaultTokenService, "service name of the Docker token flow (the JWT audience)")
+	fs.DurationVar(&o.Registry.TokenTTL, "token-ttl", registry.DefaultTokenTTL, "lifetime of issued JWTs")
+	fs.StringVar(&o.Registry.PublicURL, "public-url", "", "external base URL, e.g. https://registry.example.com (default: from each request's Host)")
+	fs.Var(trustedProxies(&o.Registry.TrustedProxies), "trusted-proxies", trustedProxiesUsage())
+	fs.Var(negated{&o.Registry.OCI.Disabled}, "oci-enabled", "serve the OCI Distribution API under --oci-prefix")
+	fs.StringVar(&o.Registry.OCI.Prefix, "oci-prefix", oci.DefaultPrefix, "path prefix of the OCI API; OCI clients need /v2 at the host root, so change it only behind a proxy that rewrites paths")
+	fs.Var(negated{&o.Registry.OCI.DisableDelete}, "oci-delete", "allow deleting manifests, tags and blobs")
+	fs.Var(negated{&o.Registry.OCI.DisableReferrers}, "oci-referrers", "serve the OCI referrers API")
+	fs.BoolVar(&o.Registry.OCI.AllowSparse, "oci-allow-sparse", false, "accept image manifests whose layers are not in the repository (the config blob must be)")
+	fs.Int64Var(&o.Registry.OCI.MaxManifestSize, "max-manifest-size", oci.DefaultMaxManifestSize, "largest manifest accepted, in bytes")
+	fs.Int64Var(&o.Registry.OCI.MaxBlobSize, "max-blob-size", 0, "largest blob accepted, in bytes (413 SIZE_INVALID above it, and the upload is removed); 0: no bound")
+	fs.Var(negated{&o.Registry.NPM.Disabled}, "npm-enabled", "serve the npm registry under --npm-prefix")
+	fs.StringVar(&o.Registry.NPM.Prefix, "npm-prefix", npm.DefaultPrefix, "path prefix of the npm registry (clients use http://HOST/npm/ as registry URL)")
+	fs.Var(negated{&o.Registry.NPM.DisablePublish}, "npm-publish", "accept npm publish (else an npm error)")
+	fs.Var(negated{&o.Registry.NPM.DisableUnpublish}, "npm-unpublish", "accept npm unpublish (else an npm error)")
+	fs.Var(negated{&o.Registry.NPM.DisableSearch}, "npm-search", "serve npm search (else an npm error)")
+	fs.Var(negated{&o.Registry.NPM.DisableTokenAPI}, "npm-token-api", "serve npm token create/list/revoke and let npm logout revoke its token")
+	fs.IntVar(&o.Registry.NPM.MaxDocumentSize, "npm-max-document-size", npm.DefaultMaxDocumentSize, "largest npm publish document without its tarball, in bytes")
+	fs.Int64Var(&o.Registry.NPM.MaxTarballSize, "npm-max-tarball-size", npm.DefaultMaxTarballSize, "largest npm tarball, in bytes")
+	fs.DurationVar(&o.Registry.OCI.UploadMaxAge, "upload-max-age", oci.DefaultUploadMaxAge, "age after which an untouched upload session is purged")
+	fs.DurationVar(&o.Registry.OCI.UploadPurgeInterval, "upload-purge-interval", registry.DefaultUploadPurgeInterval, "how often abandoned uploads are purged")
 	fs.StringVar(&o.S3Bucket, "s3-bucket", "", "store content in this S3 bucket instead of DATA_DIR/storage (credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, or the key files)")
 	fs.StringVar(&o.S3Endpoint, "s3-endpoint", "", "S3 API URL, http:// or https:// (e.g. http://minio:9000); required with --s3-bucket")
 	fs.StringVar(&o.S3Region, "s3-region", s3.DefaultRegion, "S3 region")
@@ -134,18 +110,18 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.S3AccessKeyFile, "s3-access-key-file", "", "file holding the S3 access key (e.g. a mounted Secret)")
 	fs.StringVar(&o.S3SecretKeyFile, "s3-secret-key-file", "", "file holding the S3 secret key")
 	fs.Uint64Var(&o.S3PartSize, "s3-part-size", s3.DefaultPartSize, "multipart part size in bytes (at least 5 MiB); each streaming upload buffers one part")
-	fs.BoolVar(&o.S3Redirect, "s3-redirect", false, "answer blob downloads with a 307 to a presigned S3 URL (clients must reach the S3 endpoint)")
+	fs.BoolVar(&o.Registry.OCI.RedirectBlobs, "s3-redirect", false, "answer blob downloads with a 307 to a presigned S3 URL (clients must reach the S3 endpoint)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "auto", "json, text, or auto (JSON unless stderr is a terminal)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests")
 	fs.StringVar(&o.PprofListen, "pprof-listen", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off when empty")
 	fs.DurationVar(&o.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send its request headers")
 	fs.IntVar(&o.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request line and headers, in bytes; larger requests get 431")
-	fs.DurationVar(&o.BodyIdleTimeout, "body-idle-timeout", limit.DefaultIdle, "longest pause in a request body; a body that stops longer gets 408 and nothing of it is kept")
-	fs.Int64Var(&o.BodyMinRate, "body-min-rate", limit.DefaultMinBytesPerSecond, "slowest average rate of a request body after its first minute, in bytes per second (408 below it); negative: no minimum")
-	fs.DurationVar(&o.ResponseIdleTimeout, "response-idle-timeout", limit.DefaultIdle, "least time a client has to take each part of a response (Idle x --response-min-rate bytes, 64 KiB to 4 MiB); a client that takes longer is disconnected")
-	fs.Int64Var(&o.ResponseMinRate, "response-min-rate", limit.DefaultMinBytesPerSecond, "slowest rate a client may take a response at, in bytes per second (disconnected below it); negative: no minimum, only --response-idle-timeout per 64 KiB")
-	fs.IntVar(&o.UploadsPerIdentity, "uploads-per-identity", registry.DefaultUploadsPerIdentity, "blob uploads and npm publishes one identity may stream at once (429 beyond); negative: no bound")
+	fs.DurationVar(&o.Registry.Limits.BodyRate.Idle, "body-idle-timeout", limit.DefaultIdle, "longest pause in a request body; a body that stops longer gets 408 and nothing of it is kept")
+	fs.Int64Var(&o.Registry.Limits.BodyRate.MinBytesPerSecond, "body-min-rate", limit.DefaultMinBytesPerSecond, "slowest average rate of a request body after its first minute, in bytes per second (408 below it); negative: no minimum")
+	fs.DurationVar(&o.Registry.Limits.ResponseRate.Idle, "response-idle-timeout", limit.DefaultIdle, "least time a client has to take each part of a response (Idle x --response-min-rate bytes, 64 KiB to 4 MiB); a client that takes longer is disconnected")
+	fs.Int64Var(&o.Registry.Limits.ResponseRate.MinBytesPerSecond, "response-min-rate", limit.DefaultMinBytesPerSecond, "slowest rate a client may take a response at, in bytes per second (disconnected below it); negative: no minimum, only --response-idle-timeout per 64 KiB")
+	fs.IntVar(&o.Registry.Limits.UploadsPerIdentity, "uploads-per-identity", registry.DefaultUploadsPerIdentity, "blob uploads and npm publishes one identity may stream at once (429 beyond); negative: no bound")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: registry [flags]\n\nunireg: an OCI Distribution registry (and npm registry).\n"+
 			"Every flag can also be set as environment variable UNIREG_<FLAG> (e.g. UNIREG_DATA_DIR)\n"+
@@ -276,7 +252,7 @@ func yamlScalar(v any) string {
 	}
 }
 
-// AnonymousScopes returns the --anonymous scopes.
-func (o *Options) AnonymousScopes() []string { return o.Anonymous }
+// AnonymousScopes returns the --anonymous scopes (Registry.AnonymousScopes).
+func (o *Options) AnonymousScopes() []string { return o.Registry.AnonymousScopes }
 
 var errNoDataDir = errors.New("--data-dir is empty")

@@ -31,14 +31,14 @@ func TestPrecedenceIsFlagThenEnvThenFileThenDefault(t *testing.T) {
 	if o.DataDir != "/from/env" {
 		t.Errorf("data-dir = %s, want the environment's", o.DataDir)
 	}
-	if o.TokenTTL != 2*time.Minute || o.MaxManifestSize != 1<<20 {
-		t.Errorf("file values not applied: ttl %s, max manifest %d", o.TokenTTL, o.MaxManifestSize)
+	if o.Registry.TokenTTL != 2*time.Minute || o.Registry.OCI.MaxManifestSize != 1<<20 {
+		t.Errorf("file values not applied: ttl %s, max manifest %d", o.Registry.TokenTTL, o.Registry.OCI.MaxManifestSize)
 	}
 	if got := strings.Join(o.AnonymousScopes(), " "); got != "oci:repository:*:pull npm:package:*:read" {
 		t.Errorf("anonymous from a YAML list = %q", got)
 	}
-	if o.TokenService != "unireg" || o.UploadMaxAge != 24*time.Hour {
-		t.Errorf("defaults lost: service %q, upload age %s", o.TokenService, o.UploadMaxAge)
+	if o.Registry.TokenService != "unireg" || o.Registry.OCI.UploadMaxAge != 24*time.Hour {
+		t.Errorf("defaults lost: service %q, upload age %s", o.Registry.TokenService, o.Registry.OCI.UploadMaxAge)
 	}
 }
 
@@ -46,7 +46,7 @@ func TestConfigFileFromEnvironment(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "c.yaml")
 	os.WriteFile(file, []byte("public-url: https://r.example.com\n"), 0o600)
 	o, err := Load(nil, env(map[string]string{"UNIREG_CONFIG": file}), io.Discard)
-	if err != nil || o.PublicURL != "https://r.example.com" {
+	if err != nil || o.Registry.PublicURL != "https://r.example.com" {
 		t.Fatalf("UNIREG_CONFIG not read: %+v, %v", o, err)
 	}
 }
@@ -190,5 +190,23 @@ func TestFeatureFlagsReachTheConfig(t *testing.T) {
 		DisablePublish: true, DisableUnpublish: true, DisableSearch: true, DisableTokenAPI: true}
 	if got.OCI.Prefix != "/registry/v2" || got.NPM != want {
 		t.Fatalf("flags: OCI prefix %q, NPM %+v", got.OCI.Prefix, got.NPM)
+	}
+}
+
+// A flag that names what is on sets the library's Disable field, from every
+// layer; left alone, the field keeps its zero value (on).
+func TestEnableFlagsSetTheLibrarysDisableFields(t *testing.T) {
+	file := writeConfig(t, "oci-delete: false\nnpm-publish: true\n")
+	o, err := Load([]string{"--config", file, "--oci-referrers=false", "--npm-enabled"},
+		env(map[string]string{"UNIREG_NPM_SEARCH": "false", "UNIREG_NPM_PUBLISH": "false"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc, nc := o.Registry.OCI, o.Registry.NPM
+	if !oc.DisableDelete || !oc.DisableReferrers || oc.Disabled || nc.Disabled || !nc.DisableSearch || !nc.DisablePublish || nc.DisableUnpublish || nc.DisableTokenAPI {
+		t.Fatalf("OCI %+v, NPM %+v", oc, nc)
+	}
+	if _, err := Load([]string{"--oci-delete=maybe"}, env(nil), io.Discard); err == nil {
+		t.Fatal("--oci-delete=maybe accepted")
 	}
 }

@@ -40,8 +40,8 @@ func TestListFlagsTakeEveryOccurrence(t *testing.T) {
 	if want := []string{"oci:repository:a:pull", "npm:package:*:read", "oci:repository:b:pull"}; !slices.Equal(o.AnonymousScopes(), want) {
 		t.Errorf("anonymous = %q, want %q", o.AnonymousScopes(), want)
 	}
-	if want := prefixes(t, "10.0.0.0/8", "192.168.1.1/32", "fd00::/8"); !slices.Equal(o.TrustedProxies, want) {
-		t.Errorf("trusted proxies = %v, want %v", o.TrustedProxies, want)
+	if want := prefixes(t, "10.0.0.0/8", "192.168.1.1/32", "fd00::/8"); !slices.Equal(o.Registry.TrustedProxies, want) {
+		t.Errorf("trusted proxies = %v, want %v", o.Registry.TrustedProxies, want)
 	}
 }
 
@@ -57,8 +57,8 @@ func TestListVariablesHoldOneValuePerLine(t *testing.T) {
 	if want := []string{"oci:repository:a:pull", "npm:package:*:read", "oci:repository:b:pull"}; !slices.Equal(o.AnonymousScopes(), want) {
 		t.Errorf("anonymous = %q, want %q", o.AnonymousScopes(), want)
 	}
-	if want := prefixes(t, "10.0.0.0/8", "192.168.1.1/32"); !slices.Equal(o.TrustedProxies, want) {
-		t.Errorf("trusted proxies = %v, want %v", o.TrustedProxies, want)
+	if want := prefixes(t, "10.0.0.0/8", "192.168.1.1/32"); !slices.Equal(o.Registry.TrustedProxies, want) {
+		t.Errorf("trusted proxies = %v, want %v", o.Registry.TrustedProxies, want)
 	}
 }
 
@@ -88,8 +88,8 @@ func TestListPrecedenceIsFlagThenEnvThenFileWithoutMerging(t *testing.T) {
 			if !slices.Equal(o.AnonymousScopes(), c.want) {
 				t.Errorf("anonymous = %q, want %q", o.AnonymousScopes(), c.want)
 			}
-			if !slices.Equal(o.TrustedProxies, c.proxy) || o.TrustedProxies == nil {
-				t.Errorf("trusted proxies = %#v, want %v", o.TrustedProxies, c.proxy)
+			if !slices.Equal(o.Registry.TrustedProxies, c.proxy) || o.Registry.TrustedProxies == nil {
+				t.Errorf("trusted proxies = %#v, want %v", o.Registry.TrustedProxies, c.proxy)
 			}
 		})
 	}
@@ -136,13 +136,13 @@ func TestTrustedProxiesNoneIsTheEmptyList(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if o.TrustedProxies == nil || len(o.TrustedProxies) != 0 {
-			t.Errorf("%q: trusted proxies = %#v, want the empty list", args, o.TrustedProxies)
+		if o.Registry.TrustedProxies == nil || len(o.Registry.TrustedProxies) != 0 {
+			t.Errorf("%q: trusted proxies = %#v, want the empty list", args, o.Registry.TrustedProxies)
 		}
 	}
 	o, err := Load(nil, env(nil), io.Discard)
-	if err != nil || o.TrustedProxies != nil {
-		t.Errorf("unset: trusted proxies = %#v (%v), want nil (the library's default)", o.TrustedProxies, err)
+	if err != nil || o.Registry.TrustedProxies != nil {
+		t.Errorf("unset: trusted proxies = %#v (%v), want nil (the library's default)", o.Registry.TrustedProxies, err)
 	}
 }
 
