@@ -67,7 +67,7 @@ func TestTokenWithAnInvalidRegistryScopeIsNeverProjected(t *testing.T) {
 		t.Fatalf("tokenScopes of a token using an invalid RegistryScope: %v, want an invalid-scope error", err)
 	}
 
-	r := &RegistryReconciler{Client: c, Scheme: scheme, Recorder: record.NewFakeRecorder(10), DefaultImage: "unireg/registry:test"}
+	r := &AuthStoreReconciler{Client: c, Scheme: scheme, Recorder: record.NewFakeRecorder(10)}
 	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(reg)}); err != nil {
 		t.Fatal(err)
 	}

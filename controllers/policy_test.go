@@ -227,7 +227,7 @@ func TestProjectionChecksThePolicyAgain(t *testing.T) {
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).
 		WithStatusSubresource(&uniregv1.Registry{}, &uniregv1.RegistryToken{}).
 		WithIndex(&uniregv1.RegistryToken{}, indexRegistryRef, registryRefKeys).Build()
-	r := &RegistryReconciler{Client: c, Scheme: scheme, Recorder: record.NewFakeRecorder(10), DefaultImage: "unireg/registry:test"}
+	r := &AuthStoreReconciler{Client: c, Scheme: scheme, Recorder: record.NewFakeRecorder(10)}
 	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(reg)}); err != nil {
 		t.Fatal(err)
 	}

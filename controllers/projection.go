@@ -1,62 +1,47 @@
 package controllers
 
 import (
-	"context"
 	"fmt"
 	"sort"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	uniregv1 "github.com/unireg/unireg/api/v1alpha1"
 	"github.com/unireg/unireg/registry/authstore"
 )
 
-// projection is the auth store of the Registry's tokens, of every
-// namespace, and the tokens left out of it: a later token holding the same
+// projection is the auth store of a Registry's tokens, of every namespace,
+// and the tokens left out of it with why: a later token holding the same
 // token as an earlier one (projectedBefore decides, as the token controller
-// does), and an entry the server's parser refuses. A token is projected
-// only when it passes the Registry's tokenPolicy now (policyRefusal), not on
-// the word of a Ready condition written before the policy changed; a token
-// in its rotation overlap is projected once per hash, the previous one
-// expiring at the overlap's end. next is the earliest expiry to come.
-func (r *RegistryReconciler) projection(ctx context.Context, reg *uniregv1.Registry) (*authstore.File, []string, time.Time, error) {
-	var tokens uniregv1.RegistryTokenList
-	if err := r.List(ctx, &tokens, client.MatchingFields{indexRegistryRef: registryRefKey(client.ObjectKeyFromObject(reg))}); err != nil {
-		return nil, nil, time.Time{}, err
-	}
-	items := tokens.Items
+// does), and an entry the server's parser refuses. next is the earliest
+// expiry to come. It reads nothing: the auth-store controller gathers the
+// inputs (projectionInputs).
+//
+// A token is projected when it is projectable at now and has resolved
+// scopes: the gatherer resolves them only for a token whose RegistryScopes
+// exist and parse and that passes the Registry's tokenPolicy now, not on the
+// word of a Ready condition written before the policy changed; the token
+// controller marks the others not Ready. hashes are the ones each token's
+// Secret holds (projectedHashes): a token in its rotation overlap is
+// projected once per hash, the previous one expiring at the overlap's end.
+func projection(tokens []uniregv1.RegistryToken, hashes map[types.NamespacedName][]projected, scopes map[types.NamespacedName][]string, now time.Time) (file *authstore.File, leftOut []string, next time.Time) {
+	items := append([]uniregv1.RegistryToken(nil), tokens...)
 	sort.Slice(items, func(i, j int) bool { return projectedBefore(&items[i], &items[j]) })
-	now := r.now()
-	var next time.Time
-	var leftOut []string
 	holders := map[string]string{} // hash -> the token projected with it
-	file := &authstore.File{Version: authstore.Version, Tokens: []authstore.Token{}}
+	file = &authstore.File{Version: authstore.Version, Tokens: []authstore.Token{}}
 	for i := range items {
 		t := &items[i]
-		if !meta.IsStatusConditionTrue(t.Status.Conditions, uniregv1.ConditionReady) || t.Status.SecretName == "" {
+		key := client.ObjectKeyFromObject(t)
+		tokenScopes, resolved := scopes[key]
+		if !projectable(t, now) || !resolved {
 			continue
-		}
-		if t.Status.ExpiresAt != nil && !now.Before(t.Status.ExpiresAt.Time) {
-			continue
-		}
-		scopes, err := tokenScopes(ctx, r.Client, t)
-		if err != nil {
-			continue // a missing or invalid RegistryScope: the token controller marks it not Ready
-		}
-		if refused, err := policyRefusal(ctx, r.Client, reg, t, scopes); err != nil {
-			return nil, nil, time.Time{}, err
-		} else if refused != nil {
-			continue // the token controller marks it not Ready
-		}
-		hashes, err := projectedHashes(ctx, r.Client, t)
-		if err != nil {
-			return nil, nil, time.Time{}, err
 		}
 		name := t.Namespace + "/" + t.Name
-		for _, h := range hashes {
+		for _, h := range hashes[key] {
 			expires := earliest(h.until, t.Status.ExpiresAt)
 			if expires != nil && !now.Before(*expires) {
 				continue
@@ -65,7 +50,7 @@ func (r *RegistryReconciler) projection(ctx context.Context, reg *uniregv1.Regis
 				leftOut = append(leftOut, fmt.Sprintf("%s (the same token as %s)", name, first))
 				continue
 			}
-			entry := authstore.Token{Hash: h.hash, User: tokenUser(t), Scopes: scopes, ExpiresAt: expires}
+			entry := authstore.Token{Hash: h.hash, User: tokenUser(t), Scopes: tokenScopes, ExpiresAt: expires}
 			if err := checkEntry(entry); err != nil {
 				leftOut = append(leftOut, fmt.Sprintf("%s (%v)", name, err))
 				continue
@@ -78,7 +63,16 @@ func (r *RegistryReconciler) projection(ctx context.Context, reg *uniregv1.Regis
 		}
 	}
 	sort.Slice(file.Tokens, func(i, j int) bool { return file.Tokens[i].Hash < file.Tokens[j].Hash })
-	return file, leftOut, next, nil
+	return file, leftOut, next
+}
+
+// projectable: the token is Ready, has its Secret and has not expired at
+// now. Only such a token's scopes and hashes are worth gathering.
+func projectable(t *uniregv1.RegistryToken, now time.Time) bool {
+	if !meta.IsStatusConditionTrue(t.Status.Conditions, uniregv1.ConditionReady) || t.Status.SecretName == "" {
+		return false
+	}
+	return t.Status.ExpiresAt == nil || now.Before(t.Status.ExpiresAt.Time)
 }
 
 // earliest is the earlier of two optional times, nil when both are.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -23,17 +22,15 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	uniregv1 "github.com/unireg/unireg/api/v1alpha1"
-	"github.com/unireg/unireg/registry/authstore"
 )
 
-// RegistryReconciler turns a Registry into a running registry: its
-// Deployment, Service, JWT key and auth-store Secrets and data volume, and
-// projects the Registry's Ready tokens into the auth store.
+// RegistryReconciler turns a Registry into a running registry: its JWT key
+// Secret, ServiceAccount, data volume, Service and Deployment, and the
+// status that describes them (url, pullHosts, Ready, Available,
+// Progressing, Degraded). The auth store its pods load is the auth-store
+// controller's (AuthStoreReconciler); the pods start once it is written.
 type RegistryReconciler struct {
 	client.Client
 	Scheme   *runtime.Scheme
@@ -45,7 +42,7 @@ type RegistryReconciler struct {
 }
 
 // +kubebuilder:rbac:groups=unireg.dev,resources=registries,verbs=get;list;watch
-// +kubebuilder:rbac:groups=unireg.dev,resources=registries/status,verbs=update
+// +kubebuilder:rbac:groups=unireg.dev,resources=registries/status,verbs=patch
 // +kubebuilder:rbac:groups=unireg.dev,resources=registries/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
@@ -75,8 +72,8 @@ func (r *RegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		reg.Status.ObservedGeneration = reg.Generation
 	}
 	if !equality.Semantic.DeepEqual(before, &reg.Status) {
-		if uerr := r.Status().Update(ctx, reg); uerr != nil && err == nil {
-			err = uerr
+		if werr := r.writeRegistryStatus(ctx, reg); werr != nil && err == nil {
+			err = werr
 		}
 	}
 	return result, err
@@ -94,13 +91,14 @@ func (r *RegistryReconciler) reconcile(ctx context.Context, reg *uniregv1.Regist
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("jwt key: %w", err)
 	}
-	next, err := r.reconcileAuthStore(ctx, reg)
-	if err != nil {
+	if written, err := r.authStoreWritten(ctx, reg); err != nil {
 		return ctrl.Result{}, fmt.Errorf("auth store: %w", err)
+	} else if !written {
+		setCondition(reg, uniregv1.ConditionReady, metav1.ConditionFalse, uniregv1.ReasonWaitingForAuthStore,
+			"waiting for the auth-store controller to write Secret "+authSecretName(reg))
+		return ctrl.Result{}, nil // its creation wakes this Registry (Owns)
 	}
-	if !nextKeyStep.IsZero() && (next.IsZero() || nextKeyStep.Before(next)) {
-		next = nextKeyStep
-	}
+	next := nextKeyStep
 	if err := r.reconcileAccess(ctx, reg); err != nil {
 		return ctrl.Result{}, fmt.Errorf("service account: %w", err)
 	}
@@ -125,79 +123,23 @@ func (r *RegistryReconciler) reconcile(ctx context.Context, reg *uniregv1.Regist
 	return result, nil
 }
 
-// reconcileAuthStore projects every Ready, unexpired token of the Registry
-// (hash, user, its scopes and its RegistryScopes' scopes, expiry) into the
-// auth-store Secret, in the format of docs/auth-store.md. It returns the
-// earliest expiry to come, so the token drops out on time.
-//
-// The pods refuse a store that does not parse as a whole and keep the
-// previous one, so one bad entry would stop every revocation and new token.
-// The store is therefore checked with the server's own parser before it is
-// written: entries it would refuse are left out one by one (projection), and
-// a store that still does not parse is not written. The TokensProjected
-// condition and an event say which.
-func (r *RegistryReconciler) reconcileAuthStore(ctx context.Context, reg *uniregv1.Registry) (time.Time, error) {
-	file, leftOut, next, err := r.projection(ctx, reg)
-	if err != nil {
-		return time.Time{}, err
-	}
-	body, err := authstore.Marshal(file)
-	if err != nil {
-		return time.Time{}, err
-	}
-	if _, err := authstore.Parse(body); err != nil {
-		r.setTokensProjected(reg, uniregv1.ReasonProjectionRefused, "the auth store built does not parse, so it was not written and the pods keep the previous one: "+err.Error())
-		return next, nil
-	}
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: authSecretName(reg)}}
-	if err := r.Get(ctx, client.ObjectKeyFromObject(s), s); err == nil {
-		if err := mustControl(reg, s, "Secret"); err != nil {
-			return time.Time{}, err
-		}
-	} else if !apierrors.IsNotFound(err) {
-		return time.Time{}, err
-	}
-	op, err := controllerutil.CreateOrUpdate(ctx, r.Client, s, func() error {
-		s.Labels = commonLabels(reg)
-		s.Data = map[string][]byte{keyAuthStore: body}
-		return controllerutil.SetControllerReference(reg, s, r.Scheme)
-	})
-	if apierrors.IsAlreadyExists(err) { // there, but not in the cache of what the operator made
-		return time.Time{}, &childConflict{kind: "Secret", name: s.Name}
+// authStoreWritten tells whether the pods may start: the auth-store Secret
+// is there and the Registry's, or the auth-store controller refused to
+// write the store it built (TokensProjected ProjectionRefused: the pods
+// start without one, and Ready says why). A Secret of the name the Registry
+// does not control is a conflict: no pod ever loads a store planted by
+// someone else.
+func (r *RegistryReconciler) authStoreWritten(ctx context.Context, reg *uniregv1.Registry) (bool, error) {
+	s := &corev1.Secret{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: reg.Namespace, Name: authSecretName(reg)}, s)
+	if apierrors.IsNotFound(err) {
+		c := meta.FindStatusCondition(reg.Status.Conditions, uniregv1.ConditionTokensProjected)
+		return c != nil && c.Reason == uniregv1.ReasonProjectionRefused, nil
 	}
 	if err != nil {
-		return time.Time{}, err
+		return false, err
 	}
-	if op != controllerutil.OperationResultNone {
-		log.FromContext(ctx).Info("auth store projected", "tokens", len(file.Tokens), "operation", op)
-	}
-	reg.Status.Tokens = int32(len(file.Tokens))
-	if len(leftOut) > 0 {
-		r.setTokensProjected(reg, uniregv1.ReasonTokensLeftOut, "left out of the auth store: "+summarise(leftOut, 10))
-	} else {
-		r.setTokensProjected(reg, uniregv1.ReasonProjected, "every Ready token is in the auth store")
-	}
-	return next, nil
-}
-
-// setTokensProjected sets the TokensProjected condition: True only for
-// ReasonProjected, with a warning event when a failure is new.
-func (r *RegistryReconciler) setTokensProjected(reg *uniregv1.Registry, reason, msg string) {
-	if reason == uniregv1.ReasonProjected {
-		setCondition(reg, uniregv1.ConditionTokensProjected, metav1.ConditionTrue, reason, msg)
-		return
-	}
-	if was := meta.FindStatusCondition(reg.Status.Conditions, uniregv1.ConditionTokensProjected); was == nil || was.Reason != reason || was.Message != msg {
-		r.Recorder.Event(reg, corev1.EventTypeWarning, reason, msg)
-	}
-	setCondition(reg, uniregv1.ConditionTokensProjected, metav1.ConditionFalse, reason, msg)
-}
-
-func summarise(items []string, max int) string {
-	if len(items) <= max {
-		return strings.Join(items, "; ")
-	}
-	return fmt.Sprintf("%s; and %d more", strings.Join(items[:max], "; "), len(items)-max)
+	return true, mustControl(reg, s, "Secret")
 }
 
 // reconcileAccess gives the registry's pods a ServiceAccount that may get,
@@ -365,12 +307,9 @@ func (r *RegistryReconciler) reconcileDeployment(ctx context.Context, reg *unire
 	return live.(*appsv1.Deployment), waiting, nil
 }
 
-// SetupWithManager registers the controller: Registries, their children,
-// and the tokens, scopes and token Secrets that feed their auth stores.
+// SetupWithManager registers the controller: Registries and their
+// children (the auth-store Secret among them, which the pods wait for).
 func (r *RegistryReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if err := indexTokensByRegistry(mgr); err != nil {
-		return err
-	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&uniregv1.Registry{}).
 		Owns(&appsv1.Deployment{}).
@@ -380,45 +319,6 @@ func (r *RegistryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.ServiceAccount{}).
 		Owns(&rbacv1.Role{}).
 		Owns(&rbacv1.RoleBinding{}).
-		Watches(&uniregv1.RegistryToken{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-			return []reconcile.Request{{NamespacedName: registryOf(o.(*uniregv1.RegistryToken))}}
-		})).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-			name := o.GetLabels()[labelRegistry]
-			if name == "" {
-				return nil
-			}
-			ns := o.GetLabels()[labelRegistryNamespace] // a token of another namespace
-			if ns == "" {
-				ns = o.GetNamespace()
-			}
-			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
-		})).
-		Watches(&uniregv1.RegistryScope{}, handler.EnqueueRequestsFromMapFunc(r.registriesInNamespace)).
 		Named("registry").
 		Complete(r)
-}
-
-// registriesInNamespace enqueues every Registry of an object's namespace
-// (a RegistryScope may feed any of them) and the Registries of other
-// namespaces that tokens of its namespace naming it feed.
-func (r *RegistryReconciler) registriesInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
-	var list uniregv1.RegistryList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
-		return nil
-	}
-	out := make([]reconcile.Request, 0, len(list.Items))
-	for _, reg := range list.Items {
-		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&reg)})
-	}
-	var tokens uniregv1.RegistryTokenList
-	if err := r.List(ctx, &tokens, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexScopeRef: o.GetName()}); err != nil {
-		return out
-	}
-	for i := range tokens.Items {
-		if t := &tokens.Items[i]; crossNamespace(t) {
-			out = append(out, reconcile.Request{NamespacedName: registryOf(t)})
-		}
-	}
-	return out
 }

@@ -1,18 +1,79 @@
 package controllers
 
-// The conditions of a Registry that the registry controller writes, one
-// function each; TokensProjected is the auth store's (setProjected).
+// The status of a Registry: the conditions the registry controller writes,
+// one function each (TokensProjected is the auth-store controller's,
+// setTokensProjected), and how the two controllers write their own fields.
 
 import (
+	"context"
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	uniregv1 "github.com/unireg/unireg/api/v1alpha1"
 )
+
+// Two controllers write a Registry's status, each its own fields: the
+// registry controller the workload's (Ready, Available, Progressing,
+// Degraded, observedGeneration, url, readyReplicas,
+// jwtKeyRotation), the auth-store controller TokensProjected and tokens.
+// Each writes with server-side apply under its own field manager, so
+// neither can overwrite what the other wrote, whatever order they run in
+// (conditions are a map keyed by type).
+
+// authStoreFieldOwner is the auth-store controller's field manager; the
+// registry controller's is fieldOwner.
+const authStoreFieldOwner = "unireg-operator-auth-store"
+
+// applyStatus writes the given fields of reg's status under owner. A field
+// owner wrote before and leaves out now is removed, so every field a
+// controller owns is always given, zero values included.
+func applyStatus(ctx context.Context, c client.Client, reg *uniregv1.Registry, owner string, status map[string]any) error {
+	u := &unstructured.Unstructured{Object: map[string]any{"status": status}}
+	u.SetGroupVersionKind(uniregv1.GroupVersion.WithKind("Registry"))
+	u.SetNamespace(reg.Namespace)
+	u.SetName(reg.Name)
+	err := c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(owner), client.ForceOwnership)
+	return client.IgnoreNotFound(err) // deleted meanwhile
+}
+
+// conditionsOf are the conditions of the given types, as apply wants them.
+func conditionsOf(conds []metav1.Condition, keep func(typ string) bool) ([]any, error) {
+	out := []any{}
+	for i := range conds {
+		if !keep(conds[i].Type) {
+			continue
+		}
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&conds[i])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// writeRegistryStatus applies the registry controller's fields of reg's
+// status.
+func (r *RegistryReconciler) writeRegistryStatus(ctx context.Context, reg *uniregv1.Registry) error {
+	conds, err := conditionsOf(reg.Status.Conditions, func(typ string) bool { return typ != uniregv1.ConditionTokensProjected })
+	if err != nil {
+		return err
+	}
+	return applyStatus(ctx, r.Client, reg, fieldOwner, map[string]any{
+		"conditions":         conds,
+		"observedGeneration": reg.Status.ObservedGeneration,
+		"url":                reg.Status.URL,
+		"readyReplicas":      reg.Status.ReadyReplicas,
+		"jwtKeyRotation":     reg.Status.JWTKeyRotation,
+	})
+}
 
 // setStatus sets what the Deployment says: replicas, the URL and the
 // conditions.

@@ -536,9 +536,6 @@ func (r *RegistryTokenReconciler) writeSecret(ctx context.Context, tok *uniregv1
 // Namespaces whose labels admit them, the Secrets of their spec.secretRef,
 // and the tokens that may hold the same token.
 func (r *RegistryTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if err := indexTokensByScope(mgr); err != nil {
-		return err
-	}
 	indexer := mgr.GetFieldIndexer()
 	if err := indexer.IndexField(context.Background(), &uniregv1.RegistryToken{}, indexSecretRef, func(o client.Object) []string {
 		if ref := o.(*uniregv1.RegistryToken).Spec.SecretRef; ref != nil {

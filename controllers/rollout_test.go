@@ -66,11 +66,14 @@ func (u *upgradeCluster) operator(image string) *RegistryReconciler {
 	return &RegistryReconciler{Client: u.c, Scheme: u.c.Scheme(), Recorder: u.events, DefaultImage: image, Now: time.Now}
 }
 
-// reconcile runs the operator on the Registries in the order given.
+// reconcile runs the operator on the Registries in the order given: the
+// auth-store controller, whose Secret the pods wait for, then the registry
+// controller.
 func (u *upgradeCluster) reconcile(op *RegistryReconciler, keys ...client.ObjectKey) map[client.ObjectKey]ctrl.Result {
 	u.t.Helper()
 	out := map[client.ObjectKey]ctrl.Result{}
 	for _, k := range keys {
+		u.authStore(k)
 		res, err := op.Reconcile(context.Background(), ctrl.Request{NamespacedName: k})
 		if err != nil {
 			u.t.Fatalf("reconcile %s: %v", k, err)
@@ -78,6 +81,19 @@ func (u *upgradeCluster) reconcile(op *RegistryReconciler, keys ...client.Object
 		out[k] = res
 	}
 	return out
+}
+
+// authStore runs the auth-store controller on a Registry and waits until
+// the operator's cache sees its Secret.
+func (u *upgradeCluster) authStore(k client.ObjectKey) {
+	u.t.Helper()
+	as := &AuthStoreReconciler{Client: u.c, Scheme: u.c.Scheme(), Recorder: u.events}
+	if _, err := as.Reconcile(context.Background(), ctrl.Request{NamespacedName: k}); err != nil {
+		u.t.Fatalf("auth store of %s: %v", k, err)
+	}
+	eventually(u.t, "the cache sees the auth store of "+k.String(), func() (bool, error) {
+		return u.c.Get(context.Background(), client.ObjectKey{Namespace: k.Namespace, Name: k.Name + "-auth"}, &corev1.Secret{}) == nil, nil
+	})
 }
 
 func (u *upgradeCluster) deployment(k client.ObjectKey) *appsv1.Deployment {

@@ -129,11 +129,26 @@ func (c operatorClient) Get(ctx context.Context, key client.ObjectKey, obj clien
 	return c.Client.Get(ctx, key, obj, opts...)
 }
 
-// Setup registers every controller with the manager, in the order their
-// field indexes need. The manager's cache must be CacheOptions.
+// Setup registers every controller with the manager, one job each: the
+// registry controller runs a Registry's workload (registry_controller.go),
+// the auth-store controller writes its auth store (authstore_controller.go),
+// the token controller issues tokens (registrytoken_controller.go) and the
+// scope controller checks RegistryScopes (registryscope_controller.go). The
+// manager's cache must be CacheOptions.
 func Setup(mgr ctrl.Manager, o Options) error {
 	namespaced := len(o.WatchNamespaces) > 0
 	c := operatorClient{Client: mgr.GetClient(), api: mgr.GetAPIReader(), namespacesFromAPI: namespaced}
+	if err := indexTokensByRegistry(mgr); err != nil {
+		return err
+	}
+	if err := indexTokensByScope(mgr); err != nil {
+		return err
+	}
+	if err := (&AuthStoreReconciler{
+		Client: c, Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorderFor("authstore-controller"), Now: o.Now,
+	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
 	if err := (&RegistryReconciler{
 		Client: c, Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorderFor("registry-controller"),
 		DefaultImage: o.DefaultImage, Now: o.Now,

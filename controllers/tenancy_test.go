@@ -195,7 +195,7 @@ func TestProjectionLeavesOutWhatTheServerWouldRefuse(t *testing.T) {
 		WithStatusSubresource(&uniregv1.Registry{}, &uniregv1.RegistryToken{}).
 		WithIndex(&uniregv1.RegistryToken{}, indexRegistryRef, registryRefKeys).Build()
 	events := record.NewFakeRecorder(10)
-	r := &RegistryReconciler{Client: c, Scheme: scheme, Recorder: events, DefaultImage: "unireg/registry:test"}
+	r := &AuthStoreReconciler{Client: c, Scheme: scheme, Recorder: events}
 	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(reg)}); err != nil {
 		t.Fatal(err)
 	}

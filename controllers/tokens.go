@@ -39,14 +39,16 @@ func registryRefKeys(o client.Object) []string {
 func registryRefKey(reg types.NamespacedName) string { return reg.Namespace + "/" + reg.Name }
 
 func indexTokensByScope(mgr ctrl.Manager) error {
-	return mgr.GetFieldIndexer().IndexField(context.Background(), &uniregv1.RegistryToken{}, indexScopeRef,
-		func(o client.Object) []string {
-			var names []string
-			for _, ref := range o.(*uniregv1.RegistryToken).Spec.ScopeRefs {
-				names = append(names, ref.Name)
-			}
-			return names
-		})
+	return mgr.GetFieldIndexer().IndexField(context.Background(), &uniregv1.RegistryToken{}, indexScopeRef, scopeRefKeys)
+}
+
+// scopeRefKeys is the index function of indexScopeRef.
+func scopeRefKeys(o client.Object) []string {
+	var names []string
+	for _, ref := range o.(*uniregv1.RegistryToken).Spec.ScopeRefs {
+		names = append(names, ref.Name)
+	}
+	return names
 }
 
 // tokenUser is the user a token acts as. A token for a Registry of another

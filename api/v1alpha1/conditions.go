@@ -30,11 +30,15 @@ const (
 	ReasonServing = "Serving"
 	// ReasonNotServing: no replica is ready, or some are missing.
 	ReasonNotServing = "NotServing"
-	// ReasonReconcileError: the reconcile failed; the message says where.
+	// ReasonReconcileError (also of TokensProjected): the reconcile failed;
+	// the message says where.
 	ReasonReconcileError = "ReconcileError"
 	// ReasonChildConflict: an object the Registry needs exists and is not
 	// its own; the operator leaves it untouched.
 	ReasonChildConflict = "ChildConflict"
+	// ReasonWaitingForAuthStore: the pods wait for the auth-store
+	// controller's first auth store.
+	ReasonWaitingForAuthStore = "WaitingForAuthStore"
 	// ReasonProjectionRefused (also of TokensProjected): the auth store
 	// built does not parse, so it was not written; the pods serve with the
 	// previous one, which no longer follows the tokens.

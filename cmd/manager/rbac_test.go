@@ -14,7 +14,7 @@ import (
 // neededRules is every right the controllers' code uses, by API group and
 // resource: the client calls of controllers/*.go (Get/List/Watch through the
 // cache; Create; server-side apply, a Patch that also creates, so create and
-// patch; Update; Status().Update) and what the API server asks of a
+// patch; Update; Status().Update; Status().Apply, a patch) and what the API server asks of a
 // controller that sets owner references (update on the owner's finalizers,
 // for blockOwnerDeletion) or records events. There is no Delete call:
 // children go with their owner through garbage collection.
@@ -30,8 +30,9 @@ var neededRules = map[string][]string{
 	"/serviceaccounts":                       {"create", "get", "list", "patch", "watch"},
 	"rbac.authorization.k8s.io/roles":        {"create", "get", "list", "patch", "watch"},
 	"rbac.authorization.k8s.io/rolebindings": {"create", "get", "list", "patch", "watch"},
-	// The JWT key and auth store (registry controller) and token Secrets
-	// (token controller): created, then updated.
+	// The JWT key (registry controller), auth store (auth-store
+	// controller) and token Secrets (token controller): created, then
+	// updated.
 	"/secrets": {"create", "get", "list", "update", "watch"},
 	// The data volume: created once; its owner reference follows
 	// spec.storage.filesystem.reclaimPolicy (update).
@@ -39,9 +40,11 @@ var neededRules = map[string][]string{
 	"/events":                 {"create", "patch"},
 	// The token controller: a Namespace's labels say whether a Registry's
 	// tokenPolicy admits its tokens (watched, so a label change applies).
-	"/namespaces":                          {"get", "list", "watch"},
-	"unireg.dev/registries":                {"get", "list", "watch"},
-	"unireg.dev/registries/status":         {"update"},
+	"/namespaces":           {"get", "list", "watch"},
+	"unireg.dev/registries": {"get", "list", "watch"},
+	// Two controllers write a Registry's status, each its own fields, by
+	// server-side apply (a patch).
+	"unireg.dev/registries/status":         {"patch"},
 	"unireg.dev/registries/finalizers":     {"update"},
 	"unireg.dev/registrytokens":            {"get", "list", "watch"},
 	"unireg.dev/registrytokens/status":     {"update"},
