@@ -1,6 +1,10 @@
 package registry
 
-import "time"
+import (
+	"time"
+
+	"github.com/unireg/unireg/registry/auth"
+)
 
 // The defaults of Config's zero values; cmd/registry's flags show these
 // same constants (registry/config). The protocols' own defaults are in
@@ -9,7 +13,7 @@ const (
 	// DefaultTokenService is Config.TokenService when empty.
 	DefaultTokenService = "unireg"
 	// DefaultTokenTTL is Config.TokenTTL when zero.
-	DefaultTokenTTL = 5 * time.Minute
+	DefaultTokenTTL = auth.DefaultJWTTTL
 	// DefaultUploadsPerIdentity is Limits.UploadsPerIdentity when zero.
 	DefaultUploadsPerIdentity = 128
 	// DefaultUploadPurgeInterval is OCIConfig.UploadPurgeInterval when zero.

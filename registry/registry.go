@@ -267,7 +267,7 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
 	if cfg.TokenService == "" {
-		cfg.TokenService = "unireg"
+		cfg.TokenService = DefaultTokenService
 	}
 	if cfg.PublicURL != "" {
 		u, err := url.Parse(cfg.PublicURL)
@@ -277,7 +277,7 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 		cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
 	}
 	if cfg.Limits.UploadsPerIdentity == 0 {
-		cfg.Limits.UploadsPerIdentity = 128
+		cfg.Limits.UploadsPerIdentity = DefaultUploadsPerIdentity
 	}
 	r := &Registry{cfg: cfg, done: make(chan struct{}), uploads: limit.NewUploads(cfg.Limits.UploadsPerIdentity)}
 	r.proxies = newProxies(cfg.TrustedProxies)
@@ -314,7 +314,7 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 		if r.oci != nil && cfg.OCI.UploadPurgeInterval >= 0 {
 			every := cfg.OCI.UploadPurgeInterval
 			if every == 0 {
-				every = 10 * time.Minute
+				every = DefaultUploadPurgeInterval
 			}
 			r.oci.RunUploadPurger(bg, every)
 		}

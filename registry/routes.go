@@ -56,10 +56,10 @@ func (r *Registry) routes() *echo.Echo {
 	// A disabled protocol still answers under its prefix, in its own error
 	// format: its clients then say why instead of failing to parse ours.
 	// Mounted first, so that an enabled protocol sharing the path wins.
-	if p := disabledPrefix(r.cfg.NPM.Prefix, "/npm"); r.npm == nil && p != "/" {
+	if p := disabledPrefix(r.cfg.NPM.Prefix, npm.DefaultPrefix); r.npm == nil && p != "/" {
 		mount(e, p, npm.Disabled())
 	}
-	if p := disabledPrefix(r.cfg.OCI.Prefix, "/v2"); r.oci == nil && p != "/" {
+	if p := disabledPrefix(r.cfg.OCI.Prefix, oci.DefaultPrefix); r.oci == nil && p != "/" {
 		mount(e, p, oci.Disabled())
 	}
 	if r.npm != nil {
@@ -121,7 +121,7 @@ func (r *Registry) logPath(req *http.Request, route string) string {
 	if r.npm == nil {
 		// No npm handler parsed the path: the disabled one answers
 		// without reading it.
-		prefix := disabledPrefix(r.cfg.NPM.Prefix, "/npm")
+		prefix := disabledPrefix(r.cfg.NPM.Prefix, npm.DefaultPrefix)
 		if rest, ok := strings.CutPrefix(req.URL.EscapedPath(), prefix); ok && npm.RouteOf(rest) == npm.RouteLogout {
 			return prefix + "/-/user/token/" + requestlog.Redacted
 		}

@@ -60,6 +60,10 @@ type verifiedJWT struct {
 // maxVerifiedJWTs bounds the cache; when full it starts over.
 const maxVerifiedJWTs = 16384
 
+// DefaultJWTTTL is JWTIssuerOptions.TTL when zero: the lifetime of the JWTs
+// of the Docker token flow.
+const DefaultJWTTTL = 5 * time.Minute
+
 // JWTIssuerOptions configure NewJWTIssuer.
 type JWTIssuerOptions struct {
 	// Key is the HS256 secret; at least 32 bytes. Ignored when Keys is set.
@@ -69,7 +73,7 @@ type JWTIssuerOptions struct {
 	Keys *JWTKeys
 	// Service is the audience: the `service` of the Bearer challenge.
 	Service string
-	// TTL is the lifetime of issued tokens (default 5 minutes).
+	// TTL is the lifetime of issued tokens (DefaultJWTTTL when zero).
 	TTL time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -88,7 +92,7 @@ func NewJWTIssuer(o JWTIssuerOptions) (*JWTIssuer, error) {
 		return nil, errors.New("jwt: empty service")
 	}
 	if o.TTL <= 0 {
-		o.TTL = 5 * time.Minute
+		o.TTL = DefaultJWTTTL
 	}
 	if o.Now == nil {
 		o.Now = time.Now

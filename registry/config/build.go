@@ -30,7 +30,7 @@ import (
 const (
 	StorageDirName     = "storage"
 	AdminTokenFileName = "admin-token"
-	AuthStoreFileName  = "auth-store.yaml"
+	AuthStoreFileName  = authstore.SecretKey
 	JWTKeyFileName     = "jwt.key"
 )
 

@@ -35,10 +35,10 @@ type BodyRate struct {
 
 func (b BodyRate) withDefaults() BodyRate {
 	if b.Idle <= 0 {
-		b.Idle = time.Minute
+		b.Idle = DefaultIdle
 	}
 	if b.MinBytesPerSecond == 0 {
-		b.MinBytesPerSecond = 1024
+		b.MinBytesPerSecond = DefaultMinBytesPerSecond
 	}
 	if b.Grace <= 0 {
 		b.Grace = time.Minute

@@ -33,10 +33,10 @@ const (
 
 func (r ResponseRate) withDefaults() ResponseRate {
 	if r.Idle <= 0 {
-		r.Idle = time.Minute
+		r.Idle = DefaultIdle
 	}
 	if r.MinBytesPerSecond == 0 {
-		r.MinBytesPerSecond = 1024
+		r.MinBytesPerSecond = DefaultMinBytesPerSecond
 	}
 	return r
 }

@@ -13,5 +13,5 @@ const (
 	DefaultMaxTarballSize = 256 << 20
 	// DefaultDocumentCacheSize bounds the memory of the document cache, in
 	// bytes (64 MiB).
-	DefaultDocumentCacheSize = defaultDocumentCacheSize
+	DefaultDocumentCacheSize = 64 << 20
 )

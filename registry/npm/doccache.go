@@ -9,9 +9,6 @@ import (
 	"sync"
 )
 
-// defaultDocumentCacheSize is Options.DocumentCacheSize when unset.
-const defaultDocumentCacheSize = 64 << 20
-
 // maxRenderedCopies bounds the rendered copies one document keeps: one per
 // npm root (Options.BaseURL: one, or a few behind several host names) and
 // format (full, abbreviated).

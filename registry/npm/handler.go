@@ -83,17 +83,17 @@ type Handler struct {
 // New returns a Handler.
 func New(o Options) *Handler {
 	if o.Prefix == "" {
-		o.Prefix = "/npm"
+		o.Prefix = DefaultPrefix
 	}
 	o.Prefix = "/" + strings.Trim(o.Prefix, "/")
 	if o.MaxDocumentSize <= 0 {
-		o.MaxDocumentSize = 16 << 20
+		o.MaxDocumentSize = DefaultMaxDocumentSize
 	}
 	if o.MaxTarballSize <= 0 {
-		o.MaxTarballSize = 256 << 20
+		o.MaxTarballSize = DefaultMaxTarballSize
 	}
 	if o.DocumentCacheSize <= 0 {
-		o.DocumentCacheSize = defaultDocumentCacheSize
+		o.DocumentCacheSize = DefaultDocumentCacheSize
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -92,14 +92,14 @@ const readCacheBudget = 64 << 20
 // New returns a Handler.
 func New(o Options) *Handler {
 	if o.Prefix == "" {
-		o.Prefix = "/v2"
+		o.Prefix = DefaultPrefix
 	}
 	o.Prefix = strings.TrimSuffix(o.Prefix, "/")
 	if o.MaxManifestSize <= 0 {
-		o.MaxManifestSize = 4 << 20
+		o.MaxManifestSize = DefaultMaxManifestSize
 	}
 	if o.UploadMaxAge <= 0 {
-		o.UploadMaxAge = 24 * time.Hour
+		o.UploadMaxAge = DefaultUploadMaxAge
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
