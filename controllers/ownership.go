@@ -70,28 +70,36 @@ func (r *RegistryReconciler) setConflict(reg *uniregv1.Registry, c *childConflic
 // nothing. want is first checked to be the Registry's (mustControl). It
 // returns the child as last read, for its status.
 func (r *RegistryReconciler) apply(ctx context.Context, reg *uniregv1.Registry, want client.Object) (client.Object, error) {
+	live, _, err := r.applyObject(ctx, reg, want)
+	return live, err
+}
+
+// applyObject is apply that also returns the object the API server answered
+// with: what it set on a child just created (a Service's ClusterIP) before
+// the cache has it.
+func (r *RegistryReconciler) applyObject(ctx context.Context, reg *uniregv1.Registry, want client.Object) (client.Object, *unstructured.Unstructured, error) {
 	gvk, err := apiutil.GVKForObject(want, r.Scheme)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	live := want.DeepCopyObject().(client.Object)
 	switch err := r.Get(ctx, client.ObjectKeyFromObject(want), live); {
 	case err == nil:
 		if err := mustControl(reg, live, gvk.Kind); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	case apierrors.IsNotFound(err):
 		live = want.DeepCopyObject().(client.Object) // nothing observed yet
 	default:
-		return nil, err
+		return nil, nil, err
 	}
 	want.SetLabels(commonLabels(reg))
 	if err := controllerutil.SetControllerReference(reg, want, r.Scheme); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(want)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Only what the operator sets: zero values the Go types cannot omit
 	// (status, creationTimestamp: null) would otherwise be claimed too.
@@ -100,9 +108,9 @@ func (r *RegistryReconciler) apply(ctx context.Context, reg *uniregv1.Registry, 
 	obj := &unstructured.Unstructured{Object: u}
 	obj.SetGroupVersionKind(gvk)
 	if err := r.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner(fieldOwner), client.ForceOwnership); err != nil {
-		return nil, fmt.Errorf("apply %s %s: %w", gvk.Kind, want.GetName(), err)
+		return nil, nil, fmt.Errorf("apply %s %s: %w", gvk.Kind, want.GetName(), err)
 	}
-	return live, nil
+	return live, obj, nil
 }
 
 // dropNulls removes the null values of an object, at every depth.

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -91,32 +92,33 @@ func (r *RegistryReconciler) reconcile(ctx context.Context, reg *uniregv1.Regist
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("jwt key: %w", err)
 	}
-	if written, err := r.authStoreWritten(ctx, reg); err != nil {
-		return ctrl.Result{}, fmt.Errorf("auth store: %w", err)
-	} else if !written {
-		setCondition(reg, uniregv1.ConditionReady, metav1.ConditionFalse, uniregv1.ReasonWaitingForAuthStore,
-			"waiting for the auth-store controller to write Secret "+authSecretName(reg))
-		return ctrl.Result{}, nil // its creation wakes this Registry (Owns)
+	var result ctrl.Result
+	if !nextKeyStep.IsZero() {
+		result.RequeueAfter = nextKeyStep.Sub(r.now()) + time.Second
 	}
-	next := nextKeyStep
 	if err := r.reconcileAccess(ctx, reg); err != nil {
 		return ctrl.Result{}, fmt.Errorf("service account: %w", err)
 	}
 	if err := r.reconcileClaim(ctx, reg); err != nil {
 		return ctrl.Result{}, fmt.Errorf("data volume: %w", err)
 	}
-	if err := r.reconcileService(ctx, reg); err != nil {
+	svc, err := r.reconcileService(ctx, reg)
+	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("service: %w", err)
+	}
+	reg.Status.PullHosts = pullHosts(reg, svc)
+	if written, err := r.authStoreWritten(ctx, reg); err != nil {
+		return ctrl.Result{}, fmt.Errorf("auth store: %w", err)
+	} else if !written {
+		setCondition(reg, uniregv1.ConditionReady, metav1.ConditionFalse, uniregv1.ReasonWaitingForAuthStore,
+			"waiting for the auth-store controller to write Secret "+authSecretName(reg))
+		return result, nil // its creation wakes this Registry (Owns)
 	}
 	dep, waiting, err := r.reconcileDeployment(ctx, reg)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("deployment: %w", err)
 	}
 	r.setStatus(reg, dep, waiting)
-	var result ctrl.Result
-	if !next.IsZero() {
-		result.RequeueAfter = next.Sub(r.now()) + time.Second
-	}
 	if waiting != "" && (result.RequeueAfter <= 0 || result.RequeueAfter > upgradeSlotRetry) {
 		result.RequeueAfter = upgradeSlotRetry // the slot frees without an event here
 	}
@@ -245,7 +247,9 @@ func reclaimPolicy(reg *uniregv1.Registry) uniregv1.DataReclaimPolicy {
 	return uniregv1.ReclaimRetain
 }
 
-func (r *RegistryReconciler) reconcileService(ctx context.Context, reg *uniregv1.Registry) error {
+// reconcileService applies the Service and returns it as last read: its
+// ClusterIP is a pull host (pullHosts).
+func (r *RegistryReconciler) reconcileService(ctx context.Context, reg *uniregv1.Registry) (*corev1.Service, error) {
 	typ := reg.Spec.Service.Type
 	if typ == "" {
 		typ = corev1.ServiceTypeClusterIP
@@ -258,8 +262,15 @@ func (r *RegistryReconciler) reconcileService(ctx context.Context, reg *uniregv1
 		}},
 	}
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: reg.Name}, Spec: want}
-	_, err := r.apply(ctx, reg, svc)
-	return err
+	live, applied, err := r.applyObject(ctx, reg, svc)
+	if err != nil {
+		return nil, err
+	}
+	out := live.(*corev1.Service)
+	if out.Spec.ClusterIP == "" { // just created: the answer has it
+		out.Spec.ClusterIP, _, _ = unstructured.NestedString(applied.Object, "spec", "clusterIP")
+	}
+	return out, nil
 }
 
 // reconcileDeployment applies the Deployment. While the Registry waits for

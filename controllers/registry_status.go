@@ -7,6 +7,9 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
+	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -22,7 +25,7 @@ import (
 // Two controllers write a Registry's status, each its own fields: the
 // registry controller the workload's (Ready, Available, Progressing,
 // Degraded, observedGeneration, url, readyReplicas,
-// jwtKeyRotation), the auth-store controller TokensProjected and tokens.
+// pullHosts, jwtKeyRotation), the auth-store controller TokensProjected and tokens.
 // Each writes with server-side apply under its own field manager, so
 // neither can overwrite what the other wrote, whatever order they run in
 // (conditions are a map keyed by type).
@@ -66,16 +69,21 @@ func (r *RegistryReconciler) writeRegistryStatus(ctx context.Context, reg *unire
 	if err != nil {
 		return err
 	}
+	hosts := make([]any, 0, len(reg.Status.PullHosts))
+	for _, h := range reg.Status.PullHosts {
+		hosts = append(hosts, h)
+	}
 	return applyStatus(ctx, r.Client, reg, fieldOwner, map[string]any{
 		"conditions":         conds,
 		"observedGeneration": reg.Status.ObservedGeneration,
 		"url":                reg.Status.URL,
 		"readyReplicas":      reg.Status.ReadyReplicas,
+		"pullHosts":          hosts,
 		"jwtKeyRotation":     reg.Status.JWTKeyRotation,
 	})
 }
 
-// setStatus sets what the Deployment says: replicas, the URL and the
+// setStatus sets what the Deployment says: the URL, replicas and the
 // conditions.
 func (r *RegistryReconciler) setStatus(reg *uniregv1.Registry, dep *appsv1.Deployment, waiting string) {
 	reg.Status.URL = serviceURL(reg)
@@ -88,6 +96,19 @@ func (r *RegistryReconciler) setStatus(reg *uniregv1.Registry, dep *appsv1.Deplo
 	r.setProgressing(reg, !rolledOut, waiting)
 	setDegraded(reg, degraded)
 	setReady(reg, available && !degraded, fmt.Sprintf("%d of %d replicas ready at %s", dep.Status.ReadyReplicas, want, reg.Status.URL))
+}
+
+// pullHosts is status.pullHosts (see its doc): what the token controller
+// writes pull secrets for, published here so it need not read the Service.
+func pullHosts(reg *uniregv1.Registry, svc *corev1.Service) []string {
+	var hosts []string
+	if u, err := url.Parse(publicURL(reg)); err == nil && u.Host != "" {
+		hosts = append(hosts, u.Host)
+	}
+	if reg.Spec.PublicURL == "" && svc != nil && svc.Spec.ClusterIP != "" && svc.Spec.ClusterIP != corev1.ClusterIPNone {
+		hosts = append(hosts, net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(servicePort(reg)))))
+	}
+	return hosts
 }
 
 // setCondition sets one condition of the Registry's generation.

@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"regexp"
-	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -84,7 +82,6 @@ func (e *refusal) Error() string { return e.reason + ": " + e.message }
 // +kubebuilder:rbac:groups=unireg.dev,resources=registrytokens/status,verbs=update
 // +kubebuilder:rbac:groups=unireg.dev,resources=registrytokens/finalizers,verbs=update
 // +kubebuilder:rbac:groups=unireg.dev,resources=registryscopes,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 
 // Reconcile issues or refreshes one token's Secret and status.
@@ -206,29 +203,6 @@ func (r *RegistryTokenReconciler) expiry(tok *uniregv1.RegistryToken) *metav1.Ti
 		return &t
 	}
 	return nil
-}
-
-// nodeHost is the address kubelets pull from when the Registry has no
-// publicURL: its Service's ClusterIP and port. Nodes resolve image hosts with
-// their own resolver, not cluster DNS, so an image named by the Service's DNS
-// name cannot be pulled; one named by the ClusterIP can, and the pull secret
-// carries the credential for both. Empty until the Service has its IP.
-func (r *RegistryTokenReconciler) nodeHost(ctx context.Context, reg *uniregv1.Registry) (string, error) {
-	if reg.Spec.PublicURL != "" {
-		return "", nil
-	}
-	svc := &corev1.Service{}
-	err := r.Get(ctx, types.NamespacedName{Namespace: reg.Namespace, Name: reg.Name}, svc)
-	if err != nil || svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone {
-		return "", client.IgnoreNotFound(err)
-	}
-	return net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(servicePort(reg)))), nil
-}
-
-// ownedByRegistry tells whether a Registry controls o.
-func ownedByRegistry(o client.Object) bool {
-	owner := metav1.GetControllerOf(o)
-	return owner != nil && owner.Kind == "Registry" && owner.APIVersion == uniregv1.GroupVersion.String()
 }
 
 func secretName(tok *uniregv1.RegistryToken) string {
@@ -476,11 +450,12 @@ func (r *RegistryTokenReconciler) writeSecret(ctx context.Context, tok *uniregv1
 	login := map[string]string{
 		"username": user, "password": token, "auth": base64.StdEncoding.EncodeToString([]byte(user + ":" + token)),
 	}
+	// The hosts the Registry publishes (the Service's ClusterIP, which
+	// nodes pull from) and the one of the URL written below, which the
+	// spec alone decides.
 	auths := map[string]any{u.Host: login}
-	if host, err := r.nodeHost(ctx, reg); err != nil {
-		return err
-	} else if host != "" {
-		auths[host] = login
+	for _, h := range reg.Status.PullHosts {
+		auths[h] = login
 	}
 	dockercfg, err := json.Marshal(map[string]any{"auths": auths})
 	if err != nil {
@@ -556,17 +531,15 @@ func (r *RegistryTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&uniregv1.RegistryToken{}).
 		Owns(&corev1.Secret{}).
-		// A Registry changed (its tokenPolicy, say): the tokens of every
-		// namespace naming it decide again.
+		// A Registry changed (its tokenPolicy, or the pull hosts its
+		// status publishes): the tokens of every namespace naming it
+		// decide again.
 		Watches(&uniregv1.Registry{}, handler.EnqueueRequestsFromMapFunc(r.tokensOfRegistry)).
 		Watches(&uniregv1.RegistryScope{}, handler.EnqueueRequestsFromMapFunc(r.tokensInNamespace(indexScopeRef))).
 		// A token holding some token ID changed (became Ready, expired,
 		// went): the others with that ID decide again who is the duplicate.
 		// Updates map both the old and the new object.
-		Watches(&uniregv1.RegistryToken{}, handler.EnqueueRequestsFromMapFunc(r.tokensSharingID)).
-		// A Registry's Service (same name) gets its ClusterIP: see nodeHost.
-		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.tokensOfRegistry),
-			builder.WithPredicates(predicate.NewPredicateFuncs(ownedByRegistry)))
+		Watches(&uniregv1.RegistryToken{}, handler.EnqueueRequestsFromMapFunc(r.tokensSharingID))
 	if r.WatchNamespaceLabels {
 		// A Namespace's labels changed: its tokens for Registries of other
 		// namespaces are admitted, or not, at once.
@@ -587,8 +560,8 @@ func (r *RegistryTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return b.Named("registrytoken").Complete(r)
 }
 
-// tokensOfRegistry maps a Registry (or its Service, of the same name) to the
-// tokens of every namespace that name it.
+// tokensOfRegistry maps a Registry to the tokens of every namespace that
+// name it.
 func (r *RegistryTokenReconciler) tokensOfRegistry(ctx context.Context, o client.Object) []reconcile.Request {
 	var list uniregv1.RegistryTokenList
 	if err := r.List(ctx, &list, client.MatchingFields{indexRegistryRef: registryRefKey(client.ObjectKeyFromObject(o))}); err != nil {

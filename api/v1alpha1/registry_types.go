@@ -252,6 +252,14 @@ type RegistryStatus struct {
 	// URL is the in-cluster URL of the registry.
 	// +optional
 	URL string `json:"url,omitempty"`
+	// PullHosts are the hosts images of this registry are pulled by, for
+	// the pull secrets of its tokens: the host of its URL (spec.publicURL,
+	// else the Service's DNS name and port) and, without spec.publicURL,
+	// the Service's ClusterIP and port once it has one. Nodes resolve image
+	// hosts with their own resolver, not cluster DNS, so a kubelet can pull
+	// an image named by the ClusterIP but not by the Service's DNS name.
+	// +optional
+	PullHosts []string `json:"pullHosts,omitempty"`
 	// ReadyReplicas of the Deployment.
 	// +optional
 	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
