@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -57,6 +58,9 @@ func (r *RegistryReconciler) upgradeSlot(ctx context.Context, reg *uniregv1.Regi
 	if err := r.List(ctx, &regs); err != nil {
 		return "", "", err
 	}
+	// In slot order, so the Registry named as the one to wait for is the
+	// first in line, not whichever the cache lists first.
+	sort.Slice(regs.Items, func(i, j int) bool { return key(&regs.Items[i]) < key(&regs.Items[j]) })
 	me := key(reg)
 	for i := range regs.Items {
 		other := &regs.Items[i]
