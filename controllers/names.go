@@ -16,7 +16,7 @@ const (
 	// a change to one re-projects that Registry's auth store.
 	labelRegistry = "unireg.dev/registry"
 	// annotationTokenHash on a token Secret holds the token's hash: the
-	// registry controller projects hashes without reading raw tokens.
+	// auth-store controller projects hashes without reading raw tokens.
 	annotationTokenHash = "unireg.dev/token-hash"
 
 	fieldOwner = "unireg-operator"

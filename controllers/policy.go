@@ -35,7 +35,7 @@ func namespaceNotAllowed(t *uniregv1.RegistryToken) *refusal {
 // policyRefusal applies reg's spec.tokenPolicy to a token with the given
 // scopes (its own and its RegistryScopes'): nil when the token may be
 // projected, else why not. Both controllers ask it, the token controller to
-// set Ready and the registry controller again when it projects, so a
+// set Ready and the auth-store controller again when it projects, so a
 // tightened policy or a relabelled namespace never rides on a stale Ready.
 func policyRefusal(ctx context.Context, c client.Reader, reg *uniregv1.Registry, t *uniregv1.RegistryToken, scopes []string) (*refusal, error) {
 	if refused, err := admission(ctx, c, reg, t); refused != nil || err != nil {

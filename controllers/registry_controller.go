@@ -40,6 +40,9 @@ type RegistryReconciler struct {
 	DefaultImage string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// APIReader reads from the API server: what Ready is before a failure
+	// is reported (lastReady). Nil reads through Client.
+	APIReader client.Reader
 }
 
 // +kubebuilder:rbac:groups=unireg.dev,resources=registries,verbs=get;list;watch
@@ -62,14 +65,24 @@ func (r *RegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	before := reg.Status.DeepCopy()
 	result, err := r.reconcile(ctx, reg)
 	var conflict *childConflict
-	if errors.As(err, &conflict) {
+	switch {
+	case errors.Is(err, errAuthStoreNotWritten):
+		// Not a failure: the auth-store controller writes it in a moment,
+		// and its creation wakes this Registry. The status does not
+		// describe this generation yet.
+		setCondition(reg, uniregv1.ConditionReady, metav1.ConditionFalse, uniregv1.ReasonWaitingForAuthStore,
+			"waiting for the auth-store controller to write Secret "+authSecretName(reg))
+		err = nil
+	case errors.As(err, &conflict):
+		r.lastReady(ctx, reg)
 		r.setConflict(reg, conflict)
 		// Nothing but its deletion ends a conflict, and an object not the
 		// Registry's wakes no reconcile: look again in a while.
 		result, err = ctrl.Result{RequeueAfter: conflictRetry}, nil
-	} else if err != nil {
+	case err != nil:
+		r.lastReady(ctx, reg)
 		r.setNotReady(reg, uniregv1.ReasonReconcileError, err.Error())
-	} else {
+	default:
 		reg.Status.ObservedGeneration = reg.Generation
 	}
 	if !equality.Semantic.DeepEqual(before, &reg.Status) {
@@ -78,6 +91,23 @@ func (r *RegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		}
 	}
 	return result, err
+}
+
+// lastReady sets reg's Ready condition to the one on the API server. The
+// cache may lag a status written a moment ago (by this controller or, in
+// between, the auth-store controller), and a failure already reported
+// would then look new and be a second event.
+func (r *RegistryReconciler) lastReady(ctx context.Context, reg *uniregv1.Registry) {
+	if r.APIReader == nil {
+		return
+	}
+	fresh := &uniregv1.Registry{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(reg), fresh); err != nil || fresh.UID != reg.UID {
+		return
+	}
+	if c := meta.FindStatusCondition(fresh.Status.Conditions, uniregv1.ConditionReady); c != nil {
+		meta.SetStatusCondition(&reg.Status.Conditions, *c)
+	}
 }
 
 func (r *RegistryReconciler) now() time.Time {
@@ -110,9 +140,7 @@ func (r *RegistryReconciler) reconcile(ctx context.Context, reg *uniregv1.Regist
 	if written, err := r.authStoreWritten(ctx, reg); err != nil {
 		return ctrl.Result{}, fmt.Errorf("auth store: %w", err)
 	} else if !written {
-		setCondition(reg, uniregv1.ConditionReady, metav1.ConditionFalse, uniregv1.ReasonWaitingForAuthStore,
-			"waiting for the auth-store controller to write Secret "+authSecretName(reg))
-		return result, nil // its creation wakes this Registry (Owns)
+		return result, errAuthStoreNotWritten
 	}
 	dep, waiting, err := r.reconcileDeployment(ctx, reg)
 	if err != nil {
@@ -124,6 +152,9 @@ func (r *RegistryReconciler) reconcile(ctx context.Context, reg *uniregv1.Regist
 	}
 	return result, nil
 }
+
+// errAuthStoreNotWritten: the pods wait for the auth-store Secret.
+var errAuthStoreNotWritten = errors.New("the auth store is not written yet")
 
 // authStoreWritten tells whether the pods may start: the auth-store Secret
 // is there and the Registry's, or the auth-store controller refused to

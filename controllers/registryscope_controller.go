@@ -20,7 +20,7 @@ import (
 
 // RegistryScopeReconciler keeps a RegistryScope's status: whether the
 // server would accept its scopes, and how many tokens use it. Its scopes
-// reach the auth stores through the registry controller.
+// reach the auth stores through the auth-store controller.
 type RegistryScopeReconciler struct {
 	client.Client
 	Recorder record.EventRecorder

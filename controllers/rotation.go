@@ -21,7 +21,7 @@ const (
 	// annotationPreviousHashes on a token's Secret lists the hashes of the
 	// tokens it replaced that still work, each until the end of its overlap
 	// (JSON, []previousHash). Hashes only: a raw token is kept nowhere but
-	// in key "token". The registry controller projects each as its own
+	// in key "token". The auth-store controller projects each as its own
 	// auth-store entry.
 	annotationPreviousHashes = "unireg.dev/previous-token-hashes"
 	// annotationIssuedAt is when the Secret's token was generated or, for a

@@ -98,7 +98,7 @@ func sourceSecretMetadata() *metav1.PartialObjectMetadata {
 // only the Secrets the operator labels, and one it lacks may still be in
 // the way of one to create, or be the operator's own from a version that
 // did not label it (token Secrets, until the token controller relabels
-// them: the registry controller keeps projecting them meanwhile).
+// them: the auth-store controller keeps projecting them meanwhile).
 //
 // In a namespaced install (namespacesFromAPI) Namespaces are read from the
 // API server too: they are cluster-scoped, the rights such an install
@@ -151,7 +151,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	}
 	if err := (&RegistryReconciler{
 		Client: c, Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorderFor("registry-controller"),
-		DefaultImage: o.DefaultImage, Now: o.Now,
+		DefaultImage: o.DefaultImage, Now: o.Now, APIReader: mgr.GetAPIReader(),
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
