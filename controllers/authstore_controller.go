@@ -160,6 +160,32 @@ func (r *AuthStoreReconciler) projectionInputs(ctx context.Context, reg *uniregv
 	return list.Items, hashes, scopes, nil
 }
 
+// projectedHashes are the hashes a token puts in its Registry's auth store:
+// the unireg.dev/token-hash annotation of its Secret and the replaced
+// tokens of annotationPreviousHashes (expired ones included: the caller
+// compares with its clock), when that Secret is the token's own (its
+// controller); none when there is none. It is the one place the projected
+// hashes are read.
+func projectedHashes(ctx context.Context, c client.Reader, t *uniregv1.RegistryToken) ([]projected, error) {
+	if t.Status.SecretName == "" {
+		return nil, nil
+	}
+	s := &corev1.Secret{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: t.Status.SecretName}, s); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	current := s.Annotations[annotationTokenHash]
+	if !metav1.IsControlledBy(s, t) || current == "" {
+		return nil, nil
+	}
+	out := []projected{{hash: current}}
+	for _, p := range previousHashes(s) {
+		until := p.Until
+		out = append(out, projected{hash: p.Hash, until: &until})
+	}
+	return out, nil
+}
+
 // writeSecret writes the store into the Secret <name>-auth, created
 // controlled by reg; one of the name reg does not control is a conflict,
 // never written.

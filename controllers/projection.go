@@ -66,6 +66,28 @@ func projection(tokens []uniregv1.RegistryToken, hashes map[types.NamespacedName
 	return file, leftOut, next
 }
 
+// projectedBefore orders the tokens of a Registry: by creation, then
+// namespace and name. When two hold the same token the earlier one is
+// projected and the later one is a DuplicateToken, whatever order they are
+// reconciled in.
+func projectedBefore(a, b *uniregv1.RegistryToken) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	return a.Name < b.Name
+}
+
+// projected is one hash a token puts in its Registry's auth store, and
+// until when: nil for the current token, the end of its overlap for a
+// token rotation replaced.
+type projected struct {
+	hash  string
+	until *time.Time
+}
+
 // projectable: the token is Ready, has its Secret and has not expired at
 // now. Only such a token's scopes and hashes are worth gathering.
 func projectable(t *uniregv1.RegistryToken, now time.Time) bool {

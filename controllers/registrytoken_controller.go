@@ -387,54 +387,6 @@ func registryOf(t *uniregv1.RegistryToken) types.NamespacedName {
 	return types.NamespacedName{Namespace: ns, Name: t.Spec.RegistryRef.Name}
 }
 
-// projectedBefore orders the tokens of a Registry: by creation, then
-// namespace and name. When two hold the same token the earlier one is
-// projected and the later one is a DuplicateToken, whatever order they are
-// reconciled in.
-func projectedBefore(a, b *uniregv1.RegistryToken) bool {
-	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-		return a.CreationTimestamp.Before(&b.CreationTimestamp)
-	}
-	if a.Namespace != b.Namespace {
-		return a.Namespace < b.Namespace
-	}
-	return a.Name < b.Name
-}
-
-// projected is one hash a token puts in its Registry's auth store, and
-// until when: nil for the current token, the end of its overlap for a
-// token rotation replaced.
-type projected struct {
-	hash  string
-	until *time.Time
-}
-
-// projectedHashes are the hashes a token puts in its Registry's auth store:
-// the unireg.dev/token-hash annotation of its Secret and the replaced
-// tokens of annotationPreviousHashes (expired ones included: the caller
-// compares with its clock), when that Secret is the token's own (its
-// controller); none when there is none. It is the one place the projected
-// hashes are read.
-func projectedHashes(ctx context.Context, c client.Reader, t *uniregv1.RegistryToken) ([]projected, error) {
-	if t.Status.SecretName == "" {
-		return nil, nil
-	}
-	s := &corev1.Secret{}
-	if err := c.Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: t.Status.SecretName}, s); err != nil {
-		return nil, client.IgnoreNotFound(err)
-	}
-	current := s.Annotations[annotationTokenHash]
-	if !metav1.IsControlledBy(s, t) || current == "" {
-		return nil, nil
-	}
-	out := []projected{{hash: current}}
-	for _, p := range previousHashes(s) {
-		until := p.Until
-		out = append(out, projected{hash: p.Hash, until: &until})
-	}
-	return out, nil
-}
-
 // writeSecret writes the credential in the forms clients take: an
 // imagePullSecret (.dockerconfigjson), the raw token, an .npmrc and the URL.
 // It creates the Secret, controlled by tok, or updates own, the one it

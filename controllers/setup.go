@@ -1,5 +1,5 @@
-// Package controllers holds the unireg operator's controllers: one per
-// kind, each with one job.
+// Package controllers holds the unireg operator's controllers, one per job
+// (Setup lists them).
 package controllers
 
 import (
