@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	uniregv1 "github.com/unireg/unireg/api/v1alpha1"
+	"github.com/unireg/unireg/registry/auth"
 	"github.com/unireg/unireg/registry/authstore"
 )
 
@@ -108,7 +109,7 @@ func (r *AuthStoreReconciler) reconcileAuthStore(ctx context.Context, reg *unire
 	if err != nil {
 		return time.Time{}, err
 	}
-	if _, err := authstore.Parse(body); err != nil {
+	if _, err := auth.ParseAuthStore(body); err != nil {
 		r.setTokensProjected(reg, uniregv1.ReasonProjectionRefused, "the auth store built does not parse, so it was not written and the pods keep the previous one: "+err.Error())
 		return next, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	uniregv1 "github.com/unireg/unireg/api/v1alpha1"
+	"github.com/unireg/unireg/registry/authstore"
 )
 
 // Names and labels of what a Registry becomes. Everything is owned by the
@@ -23,7 +24,7 @@ const (
 
 	// Keys of the Secrets.
 	keyJWT        = "jwt.key"
-	keyAuthStore  = "auth-store.yaml"
+	keyAuthStore  = authstore.SecretKey
 	keyToken      = "token"
 	keyRegistry   = "registry"
 	keyNPMRC      = ".npmrc"

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	uniregv1 "github.com/unireg/unireg/api/v1alpha1"
+	"github.com/unireg/unireg/registry/auth"
 	"github.com/unireg/unireg/registry/authstore"
 )
 
@@ -109,13 +110,14 @@ func earliest(a *time.Time, b *metav1.Time) *time.Time {
 	return a
 }
 
-// checkEntry asks the server's parser about one entry alone, so an entry it
-// would refuse is left out instead of taking the whole store down with it.
+// checkEntry asks the server's parser (scopes included) about one entry
+// alone, so an entry it would refuse is left out instead of taking the
+// whole store down with it.
 func checkEntry(t authstore.Token) error {
 	body, err := authstore.Marshal(&authstore.File{Version: authstore.Version, Tokens: []authstore.Token{t}})
 	if err != nil {
 		return err
 	}
-	_, err = authstore.Parse(body)
+	_, err = auth.ParseAuthStore(body)
 	return err
 }

@@ -232,7 +232,7 @@ func (r *RegistryTokenReconciler) issue(ctx context.Context, tok *uniregv1.Regis
 		return nil, err
 	}
 	hash := authstore.HashToken(cred.token)
-	tok.Status.TokenID = tokenID(hash)
+	tok.Status.TokenID = authstore.TokenID(hash)
 	earlier, err := r.earlierHolder(ctx, tok, hash)
 	if err != nil {
 		return nil, err
@@ -252,8 +252,6 @@ func (r *RegistryTokenReconciler) issue(ctx context.Context, tok *uniregv1.Regis
 	}
 	return cred, nil
 }
-
-func tokenID(hash string) string { return hash[len("sha256:") : len("sha256:")+12] }
 
 // ownSecret is the Secret spec.secretName names when the operator created it
 // for this token (its controller is this RegistryToken), nil when there is
@@ -356,7 +354,7 @@ func (r *RegistryTokenReconciler) withdraw(ctx context.Context, own *corev1.Secr
 // full hashes decide.
 func (r *RegistryTokenReconciler) earlierHolder(ctx context.Context, tok *uniregv1.RegistryToken, hash string) (*uniregv1.RegistryToken, error) {
 	var list uniregv1.RegistryTokenList
-	if err := r.List(ctx, &list, client.MatchingFields{indexTokenID: tokenID(hash)}); err != nil {
+	if err := r.List(ctx, &list, client.MatchingFields{indexTokenID: authstore.TokenID(hash)}); err != nil {
 		return nil, err
 	}
 	for i := range list.Items {
