@@ -433,10 +433,9 @@ func (h *Handler) storeManifest(q *request, name string, d digest.Digest, mediaT
 	h.reads.drop(revisionKey(name, d)) // its media type may have changed
 	h.emit(q, Event{Action: "manifest.pushed", Repository: name, Digest: d.String(), MediaType: mediaType})
 	for _, t := range tags {
-		if _, err := h.store.Put(ctx, tagKey(name, t), strings.NewReader(d.String()), storage.Condition{}); err != nil {
-			return fmt.Errorf("tag %s: %w", t, err)
+		if err := h.moveTag(q, name, t, d, mediaType); err != nil {
+			return err
 		}
-		h.emit(q, Event{Action: "tag.moved", Repository: name, Digest: d.String(), Tag: t, MediaType: mediaType})
 	}
 	return nil
 }
@@ -455,14 +454,9 @@ func (h *Handler) deleteManifest(q *request) error {
 	}
 	ctx := q.R.Context()
 	if ref.tag != "" {
-		err := h.store.Delete(ctx, tagKey(name, ref.tag))
-		if errors.Is(err, storage.ErrNotFound) {
-			return newError(http.StatusNotFound, CodeManifestUnknown, "tag %s unknown in repository %s", ref.tag, name)
-		}
-		if err != nil {
+		if err := h.deleteTag(q, name, ref.tag); err != nil {
 			return err
 		}
-		h.emit(q, Event{Action: "tag.deleted", Repository: name, Tag: ref.tag})
 		q.W.WriteHeader(http.StatusAccepted)
 		return nil
 	}
@@ -483,36 +477,6 @@ func (h *Handler) deleteManifest(q *request) error {
 	}
 	h.emit(q, Event{Action: "manifest.deleted", Repository: name, Digest: d.String()})
 	q.W.WriteHeader(http.StatusAccepted)
-	return nil
-}
-
-// untagDigest removes every tag of the repository that points at d, each
-// with its tag.deleted event: an audit trail must not lose a tag silently.
-func (h *Handler) untagDigest(q *request, name string, d digest.Digest) error {
-	ctx := q.R.Context()
-	tags, err := h.store.List(ctx, tagsKey(name))
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, t := range tags {
-		b, _, err := storage.ReadAll(ctx, h.store, tagKey(name, t))
-		if err != nil {
-			continue
-		}
-		if string(bytes.TrimSpace(b)) == d.String() {
-			err := h.store.Delete(ctx, tagKey(name, t))
-			if errors.Is(err, storage.ErrNotFound) {
-				continue // removed meanwhile, by a request that reports it
-			}
-			if err != nil {
-				return err
-			}
-			h.emit(q, Event{Action: "tag.deleted", Repository: name, Digest: d.String(), Tag: t})
-		}
-	}
 	return nil
 }
 

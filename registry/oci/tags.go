@@ -1,12 +1,17 @@
 package oci
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/unireg/unireg/registry/auth"
 	"github.com/unireg/unireg/registry/storage"
@@ -88,6 +93,60 @@ func writeJSON(q *request, status int, v any) error {
 	q.W.WriteHeader(status)
 	if q.R.Method != http.MethodHead {
 		_, _ = q.W.Write(b)
+	}
+	return nil
+}
+
+// moveTag points a tag of the repository at d, with its tag.moved event.
+// It is the one place a tag is written.
+func (h *Handler) moveTag(q *request, name, tag string, d digest.Digest, mediaType string) error {
+	if _, err := h.store.Put(q.R.Context(), tagKey(name, tag), strings.NewReader(d.String()), storage.Condition{}); err != nil {
+		return fmt.Errorf("tag %s: %w", tag, err)
+	}
+	h.emit(q, Event{Action: "tag.moved", Repository: name, Digest: d.String(), Tag: tag, MediaType: mediaType})
+	return nil
+}
+
+// deleteTag removes one tag of the repository, with its tag.deleted event;
+// an unknown tag is MANIFEST_UNKNOWN.
+func (h *Handler) deleteTag(q *request, name, tag string) error {
+	err := h.store.Delete(q.R.Context(), tagKey(name, tag))
+	if errors.Is(err, storage.ErrNotFound) {
+		return newError(http.StatusNotFound, CodeManifestUnknown, "tag %s unknown in repository %s", tag, name)
+	}
+	if err != nil {
+		return err
+	}
+	h.emit(q, Event{Action: "tag.deleted", Repository: name, Tag: tag})
+	return nil
+}
+
+// untagDigest removes every tag of the repository that points at d, each
+// with its tag.deleted event: an audit trail must not lose a tag silently.
+func (h *Handler) untagDigest(q *request, name string, d digest.Digest) error {
+	ctx := q.R.Context()
+	tags, err := h.store.List(ctx, tagsKey(name))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, t := range tags {
+		b, _, err := storage.ReadAll(ctx, h.store, tagKey(name, t))
+		if err != nil {
+			continue
+		}
+		if string(bytes.TrimSpace(b)) == d.String() {
+			err := h.store.Delete(ctx, tagKey(name, t))
+			if errors.Is(err, storage.ErrNotFound) {
+				continue // removed meanwhile, by a request that reports it
+			}
+			if err != nil {
+				return err
+			}
+			h.emit(q, Event{Action: "tag.deleted", Repository: name, Digest: d.String(), Tag: t})
+		}
 	}
 	return nil
 }
