@@ -12,6 +12,8 @@ import (
 
 	"github.com/unireg/unireg/registry"
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/npm"
+	"github.com/unireg/unireg/registry/oci"
 	"github.com/unireg/unireg/registry/storage/inmemory"
 )
 
@@ -149,7 +151,7 @@ func Example_npmOnly() {
 		Storage:         inmemory.New(),
 		AnonymousScopes: []string{"npm:package:*:read"},
 		OCI:             registry.OCIConfig{Disabled: true},
-		NPM:             registry.NPMConfig{Prefix: "/js"},
+		NPM:             registry.NPMConfig{Settings: npm.Settings{Prefix: "/js"}},
 	})
 	if err != nil {
 		panic(err)
@@ -176,8 +178,8 @@ func Example_featureSwitches() {
 	reg, err := registry.New(context.Background(), registry.Config{
 		Storage:     inmemory.New(),
 		DisableAuth: true,
-		OCI:         registry.OCIConfig{DisableReferrers: true, DisableDelete: true},
-		NPM:         registry.NPMConfig{DisableSearch: true},
+		OCI:         registry.OCIConfig{Settings: oci.Settings{DisableReferrers: true, DisableDelete: true}},
+		NPM:         registry.NPMConfig{Settings: npm.Settings{DisableSearch: true}},
 	})
 	if err != nil {
 		panic(err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/unireg/unireg/registry"
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/oci"
 	"github.com/unireg/unireg/registry/storage/inmemory"
 )
 
@@ -77,7 +78,7 @@ func startLibraryServer(t *testing.T) *libraryServer {
 		Authorizer:    users,
 		// The conformance suite's sparse-manifest tests push image
 		// manifests without their layers.
-		OCI: registry.OCIConfig{AllowSparse: true},
+		OCI: registry.OCIConfig{Settings: oci.Settings{AllowSparse: true}},
 		OnEvent: func(_ context.Context, e registry.Event) {
 			s.mu.Lock()
 			s.events = append(s.events, e)

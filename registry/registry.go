@@ -148,60 +148,26 @@ type Limits struct {
 	UploadsPerIdentity int
 }
 
-// OCIConfig configures the OCI side.
+// OCIConfig configures the OCI side: the handler's own oci.Settings (their
+// defaults are oci.Default*, applied by oci.New) and what the registry does
+// around the handler.
 type OCIConfig struct {
+	oci.Settings
 	// Disabled turns the OCI API off; requests under Prefix then get
 	// 404 UNSUPPORTED in the OCI error JSON.
 	Disabled bool
-	// Prefix is where the API is mounted (default "/v2"; OCI clients need
-	// "/v2" at the host root, so change it only behind a rewriting proxy).
-	Prefix string
-	// MaxManifestSize bounds manifests (default 4 MiB).
-	MaxManifestSize int64
-	// MaxBlobSize bounds blobs, in bytes (default 0: no bound). A push
-	// above it gets 413 SIZE_INVALID, before its bytes are stored when it
-	// declares its length, cut as it crosses the bound when it does not;
-	// either way its upload session and data are removed.
-	MaxBlobSize int64
-	// UploadMaxAge is how long an untouched upload session lives (default 24h).
-	UploadMaxAge time.Duration
 	// UploadPurgeInterval is how often abandoned uploads are looked for
-	// (default 10 minutes); negative disables the purger.
+	// (zero: DefaultUploadPurgeInterval); negative disables the purger.
 	UploadPurgeInterval time.Duration
-	// AllowSparse accepts image manifests whose layers are not in the
-	// repository (the config must be); indexes are always accepted sparse.
-	AllowSparse bool
-	// RedirectBlobs answers blob downloads with a 307 to a short-lived URL
-	// of the storage itself (S3 presigned URLs), when the backend offers one.
-	RedirectBlobs bool
-	// DisableDelete refuses deletion of manifests, tags and blobs;
-	// cancelling an upload still works.
-	DisableDelete bool
-	// DisableReferrers turns the referrers API off, and leaves the
-	// OCI-Subject header out of pushes so clients maintain the referrers
-	// fallback tag instead.
-	DisableReferrers bool
 }
 
-// NPMConfig configures the npm side.
+// NPMConfig configures the npm side: the handler's own npm.Settings (their
+// defaults are npm.Default*, applied by npm.New) and whether it is served.
 type NPMConfig struct {
+	npm.Settings
 	// Disabled turns the npm registry off; requests under Prefix then get
 	// 404 with {"error": "the npm registry is disabled on this server"}.
 	Disabled bool
-	// Prefix is where it is mounted (default "/npm").
-	Prefix string
-	// MaxDocumentSize bounds a publish body without its tarball (default 16 MiB).
-	MaxDocumentSize int
-	// MaxTarballSize bounds one tarball (default 256 MiB).
-	MaxTarballSize int64
-	// DocumentCacheSize bounds the memory of the npm document cache, in
-	// bytes: decoded documents and their rendered copies (default 64 MiB).
-	DocumentCacheSize int64
-	// DisablePublish, DisableUnpublish, DisableSearch and DisableTokenAPI
-	// turn those features off; they answer with an npm error. Without the
-	// token API, `npm logout` revokes nothing and says so in an npm-notice
-	// header, answering 200 so that npm still forgets the token locally.
-	DisablePublish, DisableUnpublish, DisableSearch, DisableTokenAPI bool
 }
 
 // Event describes a successful write.
@@ -369,18 +335,11 @@ func newGate(cfg Config, authn auth.Authenticator) (*auth.Service, error) {
 
 func (r *Registry) newOCI() *oci.Handler {
 	o := oci.Options{
-		Storage:          r.cfg.Storage,
-		Prefix:           r.cfg.OCI.Prefix,
-		MaxManifestSize:  r.cfg.OCI.MaxManifestSize,
-		MaxBlobSize:      r.cfg.OCI.MaxBlobSize,
-		UploadMaxAge:     r.cfg.OCI.UploadMaxAge,
-		AllowSparse:      r.cfg.OCI.AllowSparse,
-		RedirectBlobs:    r.cfg.OCI.RedirectBlobs,
-		DisableDelete:    r.cfg.OCI.DisableDelete,
-		DisableReferrers: r.cfg.OCI.DisableReferrers,
-		Uploads:          r.uploads,
-		Logger:           r.cfg.Logger,
-		Service:          r.cfg.TokenService,
+		Settings: r.cfg.OCI.Settings,
+		Storage:  r.cfg.Storage,
+		Uploads:  r.uploads,
+		Logger:   r.cfg.Logger,
+		Service:  r.cfg.TokenService,
 	}
 	if r.auth != nil {
 		o.Gate = r.auth
@@ -397,19 +356,12 @@ func (r *Registry) newOCI() *oci.Handler {
 
 func (r *Registry) newNPM() *npm.Handler {
 	o := npm.Options{
-		Storage:           r.cfg.Storage,
-		Prefix:            r.cfg.NPM.Prefix,
-		BaseURL:           r.BaseURL,
-		MaxDocumentSize:   r.cfg.NPM.MaxDocumentSize,
-		MaxTarballSize:    r.cfg.NPM.MaxTarballSize,
-		DocumentCacheSize: r.cfg.NPM.DocumentCacheSize,
-		DisablePublish:    r.cfg.NPM.DisablePublish,
-		DisableUnpublish:  r.cfg.NPM.DisableUnpublish,
-		DisableSearch:     r.cfg.NPM.DisableSearch,
-		DisableTokenAPI:   r.cfg.NPM.DisableTokenAPI,
-		Tokens:            r.tokens,
-		Uploads:           r.uploads,
-		Logger:            r.cfg.Logger,
+		Settings: r.cfg.NPM.Settings,
+		Storage:  r.cfg.Storage,
+		BaseURL:  r.BaseURL,
+		Tokens:   r.tokens,
+		Uploads:  r.uploads,
+		Logger:   r.cfg.Logger,
 	}
 	if r.auth != nil {
 		o.Gate = r.auth

@@ -14,6 +14,8 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/npm"
+	"github.com/unireg/unireg/registry/oci"
 	"github.com/unireg/unireg/registry/storage/inmemory"
 )
 
@@ -139,10 +141,10 @@ func TestDisabledProtocolAnswersInItsOwnFormat(t *testing.T) {
 	}{
 		{"npm root", Config{NPM: NPMConfig{Disabled: true}}, "/npm", 404, npmBody, false},
 		{"npm package", Config{NPM: NPMConfig{Disabled: true}}, "/npm/@acme%2fx", 404, npmBody, false},
-		{"npm moved prefix", Config{NPM: NPMConfig{Disabled: true, Prefix: "/js/"}}, "/js/-/ping", 404, npmBody, false},
+		{"npm moved prefix", Config{NPM: NPMConfig{Disabled: true, Settings: npm.Settings{Prefix: "/js/"}}}, "/js/-/ping", 404, npmBody, false},
 		{"oci base", Config{OCI: OCIConfig{Disabled: true}}, "/v2/", 404, "UNSUPPORTED", true},
 		{"oci manifest", Config{OCI: OCIConfig{Disabled: true}}, "/v2/a/manifests/latest", 404, "UNSUPPORTED", true},
-		{"oci moved prefix", Config{OCI: OCIConfig{Disabled: true, Prefix: "/registry/v2"}}, "/registry/v2/", 404, "UNSUPPORTED", true},
+		{"oci moved prefix", Config{OCI: OCIConfig{Disabled: true, Settings: oci.Settings{Prefix: "/registry/v2"}}}, "/registry/v2/", 404, "UNSUPPORTED", true},
 		{"health unaffected", Config{OCI: OCIConfig{Disabled: true}, NPM: NPMConfig{Disabled: true}}, "/healthz", 200, "ok\n", false},
 		{"the other protocol unaffected", Config{OCI: OCIConfig{Disabled: true}, DisableAuth: true}, "/npm/-/ping", 200, "{}", false},
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/unireg/unireg/registry"
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/npm"
 	"github.com/unireg/unireg/registry/storage/s3"
 )
 
@@ -186,8 +187,8 @@ func TestFeatureFlagsReachTheConfig(t *testing.T) {
 		t.Fatalf("defaults: OCI %+v, NPM %+v", def.OCI, def.NPM)
 	}
 	got := build(t, "--oci-prefix", "/registry/v2", "--npm-publish=false", "--npm-unpublish=false", "--npm-search=false", "--npm-token-api=false")
-	want := registry.NPMConfig{Prefix: "/npm", MaxDocumentSize: def.NPM.MaxDocumentSize, MaxTarballSize: def.NPM.MaxTarballSize,
-		DisablePublish: true, DisableUnpublish: true, DisableSearch: true, DisableTokenAPI: true}
+	want := registry.NPMConfig{Settings: npm.Settings{Prefix: "/npm", MaxDocumentSize: def.NPM.MaxDocumentSize, MaxTarballSize: def.NPM.MaxTarballSize,
+		DisablePublish: true, DisableUnpublish: true, DisableSearch: true, DisableTokenAPI: true}}
 	if got.OCI.Prefix != "/registry/v2" || got.NPM != want {
 		t.Fatalf("flags: OCI prefix %q, NPM %+v", got.OCI.Prefix, got.NPM)
 	}

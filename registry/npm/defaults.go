@@ -1,6 +1,6 @@
 package npm
 
-// The defaults New gives the zero values of Options; cmd/registry's flags
+// The defaults New gives the zero values of Settings; cmd/registry's flags
 // show these same constants (registry/config).
 const (
 	// DefaultPrefix is where the registry is mounted: clients use

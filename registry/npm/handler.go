@@ -34,8 +34,33 @@ type Event struct {
 	Identity *auth.Identity
 }
 
-// Options configure a Handler. Only Storage is required.
+// Settings are what an operator chooses about the npm registry: the part
+// of Options that registry.NPMConfig embeds, so that each is named once. The
+// zero value of every field works; New gives it the default its comment names.
+type Settings struct {
+	// Prefix is the path the handler is mounted at (default DefaultPrefix).
+	Prefix string
+	// MaxDocumentSize bounds a publish body without its tarball, in bytes
+	// (0 or negative: DefaultMaxDocumentSize).
+	MaxDocumentSize int
+	// MaxTarballSize bounds one tarball, in bytes (0 or negative:
+	// DefaultMaxTarballSize).
+	MaxTarballSize int64
+	// DocumentCacheSize bounds the memory of the document cache, in bytes:
+	// the decoded documents and their rendered copies, least recently used
+	// evicted first (0 or negative: DefaultDocumentCacheSize).
+	DocumentCacheSize int64
+	// DisablePublish, DisableUnpublish, DisableSearch and DisableTokenAPI
+	// answer those endpoints with an npm error instead. Without the token
+	// API, `npm logout` revokes nothing and says so in an npm-notice
+	// header, answering 200 so that npm still forgets the token locally.
+	DisablePublish, DisableUnpublish, DisableSearch, DisableTokenAPI bool
+}
+
+// Options configure a Handler: its Settings and the parts it is wired to.
+// Only Storage is required.
 type Options struct {
+	Settings
 	Storage storage.Driver
 	// Gate decides who may do what; nil allows everything.
 	Gate Gate
@@ -45,22 +70,9 @@ type Options struct {
 	// it (registry.New builds it so). nil: tokens over Storage that nothing
 	// else asks.
 	Tokens *auth.UserTokens
-	// Prefix is the path the handler is mounted at (default "/npm").
-	Prefix string
 	// BaseURL returns the externally visible scheme and host for a request
 	// (tarball URLs are absolute); nil uses the request's Host.
 	BaseURL func(r *http.Request) string
-	// MaxDocumentSize bounds a publish body without its tarball (default 16 MiB).
-	MaxDocumentSize int
-	// MaxTarballSize bounds one tarball (default 256 MiB).
-	MaxTarballSize int64
-	// DocumentCacheSize bounds the memory of the document cache, in bytes:
-	// the decoded documents and their rendered copies, least recently used
-	// evicted first (default 64 MiB).
-	DocumentCacheSize int64
-	// DisablePublish, DisableUnpublish, DisableSearch and DisableTokenAPI
-	// answer those endpoints with an npm error instead.
-	DisablePublish, DisableUnpublish, DisableSearch, DisableTokenAPI bool
 	// Uploads bounds the publish bodies one identity streams at once (nil:
 	// no bound); share one with the OCI handler to bound both together.
 	Uploads *limit.Uploads

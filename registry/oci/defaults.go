@@ -2,7 +2,7 @@ package oci
 
 import "time"
 
-// The defaults New gives the zero values of Options; cmd/registry's flags
+// The defaults New gives the zero values of Settings; cmd/registry's flags
 // show these same constants (registry/config).
 const (
 	// DefaultPrefix is where the API is mounted: OCI clients need /v2 at

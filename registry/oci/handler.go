@@ -33,26 +33,25 @@ type Event struct {
 	Identity   *auth.Identity
 }
 
-// Options configure a Handler. The zero value of every field but Storage works.
-type Options struct {
-	Storage storage.Driver
-	// Gate decides who may do what; nil allows everything.
-	Gate Gate
-	// Realm returns the token endpoint URL for a request's Bearer challenge;
-	// nil challenges with Basic instead.
-	Realm func(r *http.Request) string
-	// Service is the `service` of the Bearer challenge.
-	Service string
-	// Prefix is the path the handler is mounted at (default "/v2").
+// Settings are what an operator chooses about the OCI API: the part of
+// Options that registry.OCIConfig embeds, so that each is named once. The
+// zero value of every field works; New gives it the default its comment names.
+type Settings struct {
+	// Prefix is the path the handler is mounted at (default DefaultPrefix;
+	// OCI clients need "/v2" at the host root, so change it only behind a
+	// rewriting proxy).
 	Prefix string
-	// MaxManifestSize bounds manifest bodies (default 4 MiB).
+	// MaxManifestSize bounds manifest bodies, in bytes (0 or negative:
+	// DefaultMaxManifestSize).
 	MaxManifestSize int64
 	// MaxBlobSize bounds blobs, in bytes; 0 (or negative): no bound. An
 	// upload that would exceed it gets 413 SIZE_INVALID, before its bytes
-	// are stored when it declares its length, and is ended: its session
-	// and the data it had are removed.
+	// are stored when it declares its length, cut as it crosses the bound
+	// when it does not; either way it is ended: its session and the data
+	// it had are removed.
 	MaxBlobSize int64
-	// UploadMaxAge is how long an untouched upload session lives (default 24h).
+	// UploadMaxAge is how long an untouched upload session lives (0 or
+	// negative: DefaultUploadMaxAge).
 	UploadMaxAge time.Duration
 	// AllowSparse accepts image manifests whose layers are not (yet) in the
 	// repository, as indexes always are; the config blob is still required.
@@ -68,6 +67,20 @@ type Options struct {
 	// manifest pushes with a subject omit the OCI-Subject header, so that
 	// clients fall back to the referrers tag schema.
 	DisableReferrers bool
+}
+
+// Options configure a Handler: its Settings and the parts it is wired to.
+// The zero value of every field but Storage works.
+type Options struct {
+	Settings
+	Storage storage.Driver
+	// Gate decides who may do what; nil allows everything.
+	Gate Gate
+	// Realm returns the token endpoint URL for a request's Bearer challenge;
+	// nil challenges with Basic instead.
+	Realm func(r *http.Request) string
+	// Service is the `service` of the Bearer challenge.
+	Service string
 	// Uploads bounds the upload bodies one identity streams at once (nil:
 	// no bound); share one with the npm handler to bound both together.
 	Uploads *limit.Uploads
