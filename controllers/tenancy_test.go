@@ -8,6 +8,7 @@ package controllers
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"reflect"
@@ -238,6 +239,7 @@ func TestSecretNameNeverTakesOverAnotherSecret(t *testing.T) {
 	})
 	create(t, &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "owner"}, Spec: tokenSpec("oci:repository:a/*:pull")})
 	waitReason(t, ns, "owner", uniregv1.ReasonIssued)
+	waitPullHostsInSecret(t, ns, "reg", "owner-token")
 	before := map[string]*corev1.Secret{"db": {}, "owner-token": {}, "reg-auth": {}}
 	for name, s := range before {
 		if err := get(ns, name, s); err != nil {
@@ -485,4 +487,37 @@ func TestObservedGenerationOnlyAfterASuccessfulReconcile(t *testing.T) {
 	if tok.Status.ObservedGeneration != 3 {
 		t.Fatalf("observedGeneration = %d after a successful reconcile, want 3", tok.Status.ObservedGeneration)
 	}
+}
+
+// waitPullHostsInSecret waits until a token's Secret carries a credential for
+// every pull host of its Registry: the Service's ClusterIP joins
+// status.pullHosts once the Service exists, and the token's Secret follows,
+// after the token may already be Ready.
+func waitPullHostsInSecret(t *testing.T, ns, registry, secret string) {
+	t.Helper()
+	eventually(t, "Secret "+secret+" to hold every pull host of Registry "+registry, func() (bool, error) {
+		reg := &uniregv1.Registry{}
+		if err := get(ns, registry, reg); err != nil {
+			return false, err
+		}
+		if len(reg.Status.PullHosts) < 2 { // the Service's DNS name and its ClusterIP:port
+			return false, nil
+		}
+		s := &corev1.Secret{}
+		if err := get(ns, secret, s); err != nil {
+			return false, err
+		}
+		var cfg struct {
+			Auths map[string]any `json:"auths"`
+		}
+		if err := json.Unmarshal(s.Data[corev1.DockerConfigJsonKey], &cfg); err != nil {
+			return false, err
+		}
+		for _, h := range reg.Status.PullHosts {
+			if _, ok := cfg.Auths[h]; !ok {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
 }
