@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -68,8 +69,7 @@ func TestReplicasAboveOneNeedS3(t *testing.T) {
 	// Scaling a volume-backed Registry up is refused too, not only creating one.
 	reg := &uniregv1.Registry{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "scaled"}}
 	create(t, reg)
-	reg.Spec.Replicas = ptr.To[int32](2)
-	wantInvalid(t, k8sClient.Update(context.Background(), reg), msgReplicasNeedS3)
+	wantInvalid(t, tryUpdate(ns, "scaled", reg, func() { reg.Spec.Replicas = ptr.To[int32](2) }), msgReplicasNeedS3)
 }
 
 func TestStorageKindCannotChangeInPlace(t *testing.T) {
@@ -91,8 +91,7 @@ func TestStorageKindCannotChangeInPlace(t *testing.T) {
 			reg := &uniregv1.Registry{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kind" + string(rune('a'+i))},
 				Spec: uniregv1.RegistrySpec{Storage: c.from}}
 			create(t, reg)
-			reg.Spec.Storage = c.to
-			wantInvalid(t, k8sClient.Update(context.Background(), reg), msgStorageKindFixed)
+			wantInvalid(t, tryUpdate(ns, reg.Name, reg, func() { reg.Spec.Storage = c.to }), msgStorageKindFixed)
 		})
 	}
 
@@ -105,12 +104,16 @@ func TestStorageKindCannotChangeInPlace(t *testing.T) {
 		if err := k8sClient.Create(context.Background(), u); err != nil {
 			t.Fatalf("a Registry with no spec is refused: %v", err)
 		}
-		if err := unstructured.SetNestedField(u.Object, map[string]any{"s3": map[string]any{
-			"endpoint": "http://minio:9000", "bucket": "images", "credentialsSecretRef": map[string]any{"name": "c"},
-		}}, "spec", "storage"); err != nil {
-			t.Fatal(err)
+		var setErr error
+		err := tryUpdate(ns, "nospec", u, func() {
+			setErr = unstructured.SetNestedField(u.Object, map[string]any{"s3": map[string]any{
+				"endpoint": "http://minio:9000", "bucket": "images", "credentialsSecretRef": map[string]any{"name": "c"},
+			}}, "spec", "storage")
+		})
+		if setErr != nil {
+			t.Fatal(setErr)
 		}
-		wantInvalid(t, k8sClient.Update(context.Background(), u), msgStorageKindFixed)
+		wantInvalid(t, err, msgStorageKindFixed)
 	})
 
 	t.Run("changes within a kind are accepted", func(t *testing.T) {
@@ -146,4 +149,17 @@ func TestTokenSecretNameIsADNSSubdomain(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tryUpdate reads an object afresh, changes it and updates it, again while
+// the update conflicts with a controller's write (status, say), and returns
+// the update's last error: what the API server says of the change itself.
+func tryUpdate(ns, name string, obj client.Object, change func()) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := get(ns, name, obj); err != nil {
+			return err
+		}
+		change()
+		return k8sClient.Update(context.Background(), obj)
+	})
 }
