@@ -8,12 +8,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -128,10 +126,9 @@ type JWTKeyFile struct {
 	log  *slog.Logger
 	raw  []byte
 
-	mu   sync.Mutex
-	err  error
-	stop chan struct{}
-	done chan struct{}
+	mu    sync.Mutex
+	err   error
+	watch *fileWatch
 }
 
 // JWTKeyFileOptions configure OpenJWTKeyFile.
@@ -164,9 +161,11 @@ func OpenJWTKeyFile(path string, o JWTKeyFileOptions) (*JWTKeyFile, error) {
 		if o.PollInterval <= 0 {
 			o.PollInterval = 10 * time.Second
 		}
-		if err := f.watch(o.PollInterval); err != nil {
+		w, err := watchFile(path, "JWT key", o.PollInterval, f.log, func() { f.Reload() })
+		if err != nil {
 			return nil, err
 		}
+		f.watch = w
 	}
 	return f, nil
 }
@@ -215,53 +214,9 @@ func (f *JWTKeyFile) Reload() error {
 	return err
 }
 
-// watch follows the file's directory rather than the file: the kubelet
-// updates a Secret volume by swapping its ..data symlink, and editors
-// rename a new file into place, neither of which a watch on the file
-// itself sees. The poll covers filesystems without notifications.
-func (f *JWTKeyFile) watch(poll time.Duration) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("watch JWT key: %w", err)
-	}
-	if err := w.Add(filepath.Dir(f.path)); err != nil {
-		w.Close()
-		return fmt.Errorf("watch JWT key: %w", err)
-	}
-	f.stop, f.done = make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(f.done)
-		defer w.Close()
-		tick := time.NewTicker(poll)
-		defer tick.Stop()
-		for {
-			select {
-			case <-f.stop:
-				return
-			case _, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				f.Reload()
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				f.log.Warn("JWT key watch", "error", err)
-			case <-tick.C:
-				f.Reload()
-			}
-		}
-	}()
-	return nil
-}
-
 // Close stops watching the file.
 func (f *JWTKeyFile) Close() error {
-	if f.stop != nil {
-		close(f.stop)
-		<-f.done
-		f.stop = nil
-	}
+	f.watch.Stop()
+	f.watch = nil
 	return nil
 }

@@ -8,13 +8,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/fsnotify/fsnotify"
 
 	"github.com/unireg/unireg/registry/authstore"
 )
@@ -48,8 +45,7 @@ type TokenStore struct {
 	errMu  sync.Mutex
 	err    error
 	onLoad func(err error)
-	stop   chan struct{}
-	done   chan struct{}
+	watch  *fileWatch
 }
 
 // TokenStoreOptions configure OpenTokenStore.
@@ -77,9 +73,11 @@ func OpenTokenStore(path string, opts TokenStoreOptions) (*TokenStore, error) {
 		return nil, err
 	}
 	if opts.Watch {
-		if err := s.watch(); err != nil {
+		w, err := watchFile(s.path, "auth store", time.Second, s.log, s.reloadLogged)
+		if err != nil {
 			return nil, err
 		}
+		s.watch = w
 	}
 	return s, nil
 }
@@ -249,46 +247,6 @@ func (s *TokenStore) TokenLive(_ context.Context, tokenID string) (bool, error) 
 	return false, nil
 }
 
-// watch follows the file's directory, so that editors' rename-into-place and
-// Kubernetes' `..data` symlink swap are both seen. A ticker re-checks every
-// second as well, for filesystems where inotify is silent.
-func (s *TokenStore) watch() error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("watch auth store: %w", err)
-	}
-	if err := w.Add(filepath.Dir(s.path)); err != nil {
-		w.Close()
-		return fmt.Errorf("watch auth store: %w", err)
-	}
-	s.stop, s.done = make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(s.done)
-		defer w.Close()
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-s.stop:
-				return
-			case _, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				s.reloadLogged()
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				s.log.Warn("auth store watch", "error", err)
-			case <-tick.C:
-				s.reloadLogged()
-			}
-		}
-	}()
-	return nil
-}
-
 // reloadLogged reloads and logs a failure once, not at every tick.
 func (s *TokenStore) reloadLogged() {
 	before := s.Err()
@@ -303,10 +261,7 @@ func (s *TokenStore) reloadLogged() {
 
 // Close stops watching the file.
 func (s *TokenStore) Close() error {
-	if s.stop != nil {
-		close(s.stop)
-		<-s.done
-		s.stop = nil
-	}
+	s.watch.Stop()
+	s.watch = nil
 	return nil
 }
