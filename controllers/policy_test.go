@@ -5,26 +5,18 @@ package controllers
 // Registry, each limited to its own names, acting as <namespace>/<name>.
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/record"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/yaml"
 
 	uniregv1 "github.com/unireg/unireg/api/v1alpha1"
@@ -195,9 +187,7 @@ func TestTokenPolicyScopesBindTheRegistrysOwnNamespaceToo(t *testing.T) {
 // trust a Ready condition written before the policy was tightened (fake
 // client: the live token controller repairs the condition too fast to see).
 func TestProjectionChecksThePolicyAgain(t *testing.T) {
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(uniregv1.AddToScheme(scheme))
+	scheme := testScheme()
 	policy := teamPolicy()
 	reg := &uniregv1.Registry{ObjectMeta: metav1.ObjectMeta{Namespace: "platform", Name: "shared", UID: "reg-uid"},
 		Spec: uniregv1.RegistrySpec{TokenPolicy: policy}}
@@ -212,33 +202,10 @@ func TestProjectionChecksThePolicyAgain(t *testing.T) {
 		{"left", "stale", "oci:repository:left/app:push"},
 	} {
 		tok := foreignToken(c.ns, c.name, "platform", "shared", c.scope)
-		tok.UID = types.UID(c.name + "-uid")
-		tok.CreationTimestamp = metav1.NewTime(time.Date(2030, 1, 1, 0, i, 0, 0, time.UTC))
-		tok.Status = uniregv1.RegistryTokenStatus{SecretName: c.name + "-token", Conditions: []metav1.Condition{{
-			Type: uniregv1.ConditionReady, Status: metav1.ConditionTrue, Reason: uniregv1.ReasonIssued, LastTransitionTime: metav1.Now()}}}
 		hashes[c.name] = authstore.HashToken(newToken(t))
-		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: c.ns, Name: c.name + "-token",
-			Annotations: map[string]string{annotationTokenHash: hashes[c.name]}}}
-		if err := ctrl.SetControllerReference(tok, secret, scheme); err != nil {
-			t.Fatal(err)
-		}
-		objs = append(objs, tok, secret)
+		objs = append(objs, staleReady(t, scheme, tok, i, hashes[c.name])...)
 	}
-	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).
-		WithStatusSubresource(&uniregv1.Registry{}, &uniregv1.RegistryToken{}).
-		WithIndex(&uniregv1.RegistryToken{}, indexRegistryRef, registryRefKeys).Build()
-	r := &AuthStoreReconciler{Client: c, Scheme: scheme, Recorder: record.NewFakeRecorder(10)}
-	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(reg)}); err != nil {
-		t.Fatal(err)
-	}
-	s := &corev1.Secret{}
-	if err := c.Get(context.Background(), types.NamespacedName{Namespace: "platform", Name: "shared-auth"}, s); err != nil {
-		t.Fatal(err)
-	}
-	f, err := authstore.Parse(s.Data[keyAuthStore])
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := projectOnce(t, fakeClient(scheme, objs...), scheme, record.NewFakeRecorder(10), reg)
 	if len(f.Tokens) != 1 || f.Tokens[0].Hash != hashes["fits"] || f.Tokens[0].User != "team/fits" {
 		var got []string
 		for _, e := range f.Tokens {

@@ -167,9 +167,7 @@ func TestDuplicateTokenDoesNotFreezeTheAuthStore(t *testing.T) {
 // two reconciles, which the live controllers repair too fast for the API
 // server to show it. Hence a fake client here.
 func TestProjectionLeavesOutWhatTheServerWouldRefuse(t *testing.T) {
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(uniregv1.AddToScheme(scheme))
+	scheme := testScheme()
 	reg := &uniregv1.Registry{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "reg", UID: "reg-uid"}}
 	good := newToken(t)
 	objs := []client.Object{reg}
@@ -178,37 +176,12 @@ func TestProjectionLeavesOutWhatTheServerWouldRefuse(t *testing.T) {
 		{"bad", "sha256:not-a-hash"},
 		{"twin", authstore.HashToken(good)}, // created later than good
 	} {
-		tok := &uniregv1.RegistryToken{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: c.name, UID: types.UID(c.name + "-uid"),
-				CreationTimestamp: metav1.NewTime(time.Date(2030, 1, 1, 0, i, 0, 0, time.UTC))},
-			Spec: tokenSpec("*"),
-			Status: uniregv1.RegistryTokenStatus{SecretName: c.name + "-token", Conditions: []metav1.Condition{{
-				Type: uniregv1.ConditionReady, Status: metav1.ConditionTrue, Reason: uniregv1.ReasonIssued, LastTransitionTime: metav1.Now()}}},
-		}
-		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: c.name + "-token",
-			Labels: map[string]string{labelRegistry: "reg"}, Annotations: map[string]string{annotationTokenHash: c.hash}}}
-		if err := ctrl.SetControllerReference(tok, secret, scheme); err != nil {
-			t.Fatal(err)
-		}
-		objs = append(objs, tok, secret)
+		tok := &uniregv1.RegistryToken{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: c.name}, Spec: tokenSpec("*")}
+		objs = append(objs, staleReady(t, scheme, tok, i, c.hash)...)
 	}
-	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).
-		WithStatusSubresource(&uniregv1.Registry{}, &uniregv1.RegistryToken{}).
-		WithIndex(&uniregv1.RegistryToken{}, indexRegistryRef, registryRefKeys).Build()
+	c := fakeClient(scheme, objs...)
 	events := record.NewFakeRecorder(10)
-	r := &AuthStoreReconciler{Client: c, Scheme: scheme, Recorder: events}
-	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(reg)}); err != nil {
-		t.Fatal(err)
-	}
-
-	s := &corev1.Secret{}
-	if err := c.Get(context.Background(), types.NamespacedName{Namespace: "ns", Name: "reg-auth"}, s); err != nil {
-		t.Fatal(err)
-	}
-	f, err := authstore.Parse(s.Data[keyAuthStore])
-	if err != nil {
-		t.Fatalf("the projected store is refused by the server's parser: %v\n%s", err, s.Data[keyAuthStore])
-	}
+	f := projectOnce(t, c, scheme, events, reg)
 	if len(f.Tokens) != 1 || f.Tokens[0].Hash != authstore.HashToken(good) || f.Tokens[0].User != "good" {
 		t.Fatalf("projected %+v, want the earlier good token only", f.Tokens)
 	}
