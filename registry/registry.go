@@ -238,7 +238,7 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	if cfg.PublicURL != "" {
 		u, err := url.Parse(cfg.PublicURL)
 		if err != nil || u.Scheme == "" || u.Host == "" {
-			return nil, fmt.Errorf("registry: PublicURL %q must be an absolute URL", cfg.PublicURL)
+			return nil, &ConfigError{Field: "PublicURL", Err: fmt.Errorf("%q must be an absolute URL", cfg.PublicURL)}
 		}
 		cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
 	}
@@ -315,7 +315,7 @@ func newGate(cfg Config, authn auth.Authenticator) (*auth.Service, error) {
 	}
 	anon, err := auth.ParseScopes(cfg.AnonymousScopes)
 	if err != nil {
-		return nil, fmt.Errorf("registry: anonymous scopes: %w", err)
+		return nil, &ConfigError{Field: "AnonymousScopes", Err: err}
 	}
 	key := cfg.JWTKey
 	if key == nil && cfg.JWTKeys == nil {

@@ -16,7 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/unireg/unireg/registry"
 	"github.com/unireg/unireg/registry/config"
 )
 
@@ -50,7 +49,7 @@ func run(args []string) error {
 		return err
 	}
 	defer built.Close()
-	reg, err := registry.New(ctx, built.Config)
+	reg, err := built.NewRegistry(ctx)
 	if err != nil {
 		return err
 	}

@@ -66,6 +66,27 @@ type Built struct {
 	JWTKeyFile *auth.JWTKeyFile
 }
 
+// NewRegistry builds the registry from Config. A field registry.New refuses
+// is reported under its flag (--anonymous: ...), since that is what the
+// operator of the command line wrote.
+func (b *Built) NewRegistry(ctx context.Context) (*registry.Registry, error) {
+	reg, err := registry.New(ctx, b.Config)
+	var field *registry.ConfigError
+	if errors.As(err, &field) {
+		if flag, ok := flagOfField[field.Field]; ok {
+			return nil, fmt.Errorf("--%s: %w", flag, field.Err)
+		}
+	}
+	return reg, err
+}
+
+// flagOfField names the flag that sets each registry.Config field New
+// validates.
+var flagOfField = map[string]string{
+	"AnonymousScopes": "anonymous",
+	"PublicURL":       "public-url",
+}
+
 // Close stops the auth-store and key-file watchers.
 func (b *Built) Close() error {
 	if b.JWTKeyFile != nil {
@@ -99,10 +120,6 @@ func (o *Options) Build(ctx context.Context, log *slog.Logger) (*Built, error) {
 	cfg := o.Registry
 	cfg.Storage, cfg.JWTKeys, cfg.Logger, cfg.Metrics = store, keyFile.Keys(), log, metrics
 	b := &Built{Config: cfg, JWTKeyFile: keyFile}
-	if _, err := auth.ParseScopes(b.Config.AnonymousScopes); err != nil {
-		b.Close()
-		return nil, fmt.Errorf("--anonymous: %w", err)
-	}
 	ts, err := o.tokenStore(ctx, log, metrics, len(b.Config.AnonymousScopes) > 0)
 	if err != nil {
 		b.Close()

@@ -82,8 +82,13 @@ func TestLoadRejectsBadInput(t *testing.T) {
 
 func TestBuildRejectsInvalidAnonymousScope(t *testing.T) {
 	o, _ := Load([]string{"--data-dir", t.TempDir(), "--anonymous", "oci:repo:*:pull"}, env(nil), io.Discard)
-	_, err := o.Build(context.Background(), slog.New(slog.DiscardHandler))
-	if err == nil || !strings.Contains(err.Error(), "--anonymous") {
+	b, err := o.Build(context.Background(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	_, err = b.NewRegistry(context.Background())
+	if err == nil || !strings.HasPrefix(err.Error(), "--anonymous: ") {
 		t.Fatalf("error %v", err)
 	}
 }
