@@ -56,10 +56,12 @@ func (r *Registry) routes() *echo.Echo {
 	// A disabled protocol still answers under its prefix, in its own error
 	// format: its clients then say why instead of failing to parse ours.
 	// Mounted first, so that an enabled protocol sharing the path wins.
-	if p := disabledPrefix(r.cfg.NPM.Prefix, npm.DefaultPrefix); r.npm == nil && p != "/" {
+	// The root is never claimed for a disabled protocol: it serves the
+	// registry's own routes.
+	if p := npm.MountPrefix(r.cfg.NPM.Prefix); r.npm == nil && p != "/" {
 		mount(e, p, npm.Disabled())
 	}
-	if p := disabledPrefix(r.cfg.OCI.Prefix, oci.DefaultPrefix); r.oci == nil && p != "/" {
+	if p := oci.MountPrefix(r.cfg.OCI.Prefix); r.oci == nil && p != "" && p != "/" {
 		mount(e, p, oci.Disabled())
 	}
 	if r.npm != nil {
@@ -81,15 +83,6 @@ func mount(e *echo.Echo, prefix string, h http.Handler) {
 	wrapped := echo.WrapHandler(h)
 	e.Any(prefix, wrapped)
 	e.Any(prefix+"/*", wrapped)
-}
-
-// disabledPrefix is where a disabled protocol would have been mounted; "/"
-// is never claimed for it, the host root serves the registry's own routes.
-func disabledPrefix(prefix, def string) string {
-	if prefix == "" {
-		return def
-	}
-	return "/" + strings.Trim(prefix, "/")
 }
 
 // routeOf names a request's route for metrics and logs: the route the
@@ -121,7 +114,7 @@ func (r *Registry) logPath(req *http.Request, route string) string {
 	if r.npm == nil {
 		// No npm handler parsed the path: the disabled one answers
 		// without reading it.
-		prefix := disabledPrefix(r.cfg.NPM.Prefix, npm.DefaultPrefix)
+		prefix := npm.MountPrefix(r.cfg.NPM.Prefix)
 		if rest, ok := strings.CutPrefix(req.URL.EscapedPath(), prefix); ok && npm.RouteOf(rest) == npm.RouteLogout {
 			return prefix + "/-/user/token/" + requestlog.Redacted
 		}

@@ -92,12 +92,19 @@ type Handler struct {
 	uploads  *protocol.Uploads
 }
 
+// MountPrefix is the path a handler configured with prefix is mounted at:
+// DefaultPrefix when empty, with one leading slash and none trailing ("/"
+// for the root).
+func MountPrefix(prefix string) string {
+	if prefix == "" {
+		return DefaultPrefix
+	}
+	return "/" + strings.Trim(prefix, "/")
+}
+
 // New returns a Handler.
 func New(o Options) *Handler {
-	if o.Prefix == "" {
-		o.Prefix = DefaultPrefix
-	}
-	o.Prefix = "/" + strings.Trim(o.Prefix, "/")
+	o.Prefix = MountPrefix(o.Prefix)
 	if o.MaxDocumentSize <= 0 {
 		o.MaxDocumentSize = DefaultMaxDocumentSize
 	}

@@ -102,12 +102,18 @@ type Handler struct {
 // readCacheBudget bounds the memory the manifest read cache keeps.
 const readCacheBudget = 64 << 20
 
+// MountPrefix is the path a handler configured with prefix is mounted at:
+// DefaultPrefix when empty, without a trailing slash ("" for the root).
+func MountPrefix(prefix string) string {
+	if prefix == "" {
+		return DefaultPrefix
+	}
+	return strings.TrimSuffix(prefix, "/")
+}
+
 // New returns a Handler.
 func New(o Options) *Handler {
-	if o.Prefix == "" {
-		o.Prefix = DefaultPrefix
-	}
-	o.Prefix = strings.TrimSuffix(o.Prefix, "/")
+	o.Prefix = MountPrefix(o.Prefix)
 	if o.MaxManifestSize <= 0 {
 		o.MaxManifestSize = DefaultMaxManifestSize
 	}
