@@ -1,0 +1,306 @@
+package pullthrough
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// DefaultSpoolBytes is the default budget of the spool: the bytes of all
+// downloads in progress together.
+const DefaultSpoolBytes = 8 << 30
+
+// DefaultFillIdleTimeout is how long a download may send nothing before it
+// is abandoned.
+const DefaultFillIdleTimeout = 30 * time.Second
+
+// ErrSpoolFull refuses a download the spool has no room for: the client
+// may retry once other downloads have finished.
+var ErrSpoolFull = errors.New("the cache's download spool is full")
+
+// Fills downloads immutable objects (blobs, tarballs) once however many
+// callers ask for them at the same time. The first caller of a key starts
+// the download into a file of the spool directory; every caller, the first
+// included, gets a Reader that follows the file as it grows, so the first
+// bytes reach every client while the rest is still arriving. The content is
+// hashed as it arrives; only when the whole of it matches the expected sum
+// is it handed to Commit (which stores it) and do readers see its end. A
+// download that fails or does not verify ends every reader with an error,
+// and nothing of it is stored.
+type Fills struct {
+	// Dir holds the spool files (default os.TempDir()).
+	Dir string
+	// Budget bounds the bytes spooled at once (default DefaultSpoolBytes):
+	// a download whose declared size does not fit is refused with
+	// ErrSpoolFull, one of unknown size is ended when it would overflow.
+	Budget int64
+	// IdleTimeout abandons a download that sends nothing for this long
+	// (default DefaultFillIdleTimeout).
+	IdleTimeout time.Duration
+	// OnBytes, if set, is told of every chunk the upstream sends.
+	OnBytes func(n int)
+
+	mu     sync.Mutex
+	used   int64
+	active map[string]*fill
+}
+
+// A Source is an upstream body to download.
+type Source struct {
+	Body io.ReadCloser
+	// Size is the length the upstream declared, -1 if it did not.
+	Size int64
+}
+
+// A Download says how to get and keep one object.
+type Download struct {
+	// Open starts the upstream request (called once, by the first caller,
+	// with a context detached from every caller).
+	Open func(ctx context.Context) (Source, error)
+	// Hash and Sum are what the content must hash to.
+	Hash func() hash.Hash
+	Sum  []byte
+	// Commit stores the verified content, read from spool; readers see the
+	// end of the content only after it returns nil.
+	Commit func(ctx context.Context, spool io.Reader, size int64) error
+}
+
+type fill struct {
+	file    *os.File
+	size    int64         // declared, -1 unknown
+	ready   chan struct{} // closed once Open has answered
+	openErr error
+
+	mu       sync.Mutex
+	grew     *sync.Cond
+	written  int64
+	done     bool
+	err      error
+	refs     int // readers plus the downloader
+	reserved int64
+}
+
+// Join returns a reader of the object key, downloading it with d unless a
+// download of key is already under way, and the object's size (-1 when the
+// upstream did not declare it). The caller must Close the reader.
+func (fs *Fills) Join(ctx context.Context, key string, d Download) (*Reader, int64, error) {
+	fs.mu.Lock()
+	if fs.active == nil {
+		fs.active = map[string]*fill{}
+	}
+	f, joining := fs.active[key]
+	if !joining {
+		f = &fill{ready: make(chan struct{}), refs: 1}
+		f.grew = sync.NewCond(&f.mu)
+		fs.active[key] = f
+	}
+	f.mu.Lock()
+	f.refs++
+	f.mu.Unlock()
+	fs.mu.Unlock()
+
+	if !joining {
+		go fs.download(context.WithoutCancel(ctx), key, f, d)
+	}
+	select {
+	case <-f.ready:
+	case <-ctx.Done():
+		fs.release(f)
+		return nil, 0, ctx.Err()
+	}
+	if f.openErr != nil {
+		fs.release(f)
+		return nil, 0, f.openErr
+	}
+	return &Reader{fills: fs, f: f}, f.size, nil
+}
+
+func (fs *Fills) budget() int64 {
+	if fs.Budget > 0 {
+		return fs.Budget
+	}
+	return DefaultSpoolBytes
+}
+
+// reserve books n more bytes of the spool for f.
+func (fs *Fills) reserve(f *fill, n int64) bool {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.used+n > fs.budget() {
+		return false
+	}
+	fs.used += n
+	f.reserved += n
+	return true
+}
+
+// download runs the one upstream request of a fill and writes the spool.
+func (fs *Fills) download(ctx context.Context, key string, f *fill, d Download) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	body, err := fs.start(ctx, f, d)
+	f.openErr = err
+	close(f.ready)
+	if err == nil {
+		err = fs.copyAndVerify(ctx, cancel, f, body, d)
+	}
+	// No new reader may join a finished download: the next caller finds
+	// the object stored (or starts again after a failure).
+	fs.mu.Lock()
+	delete(fs.active, key)
+	fs.mu.Unlock()
+	f.mu.Lock()
+	f.done, f.err = true, err
+	f.grew.Broadcast()
+	f.mu.Unlock()
+	fs.release(f)
+}
+
+// start opens the upstream body and the spool file of f.
+func (fs *Fills) start(ctx context.Context, f *fill, d Download) (io.ReadCloser, error) {
+	src, err := d.Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if src.Size >= 0 && !fs.reserve(f, src.Size) {
+		src.Body.Close()
+		return nil, fmt.Errorf("%w: %d bytes do not fit its budget of %d", ErrSpoolFull, src.Size, fs.budget())
+	}
+	file, err := os.CreateTemp(fs.Dir, "fill-*")
+	if err != nil {
+		src.Body.Close()
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	os.Remove(file.Name()) // the open descriptor keeps it until the last reader
+	f.file, f.size = file, src.Size
+	return src.Body, nil
+}
+
+func (fs *Fills) copyAndVerify(ctx context.Context, cancel context.CancelFunc, f *fill, body io.ReadCloser, d Download) error {
+	defer body.Close()
+	idle := fs.IdleTimeout
+	if idle <= 0 {
+		idle = DefaultFillIdleTimeout
+	}
+	// A body that stops sending is closed, which ends the blocked Read.
+	watchdog := time.AfterFunc(idle, func() { cancel(); body.Close() })
+	defer watchdog.Stop()
+
+	h := d.Hash()
+	buf := make([]byte, 1<<20)
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			watchdog.Reset(idle)
+			if fs.OnBytes != nil {
+				fs.OnBytes(n)
+			}
+			if f.size < 0 && !fs.reserve(f, int64(n)) {
+				return fmt.Errorf("%w while downloading an object of undeclared size", ErrSpoolFull)
+			}
+			if f.size >= 0 && f.written+int64(n) > f.size {
+				return fmt.Errorf("upstream sent more than the %d bytes it declared", f.size)
+			}
+			if _, err := f.file.WriteAt(buf[:n], f.written); err != nil {
+				return fmt.Errorf("spool: %w", err)
+			}
+			h.Write(buf[:n])
+			f.mu.Lock()
+			f.written += int64(n)
+			f.grew.Broadcast()
+			f.mu.Unlock()
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("upstream sent nothing for %s", idle)
+			}
+			return fmt.Errorf("reading the upstream body: %w", rerr)
+		}
+	}
+	if f.size >= 0 && f.written != f.size {
+		return fmt.Errorf("upstream sent %d of the %d bytes it declared", f.written, f.size)
+	}
+	if !bytes.Equal(h.Sum(nil), d.Sum) {
+		return errors.New("upstream content does not match its digest")
+	}
+	watchdog.Stop()
+	return d.Commit(ctx, io.NewSectionReader(f.file, 0, f.written), f.written)
+}
+
+// release drops one reference to f; the last one closes the spool file
+// and returns its bytes to the budget.
+func (fs *Fills) release(f *fill) {
+	f.mu.Lock()
+	f.refs--
+	last := f.refs == 0
+	f.mu.Unlock()
+	if !last {
+		return
+	}
+	if f.file != nil {
+		f.file.Close()
+	}
+	fs.mu.Lock()
+	fs.used -= f.reserved
+	fs.mu.Unlock()
+}
+
+// A Reader follows one download as it grows. Read blocks until more
+// content arrives; it returns io.EOF only once the whole content has been
+// verified and stored, and the download's error if it failed.
+type Reader struct {
+	fills  *Fills
+	f      *fill
+	off    int64
+	closed bool
+}
+
+func (r *Reader) Read(p []byte) (int, error) {
+	f := r.f
+	f.mu.Lock()
+	for r.off >= f.written && !f.done {
+		f.grew.Wait()
+	}
+	avail, done, err := f.written-r.off, f.done, f.err
+	f.mu.Unlock()
+	if avail <= 0 {
+		if err != nil {
+			return 0, err
+		}
+		if done {
+			return 0, io.EOF
+		}
+	}
+	if err != nil {
+		// Never hand out the rest of a download that failed.
+		return 0, err
+	}
+	if int64(len(p)) > avail {
+		p = p[:avail]
+	}
+	n, rerr := f.file.ReadAt(p, r.off)
+	r.off += int64(n)
+	if rerr == io.EOF && n > 0 {
+		rerr = nil
+	}
+	return n, rerr
+}
+
+// Close releases the reader; the download goes on for the others (and to
+// the store) whether or not anyone still reads it.
+func (r *Reader) Close() error {
+	if !r.closed {
+		r.closed = true
+		r.fills.release(r.f)
+	}
+	return nil
+}
