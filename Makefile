@@ -141,11 +141,11 @@ check-fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 .PHONY: unit
-unit: client-tools npm-clients minio envtest conformance-tool ## Go tests (unit, envtest, integration; race detector on).
+unit: client-tools npm-clients minio envtest conformance-tool distribution ## Go tests (unit, envtest, integration; race detector on).
 	KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" $(GO) test -race -count=1 ./...
 
 .PHONY: unit-s3
-unit-s3: client-tools npm-clients minio build ## The tests that run the real binary (OCI and npm clients, concurrency, 1 GiB memory), on S3 (MinIO).
+unit-s3: client-tools npm-clients minio distribution build ## The tests that run the real binary (OCI and npm clients, concurrency, 1 GiB memory), on S3 (MinIO).
 	hack/with-minio.sh $(GO) test -count=1 ./cmd/registry/
 
 .PHONY: client-tools
@@ -166,6 +166,12 @@ conformance-tool: $(BIN)/oci-conformance
 
 $(BIN)/oci-conformance: hack/conformance/go.mod hack/conformance/go.sum
 	cd hack/conformance && $(GO) build -o $(BIN)/oci-conformance github.com/opencontainers/distribution-spec/conformance
+
+.PHONY: distribution
+distribution: $(BIN)/distribution ## CNCF Distribution, the upstream the pull-through cache tests fill from (pinned in hack/distribution).
+
+$(BIN)/distribution: hack/distribution/go.mod hack/distribution/go.sum
+	cd hack/distribution && $(GO) build -o $(BIN)/distribution github.com/distribution/distribution/v3/cmd/registry
 
 .PHONY: minio
 minio: ## The MinIO server the S3 tests run against (built from the Go module proxy into tools/bin).
