@@ -16,6 +16,9 @@ const (
 	DefaultTokenTTL = auth.DefaultJWTTTL
 	// DefaultUploadsPerIdentity is Limits.UploadsPerIdentity when zero.
 	DefaultUploadsPerIdentity = 128
+	// DefaultCacheFillsPerIdentity is Limits.CacheFillsPerIdentity when
+	// zero.
+	DefaultCacheFillsPerIdentity = 16
 	// DefaultUploadPurgeInterval is OCIConfig.UploadPurgeInterval when zero.
 	DefaultUploadPurgeInterval = 10 * time.Minute
 )

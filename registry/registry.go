@@ -63,6 +63,7 @@ import (
 
 	"github.com/unireg/unireg/registry/auth"
 	"github.com/unireg/unireg/registry/internal/protocol"
+	"github.com/unireg/unireg/registry/internal/pullthrough"
 	"github.com/unireg/unireg/registry/limit"
 	"github.com/unireg/unireg/registry/npm"
 	"github.com/unireg/unireg/registry/oci"
@@ -128,6 +129,21 @@ type Config struct {
 
 	// Limits bound what one client can hold of the server.
 	Limits Limits
+
+	// Cache configures what the pull-through caches share (the upstreams
+	// themselves are OCI.Upstreams; docs/cache.md).
+	Cache CacheConfig
+}
+
+// CacheConfig configures the pull-through caches' downloads.
+type CacheConfig struct {
+	// SpoolDir holds the blobs being downloaded from upstreams, which
+	// every client asking for one reads as it arrives (default
+	// os.TempDir()).
+	SpoolDir string
+	// SpoolBytes bounds the bytes being downloaded at once (default
+	// 8 GiB); a cold pull that does not fit gets 503 with Retry-After.
+	SpoolBytes int64
 }
 
 // Limits bound what one client can hold of the server. The size limits of
@@ -146,6 +162,11 @@ type Limits struct {
 	// identity (one subject; all anonymous callers together) may stream at
 	// once (default 128); more answer 429. Negative: no bound.
 	UploadsPerIdentity int
+	// CacheFillsPerIdentity is how many downloads from upstreams one
+	// identity may start at once (default 16); more answer 429. Clients
+	// joining a download already under way do not count. Negative: no
+	// bound.
+	CacheFillsPerIdentity int
 }
 
 // OCIConfig configures the OCI side: the handler's own oci.Settings (their
@@ -215,9 +236,11 @@ type Registry struct {
 	metrics *metrics
 	uploads *limit.Uploads
 	proxies *proxies
-	handler http.Handler
-	cancel  context.CancelFunc
-	done    chan struct{}
+
+	pullthroughMetrics *pullthrough.Metrics
+	handler            http.Handler
+	cancel             context.CancelFunc
+	done               chan struct{}
 }
 
 // New assembles a registry and starts its background work (the upload
@@ -245,6 +268,9 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	if cfg.Limits.UploadsPerIdentity == 0 {
 		cfg.Limits.UploadsPerIdentity = DefaultUploadsPerIdentity
 	}
+	if cfg.Limits.CacheFillsPerIdentity == 0 {
+		cfg.Limits.CacheFillsPerIdentity = DefaultCacheFillsPerIdentity
+	}
 	r := &Registry{cfg: cfg, done: make(chan struct{}), uploads: limit.NewUploads(cfg.Limits.UploadsPerIdentity)}
 	r.proxies = newProxies(cfg.TrustedProxies)
 	// Tokens -> authenticator -> gate -> protocols, in that order: each is
@@ -260,7 +286,9 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	}
 	r.metrics = newMetrics(cfg.Metrics)
 	if !cfg.OCI.Disabled {
-		r.oci = r.newOCI()
+		if r.oci, err = r.newOCI(); err != nil {
+			return nil, &ConfigError{Field: "OCI.Upstreams", Err: err}
+		}
 	}
 	r.metrics.watchUploads(r.uploadsInProgress)
 	r.echo = r.routes()
@@ -333,13 +361,20 @@ func newGate(cfg Config, authn auth.Authenticator) (*auth.Service, error) {
 	}), nil
 }
 
-func (r *Registry) newOCI() *oci.Handler {
+func (r *Registry) newOCI() (*oci.Handler, error) {
 	o := oci.Options{
 		Settings: r.cfg.OCI.Settings,
 		Storage:  r.cfg.Storage,
 		Uploads:  r.uploads,
 		Logger:   r.cfg.Logger,
 		Service:  r.cfg.TokenService,
+	}
+	if len(o.Upstreams) > 0 {
+		o.Cache = oci.CacheOptions{
+			Fills:            &pullthrough.Fills{Dir: r.cfg.Cache.SpoolDir, Budget: r.cfg.Cache.SpoolBytes},
+			Metrics:          r.cacheMetrics(),
+			FillsPerIdentity: limit.NewUploads(r.cfg.Limits.CacheFillsPerIdentity),
+		}
 	}
 	if r.auth != nil {
 		o.Gate = r.auth
@@ -352,6 +387,14 @@ func (r *Registry) newOCI() *oci.Handler {
 		}
 	}
 	return oci.New(o)
+}
+
+// cacheMetrics are the pull-through caches' series, registered once.
+func (r *Registry) cacheMetrics() *pullthrough.Metrics {
+	if r.pullthroughMetrics == nil {
+		r.pullthroughMetrics = pullthrough.NewMetrics(r.cfg.Metrics)
+	}
+	return r.pullthroughMetrics
 }
 
 func (r *Registry) newNPM() *npm.Handler {

@@ -70,7 +70,7 @@ func (r *Registry) routes() *echo.Echo {
 	if r.oci != nil {
 		mount(e, r.oci.Prefix(), r.oci)
 		if r.auth != nil {
-			th := echo.WrapHandler(auth.TokenHandler{Service: r.auth})
+			th := echo.WrapHandler(auth.TokenHandler{Service: r.auth, Mirrored: r.oci.CanonicalName})
 			e.GET("/token", th)
 			e.POST("/token", th)
 		}

@@ -16,6 +16,11 @@ import (
 // with, so no JWT is renewed past the life of the credential behind it.
 type TokenHandler struct {
 	Service *Service
+	// Mirrored, if set, maps a repository a client asks for with the
+	// realm's `ns` parameter (a pull through a mirror: containerd asks for
+	// "repository:library/nginx:pull" when it pulls docker.io's) to the
+	// repository the registry serves it as; the token grants that name.
+	Mirrored func(ns, name string) string
 }
 
 type tokenResponse struct {
@@ -76,7 +81,7 @@ func (h TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeTokenError(w, http.StatusUnauthorized, "UNAUTHORIZED", "invalid credentials")
 		return
 	}
-	access := h.grant(r, id, scopes)
+	access := h.grant(r, id, scopes, r.URL.Query().Get("ns"))
 	var mountable []string
 	for _, ra := range h.pullGrants(id) {
 		mountable = append(mountable, ra.Name)
@@ -104,7 +109,7 @@ func (h TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // grant keeps, of every requested `repository:NAME:ACTIONS`, the actions the
 // identity may perform. A `registry:catalog:*` request carries the caller's
 // own pull grants into the token, so the catalog it lists stays filtered.
-func (h TokenHandler) grant(r *http.Request, id *Identity, requested []string) []ResourceActions {
+func (h TokenHandler) grant(r *http.Request, id *Identity, requested []string, ns string) []ResourceActions {
 	var out []ResourceActions
 	for _, param := range requested {
 		for _, item := range strings.Fields(param) {
@@ -116,6 +121,9 @@ func (h TokenHandler) grant(r *http.Request, id *Identity, requested []string) [
 			case ds.Type == "registry" && ds.Name == "catalog":
 				out = append(out, h.pullGrants(id)...)
 			case ds.Type == TypeRepository && !strings.Contains(ds.Name, "*"):
+				if ns != "" && h.Mirrored != nil {
+					ds.Name = h.Mirrored(ns, ds.Name)
+				}
 				if ra := h.grantRepository(r, id, ds.Name, ds.Actions); ra != nil {
 					out = append(out, *ra)
 				}

@@ -20,7 +20,7 @@ func BenchmarkMonolithicUpload(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := New(Options{Storage: store})
+	h, _ := New(Options{Storage: store})
 	body := make([]byte, 64<<20)
 	rand.Read(body)
 	b.SetBytes(int64(len(body)))
@@ -48,7 +48,7 @@ func BenchmarkManifestGetByTag(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := New(Options{Storage: store})
+	h, _ := New(Options{Storage: store})
 	config := []byte("{}")
 	req := httptest.NewRequest(http.MethodPost, "/v2/bench/blobs/uploads/?digest="+digest.FromBytes(config).String(), bytes.NewReader(config))
 	w := httptest.NewRecorder()

@@ -34,8 +34,18 @@ func (h *Handler) getBlob(q *request) error {
 	if err != nil {
 		return err
 	}
+	if !ok && q.cache != nil {
+		// Fetched, or confirmed and linked (nil): then served as stored.
+		if err := h.fillBlob(q, q.cache, name, d); err != nil {
+			return err
+		}
+		ok = true
+	}
 	if !ok {
 		return newError(http.StatusNotFound, CodeBlobUnknown, "blob %s unknown to repository %s", d, name)
+	}
+	if q.cache != nil {
+		h.touchCached(q.R.Context(), "blobs/"+string(d.Algorithm())+"/"+d.Encoded())
 	}
 	if h.opts.RedirectBlobs && q.R.Method == http.MethodGet {
 		if rd, ok := h.store.(storage.Redirector); ok {

@@ -117,6 +117,7 @@ func (h *Handler) mount(q *request, name string, d digest.Digest, from string) (
 		if !ValidName(from) {
 			return false, newError(http.StatusBadRequest, CodeNameInvalid, "invalid from repository %q", truncate(from))
 		}
+		from, _ = h.cachedName(from, "") // docker.io/nginx is docker.io/library/nginx
 		if !q.Allowed(from, auth.ActionPull) {
 			if q.Caller.Anonymous || (q.Caller.Issued() && !q.Caller.AskedFor(from)) {
 				// Let the token flow ask for the source too, as Distribution does.

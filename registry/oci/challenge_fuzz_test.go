@@ -40,7 +40,7 @@ func FuzzChallenge(f *testing.F) {
 		if !validHeaderValue(realm) {
 			return // net/http refuses such a request header, so no realm holds it
 		}
-		h := New(Options{
+		h, _ := New(Options{
 			Storage: inmemory.New(), Gate: auth.NewService(auth.ServiceOptions{}), Service: "unireg",
 			Realm: func(*http.Request) string { return realm },
 		})

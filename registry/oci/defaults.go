@@ -13,4 +13,7 @@ const (
 	DefaultMaxManifestSize = 4 << 20
 	// DefaultUploadMaxAge is how long an untouched upload session lives.
 	DefaultUploadMaxAge = 24 * time.Hour
+	// DefaultUpstreamTagTTL is how long a cached tag is served before the
+	// upstream is asked again.
+	DefaultUpstreamTagTTL = time.Minute
 )

@@ -59,6 +59,7 @@ var codeOf = map[int]string{
 	http.StatusTooManyRequests:     CodeTooManyRequests,
 	http.StatusRequestTimeout:      CodeBlobUploadInvalid,
 	http.StatusServiceUnavailable:  CodeUnavailable, // as Distribution
+	http.StatusBadGateway:          CodeUnavailable,
 	http.StatusInternalServerError: CodeUnknown,
 }
 

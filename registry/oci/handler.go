@@ -9,11 +9,14 @@ import (
 	_ "crypto/sha512"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/unireg/unireg/registry/auth"
 	"github.com/unireg/unireg/registry/internal/protocol"
+	"github.com/unireg/unireg/registry/internal/pullthrough"
 	"github.com/unireg/unireg/registry/limit"
 	"github.com/unireg/unireg/registry/storage"
 )
@@ -67,6 +70,14 @@ type Settings struct {
 	// manifest pushes with a subject omit the OCI-Subject header, so that
 	// clients fall back to the referrers tag schema.
 	DisableReferrers bool
+	// Upstreams are the registries served through the pull-through cache,
+	// each under its Name (cache.go, docs/cache.md). Their namespaces are
+	// read-only.
+	Upstreams []Upstream
+	// UpstreamTagTTL is how long a cached tag is served before the
+	// upstream is asked whether it moved (0 or negative:
+	// DefaultUpstreamTagTTL). Manifests by digest are never revalidated.
+	UpstreamTagTTL time.Duration
 }
 
 // Options configure a Handler: its Settings and the parts it is wired to.
@@ -86,8 +97,11 @@ type Options struct {
 	Uploads *limit.Uploads
 	// OnEvent is called after every successful write.
 	OnEvent func(ctx context.Context, e Event)
-	// Logger receives background messages (upload purges).
+	// Logger receives background messages (upload purges, upstream
+	// failures).
 	Logger *slog.Logger
+	// Cache holds what the pull-through caches of the Upstreams share.
+	Cache CacheOptions
 }
 
 // Handler serves the distribution API.
@@ -97,6 +111,10 @@ type Handler struct {
 	reads   *readCache // tags, revision links and manifests for GETs
 	guard   protocol.Guard
 	uploads *protocol.Uploads
+
+	caches    map[string]*cache // by upstream Name
+	pulled    *pullthrough.Pulled
+	fillsOnce sync.Once
 }
 
 // readCacheBudget bounds the memory the manifest read cache keeps.
@@ -111,8 +129,8 @@ func MountPrefix(prefix string) string {
 	return strings.TrimSuffix(prefix, "/")
 }
 
-// New returns a Handler.
-func New(o Options) *Handler {
+// New returns a Handler, or an error naming an Upstream it cannot use.
+func New(o Options) (*Handler, error) {
 	o.Prefix = MountPrefix(o.Prefix)
 	if o.MaxManifestSize <= 0 {
 		o.MaxManifestSize = DefaultMaxManifestSize
@@ -125,7 +143,12 @@ func New(o Options) *Handler {
 	}
 	h := &Handler{opts: o, store: o.Storage, reads: newReadCache(o.Storage, readCacheBudget), uploads: protocol.NewUploads(o.Uploads)}
 	h.guard = protocol.Guard{Gate: o.Gate, Protocol: auth.ProtocolOCI, Type: auth.TypeRepository, Refuse: h.refuse}
-	return h
+	caches, err := newCaches(o)
+	if err != nil {
+		return nil, err
+	}
+	h.caches, h.pulled = caches, &pullthrough.Pulled{Store: o.Storage}
+	return h, nil
 }
 
 // UploadsInProgress returns how many upload request bodies are streaming now.
@@ -138,6 +161,33 @@ func (h *Handler) Prefix() string { return h.opts.Prefix }
 type request struct {
 	protocol.Call
 	route route
+	// cache is the upstream of a cached repository (route.name is then
+	// the canonical name), nil for a local one.
+	cache *cache
+}
+
+// A mirror request names its repository as containerd does when it pulls
+// through a mirror: the path without the upstream's namespace, which is in
+// ?ns=. The request's context carries it to the challenge.
+type mirror struct{ ns, requested string }
+
+type mirrorKey struct{}
+
+// withQuery adds one query parameter to a URL.
+func withQuery(u, key, value string) string {
+	sep := "?"
+	if strings.Contains(u, "?") {
+		sep = "&"
+	}
+	return u + sep + url.QueryEscape(key) + "=" + url.QueryEscape(value)
+}
+
+// withContext is the request with another context: a cache fill runs on
+// for the other clients when the one that started it goes away.
+func (q *request) withContext(ctx context.Context) *request {
+	c := *q
+	c.R = q.R.WithContext(ctx)
+	return &c
 }
 
 // ServeHTTP implements http.Handler.
@@ -154,14 +204,30 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, newError(http.StatusBadRequest, CodeNameInvalid, "invalid repository name %q", truncate(rt.name)))
 		return
 	}
-	req := &request{Call: h.guard.Call(w, r), route: rt}
-	if err := h.dispatch(req); err != nil {
+	var cached *cache
+	if rt.name != "" && len(h.caches) > 0 {
+		ns, requested := r.URL.Query().Get("ns"), rt.name
+		rt.name, cached = h.cachedName(requested, ns)
+		if cached != nil && ns == cached.up.Name {
+			r = r.WithContext(context.WithValue(r.Context(), mirrorKey{}, mirror{ns: ns, requested: requested}))
+		}
+	}
+	req := &request{Call: h.guard.Call(w, r), route: rt, cache: cached}
+	if err := h.dispatch(req); err != nil && err != errServed {
 		writeError(w, r, err)
 	}
 }
 
+// writes are the methods that change a repository.
+func isWrite(method string) bool {
+	return method != http.MethodGet && method != http.MethodHead
+}
+
 func (h *Handler) dispatch(q *request) error {
 	m := q.R.Method
+	if q.cache != nil && isWrite(m) {
+		return refuseCachedWrite(q.cache, q.route.name)
+	}
 	switch q.route.kind {
 	case RouteBase:
 		return h.serveBase(q)
@@ -222,7 +288,11 @@ func (h *Handler) refuse(c *protocol.Call, d protocol.Denial) error {
 	if d.BadCredentials {
 		return h.challenge(c, nil, "authentication failed")
 	}
-	scope := []string{auth.DockerScope{Type: auth.TypeRepository, Name: d.Name, Actions: d.Actions}.String()}
+	scopeName := d.Name
+	if m, ok := c.R.Context().Value(mirrorKey{}).(mirror); ok {
+		scopeName = m.requested // the realm carries ?ns= (challenge)
+	}
+	scope := []string{auth.DockerScope{Type: auth.TypeRepository, Name: scopeName, Actions: d.Actions}.String()}
 	switch {
 	case c.Caller.Anonymous:
 		return h.challenge(c, scope, "authentication required")
@@ -237,7 +307,13 @@ func (h *Handler) challenge(c *protocol.Call, scopes []string, msg string) error
 	if h.opts.Realm == nil {
 		c.W.Header().Set("WWW-Authenticate", `Basic realm="unireg"`)
 	} else {
-		v := `Bearer realm=` + quoteParam(h.opts.Realm(c.R)) + `,service=` + quoteParam(h.opts.Service)
+		realm := h.opts.Realm(c.R)
+		if m, ok := c.R.Context().Value(mirrorKey{}).(mirror); ok {
+			// containerd asks the realm for the name it pulls, without
+			// the namespace; the realm maps it back (CanonicalName).
+			realm = withQuery(realm, "ns", m.ns)
+		}
+		v := `Bearer realm=` + quoteParam(realm) + `,service=` + quoteParam(h.opts.Service)
 		if len(scopes) > 0 {
 			v += `,scope=` + quoteParam(strings.Join(scopes, " "))
 		}

@@ -70,7 +70,11 @@ func (hs *harness) newHandler(opts ...harnessOpt) *Handler {
 	for _, fn := range opts {
 		fn(&o)
 	}
-	return New(o)
+	h, err := New(o)
+	if err != nil {
+		panic(err)
+	}
+	return h
 }
 
 type call struct {

@@ -13,6 +13,8 @@ import (
 //	repositories/<name>/_manifests/tags/<tag>              tag (holds the digest)
 //	repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex> referrer (holds its descriptor)
 //	uploads/<id>/data, uploads/<id>/state                  upload session
+//	cache/oci/pulled/blobs/<alg>/<hex>                     last pull of a cached blob (empty; its time)
+//	cache/oci/pulled/manifests/<name>/<alg>/<hex>          last pull of a cached manifest
 //
 // Repository name components never start with "_", so the "_" directories
 // cannot collide with a nested repository.
@@ -45,6 +47,10 @@ func referrerKey(name string, subject, d digest.Digest) string {
 }
 
 const uploadsKey = "uploads"
+
+// cachePulledKey holds when each cached object was last pulled, for the
+// collector's eviction.
+const cachePulledKey = "cache/oci/pulled"
 
 func uploadDataKey(id string) string  { return uploadsKey + "/" + id + "/data" }
 func uploadStateKey(id string) string { return uploadsKey + "/" + id + "/state" }

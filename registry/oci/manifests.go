@@ -120,6 +120,11 @@ func (h *Handler) getManifest(q *request) error {
 	if err != nil {
 		return err
 	}
+	if q.cache != nil {
+		if err := h.fillManifest(q, q.cache, name, ref); err != nil {
+			return err
+		}
+	}
 	d, err := h.resolve(q, name, ref)
 	if err != nil {
 		return err
@@ -127,6 +132,9 @@ func (h *Handler) getManifest(q *request) error {
 	mt, err := h.revisionMediaType(q, name, d)
 	if err != nil {
 		return err
+	}
+	if q.cache != nil {
+		h.touchCached(q.R.Context(), "manifests/"+name+"/"+string(d.Algorithm())+"/"+d.Encoded())
 	}
 	body, err := h.reads.readImmutable(q.R.Context(), blobKey(d))
 	if errors.Is(err, storage.ErrNotFound) {

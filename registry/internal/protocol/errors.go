@@ -3,7 +3,9 @@ package protocol
 import (
 	"errors"
 	"net/http"
+	"strconv"
 
+	"github.com/unireg/unireg/registry/internal/pullthrough"
 	"github.com/unireg/unireg/registry/limit"
 	"github.com/unireg/unireg/registry/requestlog"
 	"github.com/unireg/unireg/registry/storage"
@@ -17,6 +19,8 @@ import (
 //	too many uploads at once (limit.ErrTooManyUploads)  429, Retry-After
 //	a body sent too slowly (limit.ErrBodyTooSlow)        408, logged
 //	storage throttled or unreachable                     503, Retry-After, logged
+//	an upstream's circuit breaker open                   503, Retry-After, the upstream named
+//	an upstream failed (pullthrough.UpstreamError)       502, the upstream and reason named, logged
 //	anything else                                        500 "internal error", logged
 //
 // The protocol writes the answer in its own format.
@@ -28,10 +32,19 @@ func Classify(w http.ResponseWriter, r *http.Request, err error) (status int, me
 	case errors.Is(err, limit.ErrBodyTooSlow):
 		requestlog.Record(r, err)
 		return http.StatusRequestTimeout, limit.Reason(err, limit.ErrBodyTooSlow)
-	case storage.IsUnavailable(err):
+	case storage.IsUnavailable(err) && !errors.Is(err, pullthrough.ErrUpstream):
 		w.Header().Set("Retry-After", "1")
 		requestlog.Record(r, err)
 		return http.StatusServiceUnavailable, "storage is unavailable; retry later"
+	}
+	var upstream *pullthrough.UpstreamError
+	if errors.As(err, &upstream) {
+		requestlog.Record(r, err)
+		if upstream.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(upstream.RetryAfter.Seconds())+1))
+			return http.StatusServiceUnavailable, upstream.Error()
+		}
+		return http.StatusBadGateway, upstream.Error()
 	}
 	requestlog.Record(r, err)
 	return http.StatusInternalServerError, "internal error"
