@@ -19,6 +19,8 @@ const (
 	// DefaultCacheFillsPerIdentity is Limits.CacheFillsPerIdentity when
 	// zero.
 	DefaultCacheFillsPerIdentity = 16
+	// DefaultCacheSpoolBytes is CacheConfig.SpoolBytes when zero.
+	DefaultCacheSpoolBytes = 8 << 30
 	// DefaultUploadPurgeInterval is OCIConfig.UploadPurgeInterval when zero.
 	DefaultUploadPurgeInterval = 10 * time.Minute
 )

@@ -268,6 +268,9 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	if cfg.Limits.UploadsPerIdentity == 0 {
 		cfg.Limits.UploadsPerIdentity = DefaultUploadsPerIdentity
 	}
+	if cfg.Cache.SpoolBytes == 0 {
+		cfg.Cache.SpoolBytes = DefaultCacheSpoolBytes
+	}
 	if cfg.Limits.CacheFillsPerIdentity == 0 {
 		cfg.Limits.CacheFillsPerIdentity = DefaultCacheFillsPerIdentity
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/unireg/unireg/registry/auth"
 	"github.com/unireg/unireg/registry/auth/k8ssecret"
 	"github.com/unireg/unireg/registry/authstore"
+	"github.com/unireg/unireg/registry/oci"
 	"github.com/unireg/unireg/registry/storage"
 	"github.com/unireg/unireg/registry/storage/filesystem"
 	"github.com/unireg/unireg/registry/storage/s3"
@@ -85,6 +86,7 @@ func (b *Built) NewRegistry(ctx context.Context) (*registry.Registry, error) {
 var flagOfField = map[string]string{
 	"AnonymousScopes": "anonymous",
 	"PublicURL":       "public-url",
+	"OCI.Upstreams":   "oci-upstream",
 }
 
 // Close stops the auth-store and key-file watchers.
@@ -119,6 +121,18 @@ func (o *Options) Build(ctx context.Context, log *slog.Logger) (*Built, error) {
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg := o.Registry
 	cfg.Storage, cfg.JWTKeys, cfg.Logger, cfg.Metrics = store, keyFile.Keys(), log, metrics
+	cfg.OCI.Upstreams = append([]oci.Upstream(nil), cfg.OCI.Upstreams...)
+	if err := attachUpstreamCredentials(cfg.OCI.Upstreams, o.UpstreamCredentials); err != nil {
+		keyFile.Close()
+		return nil, err
+	}
+	if len(cfg.OCI.Upstreams) > 0 && cfg.Cache.SpoolDir == "" {
+		cfg.Cache.SpoolDir = filepath.Join(o.DataDir, "cache-spool")
+		if err := os.MkdirAll(cfg.Cache.SpoolDir, 0o700); err != nil {
+			keyFile.Close()
+			return nil, fmt.Errorf("cache spool: %w", err)
+		}
+	}
 	b := &Built{Config: cfg, JWTKeyFile: keyFile}
 	ts, err := o.tokenStore(ctx, log, metrics, len(b.Config.AnonymousScopes) > 0)
 	if err != nil {

@@ -33,6 +33,10 @@ type Options struct {
 	// may set more of it (Authorizer, OnEvent) before Build.
 	Registry registry.Config
 
+	// UpstreamCredentials name the credential file of each upstream
+	// (--oci-upstream-credentials); Build attaches them.
+	UpstreamCredentials []upstreamCredentials
+
 	ConfigFile      string
 	Listen          string
 	DataDir         string
@@ -122,6 +126,12 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.Registry.Limits.ResponseRate.Idle, "response-idle-timeout", limit.DefaultIdle, "least time a client has to take each part of a response (Idle x --response-min-rate bytes, 64 KiB to 4 MiB); a client that takes longer is disconnected")
 	fs.Int64Var(&o.Registry.Limits.ResponseRate.MinBytesPerSecond, "response-min-rate", limit.DefaultMinBytesPerSecond, "slowest rate a client may take a response at, in bytes per second (disconnected below it); negative: no minimum, only --response-idle-timeout per 64 KiB")
 	fs.IntVar(&o.Registry.Limits.UploadsPerIdentity, "uploads-per-identity", registry.DefaultUploadsPerIdentity, "blob uploads and npm publishes one identity may stream at once (429 beyond); negative: no bound")
+	fs.Var(repeatable(&o.Registry.OCI.Upstreams, parseOCIUpstream, formatOCIUpstream), "oci-upstream", "`NAME=URL` of a registry served through the pull-through cache under NAME/, e.g. docker.io=https://registry-1.docker.io (repeatable; docs/cache.md)")
+	fs.Var(repeatable(&o.UpstreamCredentials, parseUpstreamCredentials, formatUpstreamCredentials), "oci-upstream-credentials", "`NAME=PATH` of a file holding user:password, or a directory holding files username and password, to log in to upstream NAME with (repeatable)")
+	fs.DurationVar(&o.Registry.OCI.UpstreamTagTTL, "oci-upstream-tag-ttl", oci.DefaultUpstreamTagTTL, "how long a cached tag is served before the upstream is asked whether it moved")
+	fs.StringVar(&o.Registry.Cache.SpoolDir, "cache-spool-dir", "", "where blobs being downloaded from upstreams are spooled (default DATA_DIR/cache-spool)")
+	fs.Int64Var(&o.Registry.Cache.SpoolBytes, "cache-spool-bytes", registry.DefaultCacheSpoolBytes, "bytes the cache may be downloading at once (a cold pull beyond it gets 503 with Retry-After)")
+	fs.IntVar(&o.Registry.Limits.CacheFillsPerIdentity, "cache-fills-per-identity", registry.DefaultCacheFillsPerIdentity, "downloads from upstreams one identity may start at once (429 beyond); negative: no bound")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: registry [flags]\n\nunireg: an OCI Distribution registry (and npm registry).\n"+
 			"Every flag can also be set as environment variable UNIREG_<FLAG> (e.g. UNIREG_DATA_DIR)\n"+

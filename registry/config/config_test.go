@@ -216,3 +216,63 @@ func TestEnableFlagsSetTheLibrarysDisableFields(t *testing.T) {
 		t.Fatal("--oci-delete=maybe accepted")
 	}
 }
+
+func TestOCIUpstreamFlagsAndCredentials(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hub")
+	os.WriteFile(file, []byte("bob:s3cret,with=comma\n"), 0o600)
+	secret := filepath.Join(dir, "ghcr")
+	os.Mkdir(secret, 0o700)
+	os.WriteFile(filepath.Join(secret, "username"), []byte("carol"), 0o600)
+	os.WriteFile(filepath.Join(secret, "password"), []byte("pw\n"), 0o600)
+	o, err := Load([]string{"--data-dir", dir,
+		"--oci-upstream", "docker.io=https://registry-1.docker.io", "--oci-upstream", "ghcr.io=https://ghcr.io",
+		"--oci-upstream-credentials", "docker.io=" + file, "--oci-upstream-credentials", "ghcr.io=" + secret,
+		"--anonymous", "oci:repository:docker.io/*:pull"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := o.Build(context.Background(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ups := b.Config.OCI.Upstreams
+	if len(ups) != 2 || ups[0].Name != "docker.io" || ups[0].URL != "https://registry-1.docker.io" || ups[1].Name != "ghcr.io" {
+		t.Fatalf("upstreams %+v", ups)
+	}
+	if u, p, err := ups[0].Credentials(); u != "bob" || p != "s3cret,with=comma" || err != nil {
+		t.Fatalf("file credentials %q %q %v", u, p, err)
+	}
+	if u, p, err := ups[1].Credentials(); u != "carol" || p != "pw" || err != nil {
+		t.Fatalf("directory credentials %q %q %v", u, p, err)
+	}
+	if fi, err := os.Stat(b.Config.Cache.SpoolDir); err != nil || !fi.IsDir() {
+		t.Fatalf("spool dir %q: %v", b.Config.Cache.SpoolDir, err)
+	}
+	if o.Registry.OCI.Upstreams[0].Credentials != nil {
+		t.Fatal("Build changed the options' upstreams")
+	}
+
+	// Credentials for an upstream that is not configured, and a bad file.
+	o, _ = Load([]string{"--data-dir", dir, "--oci-upstream-credentials", "quay.io=" + file}, env(nil), io.Discard)
+	if _, err := o.Build(context.Background(), slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "quay.io") {
+		t.Fatalf("credentials of an unknown upstream: %v", err)
+	}
+	os.WriteFile(file, []byte("no-colon-here"), 0o600)
+	o, _ = Load([]string{"--data-dir", dir, "--oci-upstream", "docker.io=https://x", "--oci-upstream-credentials", "docker.io=" + file}, env(nil), io.Discard)
+	_, err = o.Build(context.Background(), slog.New(slog.DiscardHandler))
+	if err == nil || strings.Contains(err.Error(), "no-colon-here") {
+		t.Fatalf("bad credentials file: %v (must not quote the file)", err)
+	}
+	// A bad URL is refused by name, under its flag.
+	o, _ = Load([]string{"--data-dir", t.TempDir(), "--oci-upstream", "docker.io=ftp://x"}, env(nil), io.Discard)
+	b, err = o.Build(context.Background(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.NewRegistry(context.Background()); err == nil || !strings.HasPrefix(err.Error(), "--oci-upstream: ") {
+		t.Fatalf("bad upstream URL: %v", err)
+	}
+}
