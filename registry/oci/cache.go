@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -53,7 +52,7 @@ const dockerHub = "docker.io"
 
 // upstreamTimeout bounds the answer of an upstream to one request for a
 // manifest, and the wait for the headers of a blob.
-const upstreamTimeout = 10 * time.Second
+const upstreamTimeout = pullthrough.DefaultFetchTimeout
 
 // revalidateWait is how long a pull of a cached tag waits for the upstream
 // before it is served from the cache; the revalidation goes on and
@@ -77,36 +76,15 @@ type cache struct {
 	checked    map[string]time.Time         // tag key -> last confirmed upstream
 }
 
-// CacheOptions are the parts the caches of a Handler share.
-type CacheOptions struct {
-	// Fills downloads blobs once however many clients ask (its Dir and
-	// Budget are the spool's; nil: a spool in os.TempDir()).
-	Fills *pullthrough.Fills
-	// Metrics counts hits, misses, upstream bytes and errors, and the
-	// breakers' state.
-	Metrics *pullthrough.Metrics
-	// FillsPerIdentity bounds the cache fills one identity may start at
-	// once, like uploads (nil: no bound).
-	FillsPerIdentity interface {
-		Acquire(key string) (release func(), ok bool)
-		Refusal(key string) error
-	}
-	// Transport carries the upstream requests (nil: a clone of
-	// http.DefaultTransport with dial and header timeouts).
-	Transport http.RoundTripper
-}
+// CacheOptions are what the caches of a registry share (the spool, the
+// metrics, the per-identity bound, the transport).
+type CacheOptions = pullthrough.Shared
 
 func newCaches(o Options) (map[string]*cache, error) {
 	if len(o.Upstreams) == 0 {
 		return nil, nil
 	}
-	inner := o.Cache.Transport
-	if inner == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-		t.ResponseHeaderTimeout = upstreamTimeout
-		inner = t
-	}
+	inner := o.Cache.RoundTripper()
 	caches := map[string]*cache{}
 	for _, up := range o.Upstreams {
 		if !ValidName(up.Name) || strings.Contains(up.Name, "/") {
@@ -495,16 +473,16 @@ func (h *Handler) fillBlob(q *request, c *cache, name string, d digest.Digest) e
 		return errServed
 	}
 
-	release, ok := h.fillsPerIdentity(q)
-	if !ok {
-		return h.opts.Cache.FillsPerIdentity.Refusal(q.Subject())
+	release, err := h.opts.Cache.Acquire(q.Subject())
+	if err != nil {
+		return err
 	}
 	defer release()
 	sum, err := hex.DecodeString(d.Encoded())
 	if err != nil {
 		return newError(http.StatusBadRequest, CodeDigestInvalid, "invalid digest %s", d)
 	}
-	r, size, err := h.fills().Join(ctx, "oci/"+key, pullthrough.Download{
+	r, size, err := h.opts.Cache.SpoolFills().Join(ctx, "oci/"+key, pullthrough.Download{
 		Open: func(ctx context.Context) (pullthrough.Source, error) {
 			var src pullthrough.Source
 			err := c.health.Ask(ctx, "blob "+repo+"@"+d.String(), func(ctx context.Context) error {
@@ -562,20 +540,6 @@ func (h *Handler) fillBlob(q *request, c *cache, name string, d digest.Digest) e
 
 // errServed tells getBlob that the cache has answered the request.
 var errServed = errors.New("served from the upstream")
-
-func (h *Handler) fills() *pullthrough.Fills {
-	if h.opts.Cache.Fills == nil {
-		h.fillsOnce.Do(func() { h.opts.Cache.Fills = &pullthrough.Fills{} })
-	}
-	return h.opts.Cache.Fills
-}
-
-func (h *Handler) fillsPerIdentity(q *request) (func(), bool) {
-	if h.opts.Cache.FillsPerIdentity == nil {
-		return func() {}, true
-	}
-	return h.opts.Cache.FillsPerIdentity.Acquire(q.Subject())
-}
 
 // linkCachedBlob links a stored blob into a cached repository and records
 // it as pulled.

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/unireg/unireg/registry/auth"
@@ -112,9 +111,8 @@ type Handler struct {
 	guard   protocol.Guard
 	uploads *protocol.Uploads
 
-	caches    map[string]*cache // by upstream Name
-	pulled    *pullthrough.Pulled
-	fillsOnce sync.Once
+	caches map[string]*cache // by upstream Name
+	pulled *pullthrough.Pulled
 }
 
 // readCacheBudget bounds the memory the manifest read cache keeps.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -135,4 +137,14 @@ func (u *Upstream) Failure(what string, err error) {
 	u.Breaker.Record(true)
 	u.metrics.upstreamErrors.WithLabelValues(u.Protocol, u.Name).Inc()
 	u.Log.Warn("cache: upstream download failed", "protocol", u.Protocol, "upstream", u.Name, "what", what, "error", err)
+}
+
+// DefaultTransport is the upstream requests' transport: http.DefaultTransport
+// with a 5 s dial timeout and a header timeout of DefaultFetchTimeout, so a
+// hanging upstream costs a bounded wait.
+func DefaultTransport() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.ResponseHeaderTimeout = DefaultFetchTimeout
+	return t
 }

@@ -1,0 +1,55 @@
+package pullthrough
+
+import "net/http"
+
+// Shared is what the caches of one registry share, across upstreams and
+// protocols.
+type Shared struct {
+	// Fills downloads immutable objects once however many clients ask (its
+	// Dir and Budget are the spool's; nil: a spool in os.TempDir()).
+	Fills *Fills
+	// Metrics counts hits, misses, upstream bytes and errors, and the
+	// breakers' state (nil: counted nowhere).
+	Metrics *Metrics
+	// FillsPerIdentity bounds the downloads one identity may start at
+	// once, like uploads (nil: no bound). Joining a download already under
+	// way is free.
+	FillsPerIdentity Limiter
+	// Transport carries the upstream requests (nil: DefaultTransport()).
+	Transport http.RoundTripper
+}
+
+// A Limiter bounds what one key (an identity) holds at once; a
+// *limit.Uploads is one.
+type Limiter interface {
+	Acquire(key string) (release func(), ok bool)
+	Refusal(key string) error
+}
+
+// Acquire takes one of key's slots; without a limiter every call gets one.
+func (s *Shared) Acquire(key string) (release func(), err error) {
+	if s.FillsPerIdentity == nil {
+		return func() {}, nil
+	}
+	release, ok := s.FillsPerIdentity.Acquire(key)
+	if !ok {
+		return nil, s.FillsPerIdentity.Refusal(key)
+	}
+	return release, nil
+}
+
+// SpoolFills returns Fills, making a default one on first use.
+func (s *Shared) SpoolFills() *Fills {
+	if s.Fills == nil {
+		s.Fills = &Fills{}
+	}
+	return s.Fills
+}
+
+// RoundTripper returns Transport, or DefaultTransport().
+func (s *Shared) RoundTripper() http.RoundTripper {
+	if s.Transport == nil {
+		s.Transport = DefaultTransport()
+	}
+	return s.Transport
+}
