@@ -237,7 +237,7 @@ type Registry struct {
 	uploads *limit.Uploads
 	proxies *proxies
 
-	pullthroughMetrics *pullthrough.Metrics
+	cache *pullthrough.Shared // made by the first protocol with an upstream
 	handler            http.Handler
 	cancel             context.CancelFunc
 	done               chan struct{}
@@ -285,7 +285,9 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	}
 	r.auth = gate
 	if !cfg.NPM.Disabled {
-		r.npm = r.newNPM()
+		if r.npm, err = r.newNPM(); err != nil {
+			return nil, &ConfigError{Field: "NPM.Upstream", Err: err}
+		}
 	}
 	r.metrics = newMetrics(cfg.Metrics)
 	if !cfg.OCI.Disabled {
@@ -373,11 +375,7 @@ func (r *Registry) newOCI() (*oci.Handler, error) {
 		Service:  r.cfg.TokenService,
 	}
 	if len(o.Upstreams) > 0 {
-		o.Cache = oci.CacheOptions{
-			Fills:            &pullthrough.Fills{Dir: r.cfg.Cache.SpoolDir, Budget: r.cfg.Cache.SpoolBytes},
-			Metrics:          r.cacheMetrics(),
-			FillsPerIdentity: limit.NewUploads(r.cfg.Limits.CacheFillsPerIdentity),
-		}
+		o.Cache = r.cacheShared()
 	}
 	if r.auth != nil {
 		o.Gate = r.auth
@@ -392,15 +390,21 @@ func (r *Registry) newOCI() (*oci.Handler, error) {
 	return oci.New(o)
 }
 
-// cacheMetrics are the pull-through caches' series, registered once.
-func (r *Registry) cacheMetrics() *pullthrough.Metrics {
-	if r.pullthroughMetrics == nil {
-		r.pullthroughMetrics = pullthrough.NewMetrics(r.cfg.Metrics)
+// cacheShared is what the caches of both protocols share: one spool and
+// its budget, one set of metrics, one bound of fills per identity.
+func (r *Registry) cacheShared() pullthrough.Shared {
+	if r.cache == nil {
+		r.cache = &pullthrough.Shared{
+			Fills:            &pullthrough.Fills{Dir: r.cfg.Cache.SpoolDir, Budget: r.cfg.Cache.SpoolBytes},
+			Metrics:          pullthrough.NewMetrics(r.cfg.Metrics),
+			FillsPerIdentity: limit.NewUploads(r.cfg.Limits.CacheFillsPerIdentity),
+			Transport:        pullthrough.DefaultTransport(),
+		}
 	}
-	return r.pullthroughMetrics
+	return *r.cache
 }
 
-func (r *Registry) newNPM() *npm.Handler {
+func (r *Registry) newNPM() (*npm.Handler, error) {
 	o := npm.Options{
 		Settings: r.cfg.NPM.Settings,
 		Storage:  r.cfg.Storage,
@@ -417,6 +421,9 @@ func (r *Registry) newNPM() *npm.Handler {
 			r.cfg.OnEvent(ctx, Event{Protocol: "npm", Action: e.Action, Repository: e.Package,
 				Version: e.Version, Tag: e.Tag, Identity: e.Identity})
 		}
+	}
+	if o.Upstream.URL != "" {
+		o.Cache = r.cacheShared()
 	}
 	return npm.New(o)
 }

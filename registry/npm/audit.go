@@ -1,14 +1,88 @@
 package npm
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"io"
 	"net/http"
+
+	"github.com/unireg/unireg/registry/internal/pullthrough"
 )
+
+// maxAuditBody bounds an audit request and the upstream's answer.
+const maxAuditBody = 16 << 20
+
+// auditUpstream asks the upstream for the advisories of the packages that
+// came from it, and only those: the names of local packages never leave
+// the registry. When the upstream cannot answer, the answer is "no
+// advisories" with an npm-notice saying so, so that installs go on.
+func (h *Handler) auditUpstream(q *request) error {
+	body, err := io.ReadAll(io.LimitReader(q.R.Body, maxAuditBody+1))
+	if err != nil {
+		return err
+	}
+	var asked map[string]json.RawMessage
+	if len(body) > maxAuditBody || json.Unmarshal(body, &asked) != nil {
+		return newError(http.StatusBadRequest, "the audit body must be a JSON object of package names, at most %d bytes", maxAuditBody)
+	}
+	forward := map[string]json.RawMessage{}
+	for name, versions := range asked {
+		if ValidName(name) != nil {
+			continue
+		}
+		if up, err := h.fromUplink(q.R.Context(), name); err == nil && up {
+			forward[name] = versions
+		}
+	}
+	if len(forward) == 0 {
+		writeJSON(q.W, q.R, http.StatusOK, map[string]any{})
+		return nil
+	}
+	out, _ := json.Marshal(forward)
+	var answer map[string]json.RawMessage
+	u := h.uplink
+	ctx, cancel := context.WithTimeout(q.R.Context(), pullthrough.DefaultFetchTimeout)
+	defer cancel()
+	err = u.health.Ask(ctx, "audit", func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.base+"/-/npm/v1/security/advisories/bulk", bytes.NewReader(out))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if err := u.authorize(req); err != nil {
+			return err
+		}
+		resp, err := u.client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return pullthrough.Failed(u.health.Name, "answered "+resp.Status+" to the audit", nil)
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxAuditBody+1))
+		if err != nil || len(b) > maxAuditBody || json.Unmarshal(b, &answer) != nil {
+			return pullthrough.Failed(u.health.Name, "sent an audit answer that is not a bounded JSON object", err)
+		}
+		return nil
+	})
+	if err != nil {
+		q.W.Header().Set("npm-notice", "unireg: the upstream registry's advisories could not be fetched ("+err.Error()+"); reporting none")
+		writeJSON(q.W, q.R, http.StatusOK, map[string]any{})
+		return nil
+	}
+	writeJSON(q.W, q.R, http.StatusOK, answer)
+	return nil
+}
 
 // audit answers the security endpoints with "no advisories", in the shapes
 // npm (bulk advisories, quick audit) and yarn classic (audits) expect, so
 // that `npm install`, `npm audit` and `yarn audit` work against the registry.
 func (h *Handler) audit(q *request) error {
+	if q.route.arg == "advisories/bulk" && h.uplink != nil {
+		return h.auditUpstream(q)
+	}
 	io.Copy(io.Discard, io.LimitReader(q.R.Body, 16<<20))
 	switch q.route.arg {
 	case "advisories/bulk":
@@ -26,6 +100,28 @@ func (h *Handler) audit(q *request) error {
 		})
 	default:
 		return newError(http.StatusNotFound, "not found")
+	}
+	return nil
+}
+
+// keys answers /-/npm/v1/keys, the keys that sign the registry's packages
+// (`npm audit signatures` checks each package against the keys of the
+// registry that served it): the upstream's, for the packages that came
+// from it, cached like a document and served stale when the upstream
+// fails; none without an upstream.
+func (h *Handler) keys(q *request) error {
+	if h.uplink == nil {
+		writeJSON(q.W, q.R, http.StatusOK, map[string]any{"keys": []any{}})
+		return nil
+	}
+	b, err := h.uplink.keys(q.R.Context())
+	if err != nil {
+		return err
+	}
+	q.W.Header().Set("Content-Type", "application/json")
+	q.W.WriteHeader(http.StatusOK)
+	if q.R.Method != http.MethodHead {
+		q.W.Write(b)
 	}
 	return nil
 }

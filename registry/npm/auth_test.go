@@ -144,7 +144,7 @@ func TestForbiddenNamesTheMissingScope(t *testing.T) {
 }
 
 func TestNilGateAllowsEverything(t *testing.T) {
-	h := New(Options{Storage: newHarness(t, nil).store})
+	h := mustNew(Options{Storage: newHarness(t, nil).store})
 	hs := &harness{t: t, h: h}
 	p := newPublish("x", "1.0.0", tarballOf("x", "1.0.0"))
 	expectStatus(t, hs.do(call{method: http.MethodPut, path: "/x", body: p.body()}), http.StatusCreated)

@@ -1,5 +1,7 @@
 package npm
 
+import "time"
+
 // The defaults New gives the zero values of Settings; cmd/registry's flags
 // show these same constants (registry/config).
 const (
@@ -14,4 +16,7 @@ const (
 	// DefaultDocumentCacheSize bounds the memory of the document cache, in
 	// bytes (64 MiB).
 	DefaultDocumentCacheSize = 64 << 20
+	// DefaultUpstreamMaxAge is how long a cached upstream document is
+	// served without asking the upstream.
+	DefaultUpstreamMaxAge = 2 * time.Minute
 )

@@ -137,6 +137,9 @@ type cachedDoc struct {
 	version string
 	doc     packument
 	files   map[string]string // tarball file name -> sha512 hex of its content
+	// abbreviatedAlready is set for an upstream's abbreviated document,
+	// which is rendered as it is.
+	abbreviatedAlready bool
 
 	// Set by the cache that holds it, under the cache's lock.
 	cache   *docCache
@@ -181,7 +184,7 @@ func (c *cachedDoc) render(base string, abbreviated bool) (*rendered, error) {
 		return r, nil
 	}
 	var v any
-	if abbreviated {
+	if abbreviated && !c.abbreviatedAlready {
 		v = abbreviate(c.doc, base)
 	} else {
 		v = withTarballURLs(c.doc, base)

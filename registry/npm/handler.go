@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/unireg/unireg/registry/auth"
 	"github.com/unireg/unireg/registry/internal/protocol"
+	"github.com/unireg/unireg/registry/internal/pullthrough"
 	"github.com/unireg/unireg/registry/limit"
 	"github.com/unireg/unireg/registry/storage"
 )
@@ -55,6 +57,15 @@ type Settings struct {
 	// API, `npm logout` revokes nothing and says so in an npm-notice
 	// header, answering 200 so that npm still forgets the token locally.
 	DisablePublish, DisableUnpublish, DisableSearch, DisableTokenAPI bool
+	// Upstream is the npm registry packages not held here are served from,
+	// cached (uplink.go, docs/cache.md); its URL empty: none.
+	Upstream Upstream
+	// UpstreamMaxAge is how long a cached upstream document is served
+	// without asking the upstream (0 or negative: DefaultUpstreamMaxAge).
+	UpstreamMaxAge time.Duration
+	// LocalScopes are scopes ("@acme") whose packages are never looked up
+	// upstream, whether or not they exist here.
+	LocalScopes []string
 }
 
 // Options configure a Handler: its Settings and the parts it is wired to.
@@ -80,6 +91,8 @@ type Options struct {
 	OnEvent func(ctx context.Context, e Event)
 	// Logger receives background messages.
 	Logger *slog.Logger
+	// Cache holds what the pull-through caches of a registry share.
+	Cache pullthrough.Shared
 }
 
 // Handler serves the npm API.
@@ -90,6 +103,8 @@ type Handler struct {
 	tokens   *auth.UserTokens
 	guard    protocol.Guard
 	uploads  *protocol.Uploads
+	uplink   *uplink // nil without an Upstream
+	pulled   *pullthrough.Pulled
 }
 
 // MountPrefix is the path a handler configured with prefix is mounted at:
@@ -102,8 +117,8 @@ func MountPrefix(prefix string) string {
 	return "/" + strings.Trim(prefix, "/")
 }
 
-// New returns a Handler.
-func New(o Options) *Handler {
+// New returns a Handler, or an error naming a setting it cannot use.
+func New(o Options) (*Handler, error) {
 	o.Prefix = MountPrefix(o.Prefix)
 	if o.MaxDocumentSize <= 0 {
 		o.MaxDocumentSize = DefaultMaxDocumentSize
@@ -128,7 +143,12 @@ func New(o Options) *Handler {
 		uploads:  protocol.NewUploads(o.Uploads),
 	}
 	h.guard = protocol.Guard{Gate: o.Gate, Protocol: auth.ProtocolNPM, Type: auth.TypePackage, Refuse: refuse}
-	return h
+	var err error
+	if h.uplink, err = newUplink(o); err != nil {
+		return nil, err
+	}
+	h.pulled = &pullthrough.Pulled{Store: o.Storage}
+	return h, nil
 }
 
 // Prefix returns the path the handler serves under.
@@ -208,6 +228,10 @@ func (h *Handler) dispatch(q *request) error {
 	case RouteAudit:
 		if m == http.MethodPost {
 			return h.audit(q)
+		}
+	case RouteKeys:
+		if get {
+			return h.keys(q)
 		}
 	case RouteDistTags:
 		if get {

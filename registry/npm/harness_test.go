@@ -105,7 +105,7 @@ func newHarnessWith(t *testing.T, cfg harnessConfig) *harness {
 	if cfg.options != nil {
 		cfg.options(&o)
 	}
-	hs.h = New(o)
+	hs.h = mustNew(o)
 	return hs
 }
 
@@ -118,7 +118,7 @@ func hashHex(token string) string { return strings.TrimPrefix(auth.HashToken(tok
 // newHandler builds another handler over the same storage and gate, as
 // another process of the registry would be.
 func (hs *harness) newHandler() *Handler {
-	return New(Options{Storage: hs.store, Gate: hs.gate, OnEvent: hs.record})
+	return mustNew(Options{Storage: hs.store, Gate: hs.gate, OnEvent: hs.record})
 }
 
 func (hs *harness) record(_ context.Context, e Event) {
@@ -464,4 +464,13 @@ func jsonString(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// mustNew is New for options that cannot be refused.
+func mustNew(o Options) *Handler {
+	h, err := New(o)
+	if err != nil {
+		panic(err)
+	}
+	return h
 }

@@ -18,6 +18,7 @@ const (
 	RouteDistTags   = "dist_tags"
 	RouteDistTag    = "dist_tag"
 	RouteAudit      = "audit"
+	RouteKeys       = "keys"
 	RoutePackument  = "packument"
 	RoutePackageRev = "packument_rev"
 	RouteTarball    = "tarball"
@@ -89,6 +90,8 @@ func parseSpecial(segs []string) route {
 		return route{kind: RouteSearch}
 	case p == "v1/login":
 		return route{kind: RouteLogin}
+	case p == "npm/v1/keys":
+		return route{kind: RouteKeys}
 	case p == "npm/v1/tokens":
 		return route{kind: RouteTokens}
 	case strings.HasPrefix(p, "npm/v1/tokens/token/") && len(segs) == 5:

@@ -14,10 +14,22 @@ const mediaTypeAbbreviated = "application/vnd.npm.install-v1+json"
 // readablePackage checks that the caller may read the route's package, then
 // loads it from the cache, or answers 404.
 func (h *Handler) readablePackage(q *request) (*cachedDoc, error) {
+	return h.readableDoc(q, false)
+}
+
+// readableDoc is readablePackage that, for a package of the upstream, asks
+// for its abbreviated document when the client did.
+func (h *Handler) readableDoc(q *request, abbreviated bool) (*cachedDoc, error) {
 	if err := q.Require(q.route.pkg, auth.ActionRead); err != nil {
 		return nil, err
 	}
-	c, err := h.packages.cached(q.R.Context(), q.route.pkg)
+	var c *cachedDoc
+	up, err := h.fromUplink(q.R.Context(), q.route.pkg)
+	if err == nil && up {
+		c, err = h.uplinkDoc(q, q.route.pkg, abbreviated)
+	} else if err == nil {
+		c, err = h.packages.cached(q.R.Context(), q.route.pkg)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -31,11 +43,11 @@ func (h *Handler) readablePackage(q *request) (*cachedDoc, error) {
 // that ask for application/vnd.npm.install-v1+json, gzipped to clients that
 // accept it, with an ETag for If-None-Match.
 func (h *Handler) getPackument(q *request) error {
-	c, err := h.readablePackage(q)
+	abbreviated := strings.Contains(q.R.Header.Get("Accept"), mediaTypeAbbreviated) && q.R.URL.Query().Get("write") != "true"
+	c, err := h.readableDoc(q, abbreviated)
 	if err != nil {
 		return err
 	}
-	abbreviated := strings.Contains(q.R.Header.Get("Accept"), mediaTypeAbbreviated) && q.R.URL.Query().Get("write") != "true"
 	rd, err := c.render(h.npmRoot(q.R), abbreviated)
 	if err != nil {
 		return err
@@ -96,6 +108,14 @@ func (h *Handler) getVersion(q *request) error {
 
 // getTarball streams a tarball from storage.
 func (h *Handler) getTarball(q *request) error {
+	if err := q.Require(q.route.pkg, auth.ActionRead); err != nil {
+		return err
+	}
+	if up, err := h.fromUplink(q.R.Context(), q.route.pkg); err != nil {
+		return err
+	} else if up {
+		return h.getUplinkTarball(q)
+	}
 	c, err := h.readablePackage(q)
 	if err != nil {
 		return err

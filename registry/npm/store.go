@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/unireg/unireg/registry/storage"
@@ -57,7 +58,12 @@ func (ps *packages) load(ctx context.Context, name string) (packument, string, e
 
 // loadStored is load that returns a deleted package's tombstone too.
 func (ps *packages) loadStored(ctx context.Context, name string) (packument, string, error) {
-	b, info, err := storage.ReadAll(ctx, ps.store, packumentKey(name))
+	return ps.loadKey(ctx, name, packumentKey(name))
+}
+
+// loadKey reads the document of name stored at key.
+func (ps *packages) loadKey(ctx context.Context, name, key string) (packument, string, error) {
+	b, info, err := storage.ReadAll(ctx, ps.store, key)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, "", nil
 	}
@@ -116,24 +122,34 @@ func revive(next, tomb packument) error {
 // only when its storage version changed (also by another process), or nil
 // when the package does not exist.
 func (ps *packages) cached(ctx context.Context, name string) (*cachedDoc, error) {
-	info, err := ps.store.Stat(ctx, packumentKey(name))
+	return ps.cachedAt(ctx, name, packumentKey(name))
+}
+
+// cachedAt is cached for the document stored at key, kept in the cache
+// under cacheKey (the uplink's documents have keys of their own).
+func (ps *packages) cachedAt(ctx context.Context, cacheKey, key string) (*cachedDoc, error) {
+	info, err := ps.store.Stat(ctx, key)
 	if errors.Is(err, storage.ErrNotFound) {
-		ps.cache.drop(name)
+		ps.cache.drop(cacheKey)
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	if c := ps.cache.get(name); c != nil && c.version == info.Version {
+	if c := ps.cache.get(cacheKey); c != nil && c.version == info.Version {
 		return c, nil
 	}
-	p, version, err := ps.load(ctx, name)
+	p, version, err := ps.loadKey(ctx, cacheKey, key)
+	if p.deleted() {
+		p = nil
+	}
 	if err != nil || p == nil {
-		ps.cache.drop(name)
+		ps.cache.drop(cacheKey)
 		return nil, err
 	}
 	c := newCachedDoc(p, version)
-	ps.cache.put(name, c)
+	c.abbreviatedAlready = strings.HasSuffix(key, "/abbreviated.json")
+	ps.cache.put(cacheKey, c)
 	return c, nil
 }
 

@@ -146,7 +146,7 @@ func TestAnonymousJWTIsAnonymousOnNPM(t *testing.T) {
 // made with one whose Authenticator cannot tell when it stops would outlive
 // it.
 func TestTokensAreNotMadeWithCredentialsNothingFollows(t *testing.T) {
-	h := New(Options{Storage: newHarness(t, nil).store, Gate: auth.NewService(auth.ServiceOptions{Authenticator: fixedIdentity{&auth.Identity{
+	h := mustNew(Options{Storage: newHarness(t, nil).store, Gate: auth.NewService(auth.ServiceOptions{Authenticator: fixedIdentity{&auth.Identity{
 		Subject: "bob", TokenID: "custom", Scopes: auth.Scopes{{Protocol: "*", Type: "*", Name: "*", Action: "*"}},
 	}}})})
 	hs := &harness{t: t, h: h}

@@ -93,7 +93,7 @@ func TestVersionIsNeverReusedAfterThePackageWasUnpublished(t *testing.T) {
 
 // restartedOn is a fresh handler over store, sharing the harness's gate.
 func restartedOn(hs *harness, store storage.Driver) *Handler {
-	return New(Options{Storage: store, Gate: hs.gate})
+	return mustNew(Options{Storage: store, Gate: hs.gate})
 }
 
 func writeDocOn(hs *harness, h http.Handler) map[string]any {
