@@ -87,6 +87,7 @@ var flagOfField = map[string]string{
 	"AnonymousScopes": "anonymous",
 	"PublicURL":       "public-url",
 	"OCI.Upstreams":   "oci-upstream",
+	"NPM.Upstream":    "npm-upstream",
 }
 
 // Close stops the auth-store and key-file watchers.
@@ -126,7 +127,19 @@ func (o *Options) Build(ctx context.Context, log *slog.Logger) (*Built, error) {
 		keyFile.Close()
 		return nil, err
 	}
-	if len(cfg.OCI.Upstreams) > 0 && cfg.Cache.SpoolDir == "" {
+	if o.NPMUpstreamCredentials != "" {
+		if cfg.NPM.Upstream.URL == "" {
+			keyFile.Close()
+			return nil, errors.New("--npm-upstream-credentials: there is no --npm-upstream")
+		}
+		if _, err := readToken(o.NPMUpstreamCredentials); err != nil {
+			keyFile.Close()
+			return nil, fmt.Errorf("--npm-upstream-credentials: %w", err)
+		}
+		path := o.NPMUpstreamCredentials
+		cfg.NPM.Upstream.Token = func() (string, error) { return readToken(path) }
+	}
+	if (len(cfg.OCI.Upstreams) > 0 || cfg.NPM.Upstream.URL != "") && cfg.Cache.SpoolDir == "" {
 		cfg.Cache.SpoolDir = filepath.Join(o.DataDir, "cache-spool")
 		if err := os.MkdirAll(cfg.Cache.SpoolDir, 0o700); err != nil {
 			keyFile.Close()

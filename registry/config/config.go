@@ -36,6 +36,8 @@ type Options struct {
 	// UpstreamCredentials name the credential file of each upstream
 	// (--oci-upstream-credentials); Build attaches them.
 	UpstreamCredentials []upstreamCredentials
+	// NPMUpstreamCredentials is the token file of --npm-upstream.
+	NPMUpstreamCredentials string
 
 	ConfigFile      string
 	Listen          string
@@ -129,6 +131,10 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.Var(repeatable(&o.Registry.OCI.Upstreams, parseOCIUpstream, formatOCIUpstream), "oci-upstream", "`NAME=URL` of a registry served through the pull-through cache under NAME/, e.g. docker.io=https://registry-1.docker.io (repeatable; docs/cache.md)")
 	fs.Var(repeatable(&o.UpstreamCredentials, parseUpstreamCredentials, formatUpstreamCredentials), "oci-upstream-credentials", "`NAME=PATH` of a file holding user:password, or a directory holding files username and password, to log in to upstream NAME with (repeatable)")
 	fs.DurationVar(&o.Registry.OCI.UpstreamTagTTL, "oci-upstream-tag-ttl", oci.DefaultUpstreamTagTTL, "how long a cached tag is served before the upstream is asked whether it moved")
+	fs.StringVar(&o.Registry.NPM.Upstream.URL, "npm-upstream", "", "`URL` of the npm registry packages not held here are served from, cached, e.g. https://registry.npmjs.org (docs/cache.md)")
+	fs.StringVar(&o.NPMUpstreamCredentials, "npm-upstream-credentials", "", "`PATH` of a file holding the token to send to --npm-upstream")
+	fs.DurationVar(&o.Registry.NPM.UpstreamMaxAge, "npm-upstream-max-age", npm.DefaultUpstreamMaxAge, "how long a cached upstream npm document is served without asking the upstream")
+	fs.Var(repeatable(&o.Registry.NPM.LocalScopes, stringValue, nil), "npm-local-scope", "`@scope` whose packages are never looked up at --npm-upstream (repeatable)")
 	fs.StringVar(&o.Registry.Cache.SpoolDir, "cache-spool-dir", "", "where blobs being downloaded from upstreams are spooled (default DATA_DIR/cache-spool)")
 	fs.Int64Var(&o.Registry.Cache.SpoolBytes, "cache-spool-bytes", registry.DefaultCacheSpoolBytes, "bytes the cache may be downloading at once (a cold pull beyond it gets 503 with Retry-After)")
 	fs.IntVar(&o.Registry.Limits.CacheFillsPerIdentity, "cache-fills-per-identity", registry.DefaultCacheFillsPerIdentity, "downloads from upstreams one identity may start at once (429 beyond); negative: no bound")

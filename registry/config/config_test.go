@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -193,8 +194,8 @@ func TestFeatureFlagsReachTheConfig(t *testing.T) {
 	}
 	got := build(t, "--oci-prefix", "/registry/v2", "--npm-publish=false", "--npm-unpublish=false", "--npm-search=false", "--npm-token-api=false")
 	want := registry.NPMConfig{Settings: npm.Settings{Prefix: "/npm", MaxDocumentSize: def.NPM.MaxDocumentSize, MaxTarballSize: def.NPM.MaxTarballSize,
-		DisablePublish: true, DisableUnpublish: true, DisableSearch: true, DisableTokenAPI: true}}
-	if got.OCI.Prefix != "/registry/v2" || got.NPM != want {
+		DisablePublish: true, DisableUnpublish: true, DisableSearch: true, DisableTokenAPI: true, UpstreamMaxAge: def.NPM.UpstreamMaxAge}}
+	if got.OCI.Prefix != "/registry/v2" || !reflect.DeepEqual(got.NPM, want) {
 		t.Fatalf("flags: OCI prefix %q, NPM %+v", got.OCI.Prefix, got.NPM)
 	}
 }
@@ -274,5 +275,41 @@ func TestOCIUpstreamFlagsAndCredentials(t *testing.T) {
 	defer b.Close()
 	if _, err := b.NewRegistry(context.Background()); err == nil || !strings.HasPrefix(err.Error(), "--oci-upstream: ") {
 		t.Fatalf("bad upstream URL: %v", err)
+	}
+}
+
+func TestNPMUpstreamFlags(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "token")
+	os.WriteFile(tok, []byte("npm_abc\n"), 0o600)
+	o, err := Load([]string{"--data-dir", dir, "--npm-upstream", "https://registry.npmjs.org/",
+		"--npm-upstream-credentials", tok, "--npm-upstream-max-age", "5m",
+		"--npm-local-scope", "@acme", "--npm-local-scope", "@corp"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := o.Build(context.Background(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	npmc := b.Config.NPM
+	if npmc.Upstream.URL != "https://registry.npmjs.org/" || npmc.UpstreamMaxAge != 5*time.Minute || strings.Join(npmc.LocalScopes, ",") != "@acme,@corp" {
+		t.Fatalf("npm settings %+v", npmc)
+	}
+	if got, err := npmc.Upstream.Token(); got != "npm_abc" || err != nil {
+		t.Fatalf("token %q %v", got, err)
+	}
+	if _, err := b.NewRegistry(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	o, _ = Load([]string{"--data-dir", t.TempDir(), "--npm-upstream", "https://x", "--npm-local-scope", "acme"}, env(nil), io.Discard)
+	b2, err := o.Build(context.Background(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	if _, err := b2.NewRegistry(context.Background()); err == nil || !strings.HasPrefix(err.Error(), "--npm-upstream: ") {
+		t.Fatalf("a scope without @: %v", err)
 	}
 }

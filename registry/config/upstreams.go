@@ -93,3 +93,16 @@ func readUpstreamCredentials(path string) (user, password string, err error) {
 	}
 	return user, password, nil
 }
+
+// readToken reads a file holding one token (a mounted Secret's key).
+func readToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" || strings.ContainsAny(tok, " \t\r\n") {
+		return "", errors.New("the file must hold one token")
+	}
+	return tok, nil
+}
