@@ -420,20 +420,21 @@ func (h *Handler) getUplinkTarball(q *request) error {
 	r, size, err := h.opts.Cache.SpoolFills().Join(ctx, "npm/"+key, pullthrough.Download{
 		Open: func(ctx context.Context) (pullthrough.Source, error) {
 			var src pullthrough.Source
+			// No deadline here: it would cut the body. The spool's idle
+			// timeout bounds the wait for the answer and every pause in it.
 			err := u.health.Ask(ctx, "tarball "+name+"/"+file, func(ctx context.Context) error {
-				hctx, cancel := context.WithTimeout(ctx, pullthrough.DefaultFetchTimeout)
-				resp, err := u.get(hctx, "/"+name+"/-/"+url.PathEscape(file), nil)
+				resp, err := u.get(ctx, "/"+name+"/-/"+url.PathEscape(file), nil)
 				if err != nil {
-					cancel()
 					return err
 				}
-				src = pullthrough.Source{Body: countedBody{resp.Body, cancel, u.health}, Size: resp.ContentLength}
+				src = pullthrough.Source{Body: countedBody{resp.Body, u.health}, Size: resp.ContentLength}
 				return nil
 			})
 			return src, err
 		},
-		Hash: newHash,
-		Sum:  sum,
+		Hash:     newHash,
+		Sum:      sum,
+		Upstream: u.health,
 		Commit: func(ctx context.Context, spool io.Reader, size int64) error {
 			if _, err := h.store.Put(ctx, key, spool, storage.Condition{}); err != nil {
 				return fmt.Errorf("store tarball %s of %s: %w", file, name, err)
@@ -470,11 +471,9 @@ func (h *Handler) getUplinkTarball(q *request) error {
 	return nil
 }
 
-// countedBody counts what the upstream sends and releases its request's
-// context with the body.
+// countedBody counts what the upstream sends.
 type countedBody struct {
 	io.ReadCloser
-	cancel context.CancelFunc
 	health *pullthrough.Upstream
 }
 
@@ -482,12 +481,6 @@ func (b countedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.health.CountBytes(n)
 	return n, err
-}
-
-func (b countedBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.cancel()
-	return err
 }
 
 // flushWriter flushes after every write, so a client gets each part of a

@@ -485,22 +485,21 @@ func (h *Handler) fillBlob(q *request, c *cache, name string, d digest.Digest) e
 	r, size, err := h.opts.Cache.SpoolFills().Join(ctx, "oci/"+key, pullthrough.Download{
 		Open: func(ctx context.Context) (pullthrough.Source, error) {
 			var src pullthrough.Source
+			// No deadline here: it would cut the body. The spool's idle
+			// timeout bounds the wait for the answer and every pause in it.
 			err := c.health.Ask(ctx, "blob "+repo+"@"+d.String(), func(ctx context.Context) error {
-				hctx, cancel := context.WithTimeout(ctx, upstreamTimeout)
-				resp, err := c.do(hctx, http.MethodGet, repo, "blobs/"+d.String(), nil)
+				resp, err := c.do(ctx, http.MethodGet, repo, "blobs/"+d.String(), nil)
 				if err != nil {
-					cancel()
 					return err
 				}
-				// The header deadline must not cut the body: only the
-				// spool's idle timeout bounds it from here on.
-				src = pullthrough.Source{Body: upstreamBody{resp.Body, cancel, c.health}, Size: resp.ContentLength}
+				src = pullthrough.Source{Body: upstreamBody{resp.Body, c.health}, Size: resp.ContentLength}
 				return nil
 			})
 			return src, err
 		},
-		Hash: d.Algorithm().Hash,
-		Sum:  sum,
+		Hash:     d.Algorithm().Hash,
+		Sum:      sum,
+		Upstream: c.health,
 		Commit: func(ctx context.Context, spool io.Reader, size int64) error {
 			if _, err := h.store.Put(ctx, blobKey(d), spool, storage.Condition{}); err != nil {
 				return fmt.Errorf("store blob %s: %w", d, err)
@@ -567,11 +566,9 @@ func isCode(err error, code string) bool {
 	return errors.As(err, &e) && e.Code == code
 }
 
-// upstreamBody counts what an upstream sends and releases its request's
-// context with the body.
+// upstreamBody counts what an upstream sends.
 type upstreamBody struct {
 	io.ReadCloser
-	cancel context.CancelFunc
 	health *pullthrough.Upstream
 }
 
@@ -579,12 +576,6 @@ func (b upstreamBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.health.CountBytes(n)
 	return n, err
-}
-
-func (b upstreamBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.cancel()
-	return err
 }
 
 // flushWriter flushes after every write, so that a client pulling a blob

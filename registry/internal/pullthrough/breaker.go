@@ -84,6 +84,15 @@ func (b *Breaker) Record(failed bool) {
 	}
 }
 
+// Release ends a request Allow let through without an outcome (its
+// caller gave up): the failures counted and an open breaker stay as they
+// were, and another request may probe.
+func (b *Breaker) Release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.probing = false
+}
+
 // Open reports whether the breaker is open (or probing).
 func (b *Breaker) Open() bool {
 	b.mu.Lock()

@@ -38,7 +38,8 @@ func Fetch[T any](d *Documents, ctx context.Context, key string, fetch func(ctx 
 		if r.Err != nil {
 			return zero, r.Err
 		}
-		return r.Val.(T), nil
+		v, _ := r.Val.(T) // a nil interface value is the zero T
+		return v, nil
 	case <-ctx.Done():
 		return zero, ctx.Err()
 	}

@@ -251,7 +251,7 @@ func TestFetchNilInterfaceResult(t *testing.T) {
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
-				t.Skipf("BUG: Fetch panics (%v) when fetch returns a nil interface value with a nil error: "+
+				t.Fatalf("Fetch panics (%v) when fetch returns a nil interface value with a nil error: "+
 					"documents.go `return r.Val.(T), nil`; use `v, _ := r.Val.(T); return v, nil`", p)
 			}
 		}()

@@ -40,8 +40,8 @@ type Fills struct {
 	// a download whose declared size does not fit is refused with
 	// ErrSpoolFull, one of unknown size is ended when it would overflow.
 	Budget int64
-	// IdleTimeout abandons a download that sends nothing for this long
-	// (default DefaultFillIdleTimeout).
+	// IdleTimeout abandons a download that sends nothing for this long,
+	// its headers included (default DefaultFillIdleTimeout).
 	IdleTimeout time.Duration
 	// OnBytes, if set, is told of every chunk the upstream sends.
 	OnBytes func(n int)
@@ -69,6 +69,9 @@ type Download struct {
 	// Commit stores the verified content, read from spool; readers see the
 	// end of the content only after it returns nil.
 	Commit func(ctx context.Context, spool io.Reader, size int64) error
+	// Upstream, if set, is told of an upstream that does not answer Open
+	// in time, and named in the error.
+	Upstream *Upstream
 }
 
 type fill struct {
@@ -118,7 +121,14 @@ func (fs *Fills) Join(ctx context.Context, key string, d Download) (*Reader, int
 		fs.release(f)
 		return nil, 0, f.openErr
 	}
-	return &Reader{fills: fs, f: f}, f.size, nil
+	r := &Reader{fills: fs, f: f, ctx: ctx}
+	// A client that goes away while its Read waits for more is woken.
+	r.stopWake = context.AfterFunc(ctx, func() {
+		f.mu.Lock()
+		f.grew.Broadcast()
+		f.mu.Unlock()
+	})
+	return r, f.size, nil
 }
 
 func (fs *Fills) budget() int64 {
@@ -155,16 +165,45 @@ func (fs *Fills) download(ctx context.Context, key string, f *fill, d Download) 
 	fs.mu.Lock()
 	delete(fs.active, key)
 	fs.mu.Unlock()
+	// The downloader's reference goes in the same step as done is set: a
+	// reader that sees the end and closes is then the last, and its Close
+	// returns the spool's bytes to the budget before it returns.
 	f.mu.Lock()
 	f.done, f.err = true, err
 	f.grew.Broadcast()
+	f.refs--
+	last := f.refs == 0
 	f.mu.Unlock()
-	fs.release(f)
+	if last {
+		fs.cleanup(f)
+	}
 }
 
-// start opens the upstream body and the spool file of f.
+func (fs *Fills) idle() time.Duration {
+	if fs.IdleTimeout > 0 {
+		return fs.IdleTimeout
+	}
+	return DefaultFillIdleTimeout
+}
+
+// start opens the upstream body and the spool file of f. An upstream that
+// does not answer within the idle timeout is given up (ctx ends with the
+// download, so the body stays readable after Open returns).
 func (fs *Fills) start(ctx context.Context, f *fill, d Download) (io.ReadCloser, error) {
-	src, err := d.Open(ctx)
+	octx, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(fs.idle(), cancel)
+	src, err := d.Open(octx)
+	if !timer.Stop() {
+		if err == nil {
+			src.Body.Close()
+		}
+		e := &UpstreamError{Reason: "no answer within " + fs.idle().String(), Err: context.DeadlineExceeded}
+		if d.Upstream != nil {
+			e.Upstream = d.Upstream.Name
+			d.Upstream.Failure("download", e)
+		}
+		return nil, e
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -184,10 +223,7 @@ func (fs *Fills) start(ctx context.Context, f *fill, d Download) (io.ReadCloser,
 
 func (fs *Fills) copyAndVerify(ctx context.Context, cancel context.CancelFunc, f *fill, body io.ReadCloser, d Download) error {
 	defer body.Close()
-	idle := fs.IdleTimeout
-	if idle <= 0 {
-		idle = DefaultFillIdleTimeout
-	}
+	idle := fs.idle()
 	// A body that stops sending is closed, which ends the blocked Read.
 	watchdog := time.AfterFunc(idle, func() { cancel(); body.Close() })
 	defer watchdog.Stop()
@@ -243,9 +279,13 @@ func (fs *Fills) release(f *fill) {
 	f.refs--
 	last := f.refs == 0
 	f.mu.Unlock()
-	if !last {
-		return
+	if last {
+		fs.cleanup(f)
 	}
+}
+
+// cleanup closes f's spool file and returns its bytes to the budget.
+func (fs *Fills) cleanup(f *fill) {
 	if f.file != nil {
 		f.file.Close()
 	}
@@ -258,16 +298,22 @@ func (fs *Fills) release(f *fill) {
 // content arrives; it returns io.EOF only once the whole content has been
 // verified and stored, and the download's error if it failed.
 type Reader struct {
-	fills  *Fills
-	f      *fill
-	off    int64
-	closed bool
+	fills    *Fills
+	f        *fill
+	ctx      context.Context
+	stopWake func() bool
+	off      int64
+	closed   bool
 }
 
 func (r *Reader) Read(p []byte) (int, error) {
 	f := r.f
 	f.mu.Lock()
 	for r.off >= f.written && !f.done {
+		if err := r.ctx.Err(); err != nil {
+			f.mu.Unlock()
+			return 0, err
+		}
 		f.grew.Wait()
 	}
 	avail, done, err := f.written-r.off, f.done, f.err
@@ -300,6 +346,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 func (r *Reader) Close() error {
 	if !r.closed {
 		r.closed = true
+		r.stopWake()
 		r.fills.release(r.f)
 	}
 	return nil

@@ -48,5 +48,9 @@ func (p *Pulled) Touch(ctx context.Context, key string) {
 	// Best effort: a pull never fails because its record could not be
 	// written; the collector then sees an older time, at worst evicting an
 	// object that is fetched again.
-	_, _ = p.Store.Put(context.WithoutCancel(ctx), key, strings.NewReader(""), storage.Condition{})
+	if _, err := p.Store.Put(context.WithoutCancel(ctx), key, strings.NewReader(""), storage.Condition{}); err != nil {
+		p.mu.Lock()
+		delete(p.last, key) // the next pull tries again
+		p.mu.Unlock()
+	}
 }

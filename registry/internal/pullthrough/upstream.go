@@ -114,7 +114,7 @@ func (u *Upstream) Ask(ctx context.Context, what string, call func(ctx context.C
 		return err
 	case ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
 		// The caller went away: says nothing of the upstream.
-		u.Breaker.Record(false)
+		u.Breaker.Release()
 		return err
 	}
 	u.Breaker.Record(true)
