@@ -237,10 +237,10 @@ type Registry struct {
 	uploads *limit.Uploads
 	proxies *proxies
 
-	cache *pullthrough.Shared // made by the first protocol with an upstream
-	handler            http.Handler
-	cancel             context.CancelFunc
-	done               chan struct{}
+	cache   *pullthrough.Shared // made by the first protocol with an upstream
+	handler http.Handler
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
 // New assembles a registry and starts its background work (the upload

@@ -316,6 +316,13 @@ func (h *Handler) fetchManifest(q *request, c *cache, name, ref string) (fetched
 		c.health.Count(pullthrough.NegativeHit)
 		return fetched{}, newError(http.StatusNotFound, CodeManifestUnknown, "manifest %s unknown in repository %s (upstream %s, remembered)", truncate(ref), name, c.up.Name)
 	}
+	// Every upstream request counts against the caller's fills, so that
+	// one identity asking for random names holds a bounded share of them.
+	release, err := h.opts.Cache.Acquire(q.Subject())
+	if err != nil {
+		return fetched{}, err
+	}
+	defer release()
 	// The store writes run with the fetch's context, detached from this
 	// caller, so one client giving up does not spoil the fill for others.
 	got, err := pullthrough.Fetch(&c.docs, q.R.Context(), key, func(ctx context.Context) (fetched, error) {
@@ -440,8 +447,13 @@ func (h *Handler) fillBlob(q *request, c *cache, name string, d digest.Digest) e
 		// The content is here (or only its existence is asked): the
 		// upstream need only confirm that this repository holds it; the
 		// content never crosses repositories the upstream did not put it in.
+		release, err := h.opts.Cache.Acquire(q.Subject())
+		if err != nil {
+			return err
+		}
+		defer release()
 		var size int64
-		err := c.health.Ask(ctx, "blob "+repo+"@"+d.String(), func(ctx context.Context) error {
+		err = c.health.Ask(ctx, "blob "+repo+"@"+d.String(), func(ctx context.Context) error {
 			resp, err := c.do(ctx, http.MethodHead, repo, "blobs/"+d.String(), nil)
 			if err != nil {
 				return err
@@ -492,6 +504,10 @@ func (h *Handler) fillBlob(q *request, c *cache, name string, d digest.Digest) e
 				if err != nil {
 					return err
 				}
+				if max := h.opts.MaxBlobSize; max > 0 && resp.ContentLength > max {
+					resp.Body.Close()
+					return errUpstreamBlobTooLarge
+				}
 				src = pullthrough.Source{Body: upstreamBody{resp.Body, c.health}, Size: resp.ContentLength}
 				return nil
 			})
@@ -509,6 +525,9 @@ func (h *Handler) fillBlob(q *request, c *cache, name string, d digest.Digest) e
 	})
 	if errors.Is(err, pullthrough.ErrNotFound) {
 		return notFound()
+	}
+	if errors.Is(err, errUpstreamBlobTooLarge) {
+		return newError(http.StatusRequestEntityTooLarge, CodeSizeInvalid, "blob %s of upstream %s is larger than the largest blob this registry keeps (%d bytes)", d, c.up.Name, h.opts.MaxBlobSize)
 	}
 	if errors.Is(err, pullthrough.ErrSpoolFull) {
 		q.W.Header().Set("Retry-After", "10")
@@ -536,6 +555,9 @@ func (h *Handler) fillBlob(q *request, c *cache, name string, d digest.Digest) e
 	}
 	return errServed
 }
+
+// errUpstreamBlobTooLarge refuses an upstream blob above MaxBlobSize.
+var errUpstreamBlobTooLarge = fmt.Errorf("%w: the blob is larger than the largest blob kept", pullthrough.ErrRefused)
 
 // errServed tells getBlob that the cache has answered the request.
 var errServed = errors.New("served from the upstream")

@@ -17,6 +17,11 @@ var ErrUpstream = errors.New("upstream failed")
 // is remembered for a while (Negative).
 var ErrNotFound = errors.New("not found upstream")
 
+// ErrRefused wraps the cache's own refusal of what a healthy upstream
+// sent (a blob above the size limit): it does not count against the
+// upstream.
+var ErrRefused = errors.New("refused by the cache")
+
 // An UpstreamError is a failure of the upstream Name, with a reason that
 // may be shown to the client: it holds nothing the upstream sent but its
 // status code, so an upstream cannot write into our answers.

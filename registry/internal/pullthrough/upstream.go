@@ -100,7 +100,7 @@ func (u *Upstream) CountBytes(n int) {
 }
 
 // Ask runs one request to the upstream through the breaker. A failure (any
-// error but ErrNotFound and the caller's own cancellation) counts against
+// error but ErrNotFound, ErrRefused and the caller's own cancellation) counts against
 // the breaker, is counted and logged, and is returned as an UpstreamError
 // with reason; while the breaker is open Ask fails at once.
 func (u *Upstream) Ask(ctx context.Context, what string, call func(ctx context.Context) error) error {
@@ -109,7 +109,7 @@ func (u *Upstream) Ask(ctx context.Context, what string, call func(ctx context.C
 	}
 	err := call(ctx)
 	switch {
-	case err == nil, errors.Is(err, ErrNotFound):
+	case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, ErrRefused):
 		u.Breaker.Record(false)
 		return err
 	case ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
