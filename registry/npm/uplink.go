@@ -270,6 +270,12 @@ func (h *Handler) uplinkDoc(q *request, name string, abbreviated bool) (*cachedD
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	_, err = pullthrough.Fetch(&u.docs, wctx, key, func(ctx context.Context) (struct{}, error) {
+		// Counted against the fills of the caller that starts the fetch.
+		release, err := h.opts.Cache.Acquire(q.Subject())
+		if err != nil {
+			return struct{}{}, err
+		}
+		defer release()
 		return struct{}{}, u.health.Ask(ctx, "document "+name, func(ctx context.Context) error {
 			return h.fetchUplinkDoc(ctx, name, abbreviated, key)
 		})
@@ -407,11 +413,6 @@ func (h *Handler) getUplinkTarball(q *request) error {
 	if q.R.Method == http.MethodHead {
 		return notFound // not fetched for a HEAD
 	}
-	release, err := h.opts.Cache.Acquire(q.Subject())
-	if err != nil {
-		return err
-	}
-	defer release()
 	newHash := func() hash.Hash { return sha512.New() }
 	if alg == "sha1" {
 		newHash = sha1.New
@@ -435,6 +436,7 @@ func (h *Handler) getUplinkTarball(q *request) error {
 		Hash:     newHash,
 		Sum:      sum,
 		Upstream: u.health,
+		Admit:    h.opts.Cache.Admit(q.Subject()),
 		Commit: func(ctx context.Context, spool io.Reader, size int64) error {
 			if _, err := h.store.Put(ctx, key, spool, storage.Condition{}); err != nil {
 				return fmt.Errorf("store tarball %s of %s: %w", file, name, err)

@@ -316,19 +316,20 @@ func (h *Handler) fetchManifest(q *request, c *cache, name, ref string) (fetched
 		c.health.Count(pullthrough.NegativeHit)
 		return fetched{}, newError(http.StatusNotFound, CodeManifestUnknown, "manifest %s unknown in repository %s (upstream %s, remembered)", truncate(ref), name, c.up.Name)
 	}
-	// Every upstream request counts against the caller's fills, so that
-	// one identity asking for random names holds a bounded share of them.
-	release, err := h.opts.Cache.Acquire(q.Subject())
-	if err != nil {
-		return fetched{}, err
-	}
-	defer release()
 	// The store writes run with the fetch's context, detached from this
 	// caller, so one client giving up does not spoil the fill for others.
 	got, err := pullthrough.Fetch(&c.docs, q.R.Context(), key, func(ctx context.Context) (fetched, error) {
+		// The upstream request counts against the fills of the caller that
+		// starts it (not of those who join it), so that one identity asking
+		// for random names holds a bounded share of the upstream.
+		release, err := h.opts.Cache.Acquire(q.Subject())
+		if err != nil {
+			return fetched{}, err
+		}
+		defer release()
 		fq := q.withContext(ctx)
 		var got fetched
-		err := c.health.Ask(ctx, "manifest "+c.upstreamRepo(name)+":"+ref, func(ctx context.Context) error {
+		err = c.health.Ask(ctx, "manifest "+c.upstreamRepo(name)+":"+ref, func(ctx context.Context) error {
 			var err error
 			got, err = h.fetchManifestOnce(fq, c, name, ref)
 			return err
@@ -447,20 +448,25 @@ func (h *Handler) fillBlob(q *request, c *cache, name string, d digest.Digest) e
 		// The content is here (or only its existence is asked): the
 		// upstream need only confirm that this repository holds it; the
 		// content never crosses repositories the upstream did not put it in.
-		release, err := h.opts.Cache.Acquire(q.Subject())
-		if err != nil {
-			return err
-		}
-		defer release()
-		var size int64
-		err = c.health.Ask(ctx, "blob "+repo+"@"+d.String(), func(ctx context.Context) error {
-			resp, err := c.do(ctx, http.MethodHead, repo, "blobs/"+d.String(), nil)
+		// One HEAD for every client asking at the same time (a rollout
+		// pulling an image whose layers another repository holds).
+		size, err := pullthrough.Fetch(&c.docs, ctx, "head "+key, func(ctx context.Context) (int64, error) {
+			release, err := h.opts.Cache.Acquire(q.Subject())
 			if err != nil {
-				return err
+				return 0, err
 			}
-			resp.Body.Close()
-			size = resp.ContentLength
-			return nil
+			defer release()
+			var size int64
+			err = c.health.Ask(ctx, "blob "+repo+"@"+d.String(), func(ctx context.Context) error {
+				resp, err := c.do(ctx, http.MethodHead, repo, "blobs/"+d.String(), nil)
+				if err != nil {
+					return err
+				}
+				resp.Body.Close()
+				size = resp.ContentLength
+				return nil
+			})
+			return size, err
 		})
 		if errors.Is(err, pullthrough.ErrNotFound) {
 			return notFound()
@@ -485,11 +491,6 @@ func (h *Handler) fillBlob(q *request, c *cache, name string, d digest.Digest) e
 		return errServed
 	}
 
-	release, err := h.opts.Cache.Acquire(q.Subject())
-	if err != nil {
-		return err
-	}
-	defer release()
 	sum, err := hex.DecodeString(d.Encoded())
 	if err != nil {
 		return newError(http.StatusBadRequest, CodeDigestInvalid, "invalid digest %s", d)
@@ -516,6 +517,7 @@ func (h *Handler) fillBlob(q *request, c *cache, name string, d digest.Digest) e
 		Hash:     d.Algorithm().Hash,
 		Sum:      sum,
 		Upstream: c.health,
+		Admit:    h.opts.Cache.Admit(q.Subject()),
 		Commit: func(ctx context.Context, spool io.Reader, size int64) error {
 			if _, err := h.store.Put(ctx, blobKey(d), spool, storage.Condition{}); err != nil {
 				return fmt.Errorf("store blob %s: %w", d, err)

@@ -72,6 +72,11 @@ type Download struct {
 	// Upstream, if set, is told of an upstream that does not answer Open
 	// in time, and named in the error.
 	Upstream *Upstream
+	// Admit, if set, is asked before a download starts (never when the
+	// caller joins one under way): its error refuses the Join, and its
+	// release is called when the download ends. It bounds the downloads
+	// one identity starts (Shared.Acquire).
+	Admit func() (release func(), err error)
 }
 
 type fill struct {
@@ -98,7 +103,16 @@ func (fs *Fills) Join(ctx context.Context, key string, d Download) (*Reader, int
 		fs.active = map[string]*fill{}
 	}
 	f, joining := fs.active[key]
+	admitted := func() {}
 	if !joining {
+		if d.Admit != nil {
+			release, err := d.Admit()
+			if err != nil {
+				fs.mu.Unlock()
+				return nil, 0, err
+			}
+			admitted = release
+		}
 		f = &fill{ready: make(chan struct{}), refs: 1}
 		f.grew = sync.NewCond(&f.mu)
 		fs.active[key] = f
@@ -109,7 +123,10 @@ func (fs *Fills) Join(ctx context.Context, key string, d Download) (*Reader, int
 	fs.mu.Unlock()
 
 	if !joining {
-		go fs.download(context.WithoutCancel(ctx), key, f, d)
+		go func() {
+			defer admitted()
+			fs.download(context.WithoutCancel(ctx), key, f, d)
+		}()
 	}
 	select {
 	case <-f.ready:

@@ -38,6 +38,11 @@ func (s *Shared) Acquire(key string) (release func(), err error) {
 	return release, nil
 }
 
+// Admit is Acquire for key as a Download's Admit.
+func (s *Shared) Admit(key string) func() (func(), error) {
+	return func() (func(), error) { return s.Acquire(key) }
+}
+
 // SpoolFills returns Fills, making a default one on first use.
 func (s *Shared) SpoolFills() *Fills {
 	if s.Fills == nil {
