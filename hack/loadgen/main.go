@@ -47,6 +47,12 @@ type env struct {
 	c           *client
 	npmURL      string
 	concurrency int
+	requests    int // --requests, 0 when the run is timed
+
+	// The pull-through scenarios (cache.go): the registry the cache at
+	// --url fills from, and the cache's name for it.
+	upstream       *client
+	cacheNamespace string
 
 	pkgOnce sync.Once
 	pkgName string
@@ -116,6 +122,11 @@ func main() {
 		bare         = flag.Bool("bare", false, "the target is `loadgen bare`: run the scenarios it has")
 		list         = flag.Bool("list", false, "list the scenarios and exit")
 		cpuProfile   = flag.String("cpuprofile", "", "write the load generator's own CPU profile here")
+
+		upstreamURL          = flag.String("upstream-url", "", "cache-pull-* scenarios: the upstream registry the cache at --url fills from (loadgen pushes into it)")
+		upstreamUser         = flag.String("upstream-user", "admin", "cache-pull-* scenarios: user name at the upstream's token realm")
+		upstreamPasswordFile = flag.String("upstream-password-file", "", "cache-pull-* scenarios: file holding the upstream's password or token")
+		cacheNamespace       = flag.String("cache-namespace", "", "cache-pull-* scenarios: the NAME of the upstream in the cache (--oci-upstream NAME=URL)")
 	)
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -131,6 +142,7 @@ func main() {
 			fmt.Println(s.name)
 		}
 		fmt.Println("blob-push-<N>MiB, blob-push-chunked-<N>MiB, blob-pull-<N>MiB: any size")
+		fmt.Println("cache-pull-cold-<N>MiB, cache-pull-warm-<N>MiB: any size, through a pull-through cache (--upstream-url, --cache-namespace)")
 		return
 	}
 	if *passwordFile != "" {
@@ -150,7 +162,20 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	e := &env{c: c, npmURL: c.url(*npmPrefix), concurrency: *concurrency}
+	e := &env{c: c, npmURL: c.url(*npmPrefix), concurrency: *concurrency, requests: *requests, cacheNamespace: *cacheNamespace}
+	if *upstreamURL != "" {
+		upstreamPassword := ""
+		if *upstreamPasswordFile != "" {
+			b, err := os.ReadFile(*upstreamPasswordFile)
+			if err != nil {
+				log.Fatal(err)
+			}
+			upstreamPassword = strings.TrimSpace(string(b))
+		}
+		if e.upstream, err = newClient(*upstreamURL, *upstreamUser, upstreamPassword, *concurrency); err != nil {
+			log.Fatal(err)
+		}
+	}
 	ctx := context.Background()
 	var results []result
 	for _, s := range selected {
@@ -211,6 +236,9 @@ func selectScenarios(names string, bare bool) ([]scenario, error) {
 			case "pull":
 				s.setup, s.bare = blobPull(size), barePull(size)
 			}
+			out = append(out, s)
+		case cacheScenario.MatchString(name):
+			s, _ := parseCacheScenario(name)
 			out = append(out, s)
 		default:
 			return nil, fmt.Errorf("no scenario %q (see -list)", name)

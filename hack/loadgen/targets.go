@@ -34,15 +34,20 @@ func targetsMain(args []string) {
 	}
 	fmt.Println("| target | measured | met |")
 	fmt.Println("|---|---|---|")
-	ratio := func(what, scenario string, want float64) {
-		u, ok1 := get("unireg", scenario)
-		b, ok2 := get("bare", scenario)
+	// compare prints the target "what >= want of baseName": the result of
+	// label's scenario against baseLabel's baseScenario.
+	compare := func(what, label, scenario, baseName, baseLabel, baseScenario string, want float64) {
+		u, ok1 := get(label, scenario)
+		b, ok2 := get(baseLabel, baseScenario)
 		if !ok1 || !ok2 {
-			fmt.Printf("| %s >= %.0f%% of the bare server | not measured | - |\n", what, want*100)
+			fmt.Printf("| %s >= %.0f%% of %s | not measured | - |\n", what, want*100, baseName)
 			return
 		}
 		r := u.Throughput / b.Throughput
-		fmt.Printf("| %s >= %.0f%% of the bare server | %s vs %s %s: %.0f%% | %s |\n", what, want*100, commas(u.Throughput), commas(b.Throughput), u.Unit, r*100, yes(r >= want))
+		fmt.Printf("| %s >= %.0f%% of %s | %s vs %s %s: %.0f%% | %s |\n", what, want*100, baseName, commas(u.Throughput), commas(b.Throughput), u.Unit, r*100, yes(r >= want))
+	}
+	ratio := func(what, scenario string, want float64) {
+		compare(what, "unireg", scenario, "the bare server", "bare", scenario, want)
 	}
 	ratio("blob push 256 MiB", "blob-push-256MiB", 0.90)
 	ratio("blob pull 256 MiB (client verifies sha256)", "blob-pull-256MiB", 0.95)
@@ -50,6 +55,13 @@ func targetsMain(args []string) {
 		fmt.Printf("| manifest GET by tag, bearer token, %d connections >= 15,000 req/s | %s req/s | %s |\n", u.Concurrency, commas(u.Throughput), yes(u.Throughput >= 15000))
 	}
 	ratio("full packument GET, 150 versions", "packument-full", 0.75)
+	// The pull-through cache (issue 21): a cold pull (the cache downloads,
+	// streams and stores) against pulling the upstream directly, and a warm
+	// pull (served as stored) equal to a pull of a local blob.
+	for _, size := range []string{"64MiB", "256MiB"} {
+		compare("pull-through cold pull "+size, "unireg-cache", "cache-pull-cold-"+size, "pulling the upstream directly", "upstream-direct", "blob-pull-"+size, 0.90)
+		compare("pull-through warm pull "+size, "unireg-cache", "cache-pull-warm-"+size, "a local pull", "unireg", "blob-pull-"+size, 0.95)
+	}
 	memory := func(what, scenario string, limit float64) {
 		if u, ok := get("unireg", scenario); ok {
 			above := u.PeakRSSMiB - u.IdleRSSMiB
