@@ -3,11 +3,17 @@
 # the bare baseline server (`loadgen bare`), runs the standard scenarios of
 # hack/loadgen against both, and writes bin/bench/results.{json,md} plus the
 # targets of docs/performance.md. Not part of make test.
+# The pull-through cache is measured with two more registries: an upstream
+# (token auth, like the first) and a cache whose --oci-upstream names it.
 #   BENCH_DURATION  how long each scenario runs (default 10s)
+#   BENCH_ONLY      "cache": only the pull-through scenarios (and the local
+#                   blob pulls the warm pull is compared with)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${BENCH_OUT:-$root/bin/bench}
 duration=${BENCH_DURATION:-10s}
+only=${BENCH_ONLY:-}
+case "$only" in ""|cache) ;; *) echo "BENCH_ONLY=$only: want cache or nothing" >&2; exit 2 ;; esac
 cd "$root"
 go build -o bin/registry ./cmd/registry
 go build -o bin/loadgen ./hack/loadgen
@@ -38,6 +44,21 @@ mkdir -p "$work/bare"
 bin/loadgen bare --listen "127.0.0.1:$bare_port" --dir "$work/bare" >"$work/bare.log" 2>&1 &
 bare_pid=$!; pids+=("$bare_pid")
 wait_http "http://127.0.0.1:$bare_port/"
+# The pull-through cache: the upstream is a second unireg with token auth;
+# the cache logs in to it with the upstream's admin token (the Docker token
+# flow) and lets anyone pull through it, as nodes do (so it pulls
+# anonymously: with --anonymous no admin token is made).
+up_port=$(free_port)
+bin/registry --listen "127.0.0.1:$up_port" --data-dir "$work/upstream" >"$work/upstream.log" 2>&1 &
+up_pid=$!; pids+=("$up_pid")
+wait_http "http://127.0.0.1:$up_port/healthz"
+printf 'admin:%s\n' "$(cat "$work/upstream/admin-token")" >"$work/upstream-credentials"
+cache_port=$(free_port)
+bin/registry --listen "127.0.0.1:$cache_port" --data-dir "$work/cache" \
+  --oci-upstream "up=http://127.0.0.1:$up_port" --oci-upstream-credentials "up=$work/upstream-credentials" \
+  --anonymous 'oci:repository:up/*:pull' >"$work/cache.log" 2>&1 &
+cache_pid=$!; pids+=("$cache_pid")
+wait_http "http://127.0.0.1:$cache_port/healthz"
 
 unireg() {
   bin/loadgen --url "http://127.0.0.1:$reg_port" --user admin --password-file "$work/registry/admin-token" \
@@ -47,10 +68,20 @@ bare() {
   bin/loadgen --bare --url "http://127.0.0.1:$bare_port" --pid "$bare_pid" --label bare \
     --json "$out/results.json" "$@" | tail -n +3 >>"$out/results.md"
 }
+upstream() {
+  bin/loadgen --url "http://127.0.0.1:$up_port" --user admin --password-file "$work/upstream/admin-token" \
+    --pid "$up_pid" --label upstream-direct --json "$out/results.json" "$@" | tail -n +3 >>"$out/results.md"
+}
+cache() {
+  bin/loadgen --url "http://127.0.0.1:$cache_port" --user "" \
+    --upstream-url "http://127.0.0.1:$up_port" --upstream-password-file "$work/upstream/admin-token" --cache-namespace up \
+    --pid "$cache_pid" --label unireg-cache --json "$out/results.json" "$@" | tail -n +3 >>"$out/results.md"
+}
 {
   echo "| target | scenario | conc | requests | errors | throughput | p50 | p90 | p99 | server RSS above idle (peak) |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
 } >"$out/results.md"
+if [ -z "$only" ]; then
 # Pushes run from a clean page cache (sync first), alternating between the
 # two servers, so that neither inherits the other's write-back.
 for size in 1MiB 64MiB 256MiB; do
@@ -68,5 +99,16 @@ unireg --concurrency 4 --duration "$duration" --scenarios npm-publish
 # Memory: one 1 GiB push, then 100 concurrent chunked uploads.
 unireg --concurrency 1 --requests 2 --scenarios blob-push-1024MiB
 unireg --concurrency 100 --requests 200 --scenarios blob-push-chunked-16MiB
+else
+  unireg --concurrency 1 --duration "$duration" --scenarios blob-pull-64MiB,blob-pull-256MiB
+fi
+# Pull-through: the upstream pulled directly, then cold pulls through the
+# cache (a blob it has never seen per operation, so a bounded count of
+# them: --requests) and warm ones (a blob it holds).
+sync
+upstream --concurrency 1 --duration "$duration" --scenarios blob-pull-64MiB,blob-pull-256MiB
+sync; cache --concurrency 1 --requests 8 --scenarios cache-pull-cold-64MiB
+sync; cache --concurrency 1 --requests 4 --scenarios cache-pull-cold-256MiB
+sync; cache --concurrency 1 --duration "$duration" --scenarios cache-pull-warm-64MiB,cache-pull-warm-256MiB
 bin/loadgen targets "$out/results.json" | tee "$out/targets.md"
 echo "results: $out/results.md, $out/results.json, $out/targets.md"
