@@ -486,7 +486,7 @@ func TestNPMCacheServesCachedContentWhenTheUpstreamFails(t *testing.T) {
 			if resp.StatusCode < 500 || json.Unmarshal(b, &e) != nil || e.Error == "" {
 				t.Fatalf("uncached package with the upstream %s: %d %s, want a 5xx npm error", mode, resp.StatusCode, b)
 			}
-			if took > 10*time.Second+500*time.Millisecond {
+			if took > 10*time.Second {
 				t.Fatalf("uncached package with the upstream %s failed after %s", mode, took)
 			}
 			t.Logf("uncached package with the upstream %s: %d %s after %s", mode, resp.StatusCode, b, took)
@@ -763,7 +763,7 @@ func TestNPMCacheAuditReadsTheGzippedBodyNPMSends(t *testing.T) {
 	zw.Close()
 	resp, b := npmDo(t, "POST", w.cache.URL+"/npm/-/npm/v1/security/advisories/bulk", npmCacheToken, gz.Bytes(), map[string]string{"Content-Encoding": "gzip"})
 	if resp.StatusCode == http.StatusBadRequest {
-		t.Skipf("BUG: registry/npm/audit.go auditUpstream reads the body as plain JSON, ignoring Content-Encoding: gzip, and answers 400 to every npm audit through a cache: %s", b)
+		t.Fatalf("registry/npm/audit.go auditUpstream reads the body as plain JSON, ignoring Content-Encoding: gzip, and answers 400 to every npm audit through a cache: %s", b)
 	}
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("gzipped audit: %d %s", resp.StatusCode, b)

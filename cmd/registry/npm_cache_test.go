@@ -363,7 +363,7 @@ func TestNPMCacheNPMAuditForwardsOnlyUpstreamNames(t *testing.T) {
 	if err != nil && strings.Contains(string(out), "the audit body must be a JSON object") {
 		// npm sends the bulk advisories body gzipped (Content-Encoding:
 		// gzip); auditUpstream decodes it as plain JSON and answers 400.
-		t.Skip("BUG: registry/npm/audit.go auditUpstream does not decode a gzipped audit body (Content-Encoding: gzip), so npm audit fails with 400 through a cache: " + audit400(string(out)))
+		t.Fatal("registry/npm/audit.go auditUpstream does not decode a gzipped audit body (Content-Encoding: gzip), so npm audit fails with 400 through a cache: " + audit400(string(out)))
 	}
 	if err != nil || !strings.Contains(string(out), "found 0 vulnerabilities") {
 		t.Fatalf("npm audit through the cache: %v\n%s", err, out)

@@ -2,10 +2,13 @@ package npm
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/unireg/unireg/registry/internal/pullthrough"
 )
@@ -18,8 +21,22 @@ const maxAuditBody = 16 << 20
 // the registry. When the upstream cannot answer, the answer is "no
 // advisories" with an npm-notice saying so, so that installs go on.
 func (h *Handler) auditUpstream(q *request) error {
-	body, err := io.ReadAll(io.LimitReader(q.R.Body, maxAuditBody+1))
+	// npm sends the bulk audit gzipped (Content-Encoding: gzip); the bound
+	// applies to what it inflates to.
+	var in io.Reader = q.R.Body
+	if strings.EqualFold(strings.TrimSpace(q.R.Header.Get("Content-Encoding")), "gzip") {
+		zr, err := gzip.NewReader(q.R.Body)
+		if err != nil {
+			return newError(http.StatusBadRequest, "the audit body is not gzip")
+		}
+		defer zr.Close()
+		in = zr
+	}
+	body, err := io.ReadAll(io.LimitReader(in, maxAuditBody+1))
 	if err != nil {
+		if errors.Is(err, gzip.ErrChecksum) || errors.Is(err, gzip.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return newError(http.StatusBadRequest, "the audit body is not valid gzip")
+		}
 		return err
 	}
 	var asked map[string]json.RawMessage

@@ -378,20 +378,35 @@ func tarballSum(doc packument, file string) (alg string, sum []byte, ok bool) {
 func (h *Handler) getUplinkTarball(q *request) error {
 	name, file := q.route.pkg, q.route.arg
 	notFound := newError(http.StatusNotFound, "tarball %s of %s not found", file, name)
-	var doc *cachedDoc
-	var err error
+	// A tarball is immutable: any cached document that names the file says
+	// what it must hash to, however old; the upstream is asked for the
+	// document only when none does.
+	alg, sum, ok := "", []byte(nil), false
 	for _, abbreviated := range []bool{true, false} {
-		if doc, err = h.uplinkDoc(q, name, abbreviated); err != nil || doc != nil {
+		key := uplinkDocKey(name, abbreviated)
+		doc, err := h.packages.cachedAt(q.R.Context(), "uplink:"+key, key)
+		if err != nil {
+			return err
+		}
+		if doc != nil {
+			if alg, sum, ok = tarballSum(doc.doc, file); ok {
+				break
+			}
+		}
+	}
+	for _, abbreviated := range []bool{true, false} {
+		if ok {
+			break
+		}
+		doc, err := h.uplinkDoc(q, name, abbreviated)
+		if err != nil {
+			return err
+		}
+		if doc != nil {
+			alg, sum, ok = tarballSum(doc.doc, file)
 			break
 		}
 	}
-	if err != nil {
-		return err
-	}
-	if doc == nil {
-		return notFound
-	}
-	alg, sum, ok := tarballSum(doc.doc, file)
 	if !ok {
 		return notFound
 	}

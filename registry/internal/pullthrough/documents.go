@@ -7,8 +7,9 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// DefaultFetchTimeout bounds one fetch of a document from an upstream.
-const DefaultFetchTimeout = 10 * time.Second
+// DefaultFetchTimeout bounds one fetch of a document from an upstream, so
+// that an uncached pull from a hanging upstream fails within 10 s.
+const DefaultFetchTimeout = 8 * time.Second
 
 // Documents runs one fetch per key at a time: callers that ask for a key
 // while its fetch runs share its result, so N nodes resolving a new tag
