@@ -30,9 +30,9 @@ var ErrSpoolFull = errors.New("the cache's download spool is full")
 // included, gets a Reader that follows the file as it grows, so the first
 // bytes reach every client while the rest is still arriving. The content is
 // hashed as it arrives; only when the whole of it matches the expected sum
-// is it handed to Commit (which stores it) and do readers see its end. A
-// download that fails or does not verify ends every reader with an error,
-// and nothing of it is stored.
+// do readers see its end and is it handed to Commit, which stores it while
+// the readers go on. A download that fails or does not verify ends every
+// reader with an error, and nothing of it is stored.
 type Fills struct {
 	// Dir holds the spool files (default os.TempDir()).
 	Dir string
@@ -66,8 +66,9 @@ type Download struct {
 	// Hash and Sum are what the content must hash to.
 	Hash func() hash.Hash
 	Sum  []byte
-	// Commit stores the verified content, read from spool; readers see the
-	// end of the content only after it returns nil.
+	// Commit stores the verified content, read from spool, after the
+	// readers have seen its end; a failure is logged (Upstream's logger)
+	// and the next caller downloads again.
 	Commit func(ctx context.Context, spool io.Reader, size int64) error
 	// Upstream, if set, is told of an upstream that does not answer Open
 	// in time, and named in the error.
@@ -177,23 +178,25 @@ func (fs *Fills) download(ctx context.Context, key string, f *fill, d Download) 
 	if err == nil {
 		err = fs.copyAndVerify(ctx, cancel, f, body, d)
 	}
+	// Readers see the end as soon as the content is verified: the copy
+	// into storage need not hold them up. The fill stays joinable (its
+	// spool readable) until the content is stored.
+	f.mu.Lock()
+	f.done, f.err = true, err
+	f.grew.Broadcast()
+	f.mu.Unlock()
+	if err == nil {
+		if cerr := d.Commit(ctx, io.NewSectionReader(f.file, 0, f.written), f.written); cerr != nil && d.Upstream != nil {
+			// The clients have their verified bytes; the next pull downloads again.
+			d.Upstream.Log.Error("cache: storing a download failed", "protocol", d.Upstream.Protocol, "upstream", d.Upstream.Name, "key", key, "error", cerr)
+		}
+	}
 	// No new reader may join a finished download: the next caller finds
 	// the object stored (or starts again after a failure).
 	fs.mu.Lock()
 	delete(fs.active, key)
 	fs.mu.Unlock()
-	// The downloader's reference goes in the same step as done is set: a
-	// reader that sees the end and closes is then the last, and its Close
-	// returns the spool's bytes to the budget before it returns.
-	f.mu.Lock()
-	f.done, f.err = true, err
-	f.grew.Broadcast()
-	f.refs--
-	last := f.refs == 0
-	f.mu.Unlock()
-	if last {
-		fs.cleanup(f)
-	}
+	fs.release(f)
 }
 
 func (fs *Fills) idle() time.Duration {
@@ -286,7 +289,7 @@ func (fs *Fills) copyAndVerify(ctx context.Context, cancel context.CancelFunc, f
 		return errors.New("upstream content does not match its digest")
 	}
 	watchdog.Stop()
-	return d.Commit(ctx, io.NewSectionReader(f.file, 0, f.written), f.written)
+	return nil
 }
 
 // release drops one reference to f; the last one closes the spool file
@@ -313,7 +316,7 @@ func (fs *Fills) cleanup(f *fill) {
 
 // A Reader follows one download as it grows. Read blocks until more
 // content arrives; it returns io.EOF only once the whole content has been
-// verified and stored, and the download's error if it failed.
+// verified, and the download's error if it failed.
 type Reader struct {
 	fills    *Fills
 	f        *fill
