@@ -951,10 +951,11 @@ func TestCacheUpstreamFillsPerIdentityCountDownloadsNotClients(t *testing.T) {
 	img := cachetest.PushImage(t, w.dist.URL, "team/app", "v1", layers)
 	repo := w.url + "/v2/" + ociDistName + "/team/app"
 	a, b := img.Layers[0].Digest, img.Layers[1].Digest
-	// One byte flows, so that the cache sends its first client the
-	// headers (it does with the first body bytes); the rest is held.
+	// Two bytes flow, so that the cache sends its first client the
+	// headers with the first byte (it holds back the last byte received
+	// until the blob is verified); the rest is held.
 	w.proxy.Pace("/blobs/")
-	w.proxy.Allow(1)
+	w.proxy.Allow(2)
 
 	type result struct {
 		status int

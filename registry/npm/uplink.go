@@ -314,6 +314,7 @@ func (h *Handler) fetchUplinkDoc(ctx context.Context, name string, abbreviated b
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxUplinkDocument+1))
+	h.uplink.health.CountBytes(len(body))
 	if err != nil {
 		return fmt.Errorf("reading the document: %w", err)
 	}
@@ -470,6 +471,17 @@ func (h *Handler) getUplinkTarball(q *request) error {
 		return err
 	}
 	defer r.Close()
+	// The first part before the status: a download that fails before its
+	// first byte is still answered with an npm error, not a cut body.
+	first := make([]byte, 32<<10)
+	n, err := r.Read(first)
+	if err != nil && err != io.EOF {
+		var ue *pullthrough.UpstreamError
+		if !errors.As(err, &ue) {
+			err = pullthrough.Failed(u.health.Name, "the download of "+file+" failed", err)
+		}
+		return err
+	}
 	u.health.Count(pullthrough.Miss)
 	h.pulled.Touch(ctx, uplinkPulledKey(name, sumName))
 	hd := q.W.Header()
@@ -479,11 +491,13 @@ func (h *Handler) getUplinkTarball(q *request) error {
 		hd.Set("Content-Length", strconv.FormatInt(size, 10))
 	}
 	q.W.WriteHeader(http.StatusOK)
-	if _, err := io.Copy(flushWriter{q.W}, r); err != nil {
-		if ctx.Err() == nil {
-			u.health.Failure("tarball "+name+"/"+file, err)
+	flushWriter{q.W}.Write(first[:n])
+	if err == nil {
+		if _, err := io.Copy(flushWriter{q.W}, r); err != nil {
+			// The status is sent: cut the body. (The download's failure is
+			// counted once, by the download.)
+			panic(http.ErrAbortHandler)
 		}
-		panic(http.ErrAbortHandler) // the status is sent: cut the body
 	}
 	return nil
 }

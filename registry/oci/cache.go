@@ -180,6 +180,10 @@ func (c *cache) client(ctx context.Context, repo string) (*http.Client, error) {
 		}
 		var err error
 		rt, err = transport.NewWithContext(ctx, c.reg, auth, c.inner, []string{c.reg.Repo(repo).Scope(transport.PullScope)})
+		var te *transport.Error
+		if errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden) {
+			return nil, pullthrough.Failed(c.up.Name, "refused the login (check its credentials)", err)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -378,6 +382,7 @@ func (h *Handler) fetchManifestOnce(q *request, c *cache, name, ref string) (fet
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, h.opts.MaxManifestSize+1))
+	c.health.CountBytes(len(body))
 	if err != nil {
 		return fetched{}, fmt.Errorf("reading the manifest: %w", err)
 	}
@@ -539,6 +544,13 @@ func (h *Handler) fillBlob(q *request, c *cache, name string, d digest.Digest) e
 		return err
 	}
 	defer r.Close()
+	// The first part before the status: a download that fails before its
+	// first byte is still answered with an error document, not a cut body.
+	first := make([]byte, 32<<10)
+	n, err := r.Read(first)
+	if err != nil && err != io.EOF {
+		return downloadFailed(c.up.Name, err)
+	}
 	c.health.Count(pullthrough.Miss)
 	hd := q.W.Header()
 	hd.Set("Docker-Content-Digest", d.String())
@@ -547,15 +559,27 @@ func (h *Handler) fillBlob(q *request, c *cache, name string, d digest.Digest) e
 		hd.Set("Content-Length", strconv.FormatInt(size, 10))
 	}
 	q.W.WriteHeader(http.StatusOK)
-	if _, err := io.Copy(flushWriter{q.W}, r); err != nil {
-		if q.R.Context().Err() == nil {
-			c.health.Failure("blob "+repo+"@"+d.String(), err)
+	flushWriter{q.W}.Write(first[:n])
+	if err == nil {
+		if _, err := io.Copy(flushWriter{q.W}, r); err != nil {
+			// The status is sent: cut the connection, so the client sees a
+			// broken body rather than a short one it might take as whole.
+			// (The download's failure is counted once, by the download.)
+			panic(http.ErrAbortHandler)
 		}
-		// The status is sent: cut the connection, so the client sees a
-		// broken body rather than a short one it might take as whole.
-		panic(http.ErrAbortHandler)
 	}
 	return errServed
+}
+
+// downloadFailed is the client's error for a download that failed: the
+// upstream's failure as it is, anything else (content that did not
+// verify, a body cut short) described as the upstream's.
+func downloadFailed(upstream string, err error) error {
+	var ue *pullthrough.UpstreamError
+	if errors.As(err, &ue) || errors.Is(err, pullthrough.ErrSpoolFull) {
+		return err
+	}
+	return pullthrough.Failed(upstream, "the download failed", err)
 }
 
 // errUpstreamBlobTooLarge refuses an upstream blob above MaxBlobSize.

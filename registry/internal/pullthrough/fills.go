@@ -177,6 +177,10 @@ func (fs *Fills) download(ctx context.Context, key string, f *fill, d Download) 
 	close(f.ready)
 	if err == nil {
 		err = fs.copyAndVerify(ctx, cancel, f, body, d)
+		if err != nil && d.Upstream != nil && !errors.Is(err, ErrSpoolFull) {
+			// Counted once for the download, however many read it.
+			d.Upstream.Failure("download", err)
+		}
 	}
 	// Readers see the end as soon as the content is verified: the copy
 	// into storage need not hold them up. The fill stays joinable (its
@@ -315,8 +319,9 @@ func (fs *Fills) cleanup(f *fill) {
 }
 
 // A Reader follows one download as it grows. Read blocks until more
-// content arrives; it returns io.EOF only once the whole content has been
-// verified, and the download's error if it failed.
+// content arrives, and holds back the last byte received until the whole
+// content is verified; it returns io.EOF only then, and the download's
+// error if it failed.
 type Reader struct {
 	fills    *Fills
 	f        *fill
@@ -337,6 +342,23 @@ func (r *Reader) Read(p []byte) (int, error) {
 		f.grew.Wait()
 	}
 	avail, done, err := f.written-r.off, f.done, f.err
+	if !done && avail > 0 && r.off+avail == f.written {
+		// The last byte so far waits for the verdict: until the whole
+		// content is verified a client never holds what looks like all of
+		// it (a client that checks no digest would take it for whole).
+		avail--
+		for avail == 0 && !f.done && f.written == r.off+1 {
+			if err := r.ctx.Err(); err != nil {
+				f.mu.Unlock()
+				return 0, err
+			}
+			f.grew.Wait()
+		}
+		avail, done, err = f.written-r.off, f.done, f.err
+		if !done {
+			avail--
+		}
+	}
 	f.mu.Unlock()
 	if avail <= 0 {
 		if err != nil {

@@ -364,8 +364,9 @@ func TestFillsLongBodyIsAnError(t *testing.T) {
 	defer other.Close()
 	otherRes := readAll(other, nil)
 	await(t, "declared part", u.send(t, 0, content[:50_000]))
+	// All but the last declared byte: it waits for the verdict.
 	buf := make([]byte, 50_000)
-	if _, err := io.ReadFull(r, buf); err != nil {
+	if _, err := io.ReadFull(r, buf[:50_000-1]); err != nil {
 		t.Fatalf("reading the declared bytes: %v", err)
 	}
 	// The upstream goes on past what it declared (and stays open).
@@ -375,14 +376,14 @@ func TestFillsLongBodyIsAnError(t *testing.T) {
 		return readResult{data: buf[:n], err: err}
 	})
 	if len(n.data) > 0 {
-		t.Fatalf("a reader got %d bytes beyond the declared size", len(n.data))
+		t.Fatalf("a reader got %d more bytes of a body longer than declared", len(n.data))
 	}
 	if n.err == nil || n.err == io.EOF {
 		t.Fatalf("Read past the declared size = %v, want an error", n.err)
 	}
 	u.body(t, 0).Close()
-	if got := await(t, "other reader", otherRes); got.err == nil || len(got.data) > 50_000 {
-		t.Fatalf("other reader: %d bytes, %v; want at most 50 000 and an error", len(got.data), got.err)
+	if got := await(t, "other reader", otherRes); got.err == nil || len(got.data) >= 50_000 {
+		t.Fatalf("other reader: %d bytes, %v; want fewer than 50 000 and an error", len(got.data), got.err)
 	}
 	if c.count() != 0 {
 		t.Fatal("a body longer than its declared size was committed")
@@ -921,5 +922,33 @@ func TestFillsJoinerGivingUpWhileOpening(t *testing.T) {
 	}
 	if u.opens.Load() != 1 {
 		t.Fatalf("Open called %d times", u.opens.Load())
+	}
+}
+
+// Until the content is verified a reader never holds all of it: a client
+// that checks no digest must not get what looks like a whole body.
+func TestFillsHoldBackTheLastByteUntilVerified(t *testing.T) {
+	fs := &Fills{Dir: t.TempDir()}
+	content := randomBytes(t, 64<<10)
+	wrong := append([]byte(nil), content...)
+	wrong[len(wrong)-1] ^= 0xff
+	u := &upstream{size: int64(len(content))}
+	r, _, err := fs.Join(context.Background(), "k", download(u, content, &committer{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	await(t, "body", u.send(t, 0, wrong))
+	buf := make([]byte, len(content))
+	if _, err := io.ReadFull(r, buf[:len(content)-1]); err != nil {
+		t.Fatal(err)
+	}
+	u.body(t, 0).Close()
+	got := within(t, "last Read", func() readResult {
+		n, err := r.Read(buf[len(content)-1:])
+		return readResult{data: buf[len(content)-1 : len(content)-1+n], err: err}
+	})
+	if len(got.data) != 0 || got.err == nil || got.err == io.EOF {
+		t.Fatalf("after a wrong body the last Read gave %d bytes, %v; want none and an error", len(got.data), got.err)
 	}
 }

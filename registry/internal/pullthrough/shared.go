@@ -1,6 +1,11 @@
 package pullthrough
 
-import "net/http"
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/unireg/unireg/registry/limit"
+)
 
 // Shared is what the caches of one registry share, across upstreams and
 // protocols.
@@ -20,10 +25,9 @@ type Shared struct {
 }
 
 // A Limiter bounds what one key (an identity) holds at once; a
-// *limit.Uploads is one.
+// *limit.Uploads is one. A refusal answers 429 (limit.ErrTooManyUploads).
 type Limiter interface {
 	Acquire(key string) (release func(), ok bool)
-	Refusal(key string) error
 }
 
 // Acquire takes one of key's slots; without a limiter every call gets one.
@@ -33,7 +37,8 @@ func (s *Shared) Acquire(key string) (release func(), err error) {
 	}
 	release, ok := s.FillsPerIdentity.Acquire(key)
 	if !ok {
-		return nil, s.FillsPerIdentity.Refusal(key)
+		return nil, fmt.Errorf("%w: %s already has as many upstream requests and downloads under way as one identity may start; retry when one has ended",
+			limit.ErrTooManyUploads, key)
 	}
 	return release, nil
 }
