@@ -234,3 +234,31 @@ func between(s, start, end string) string {
 	v, _, _ := strings.Cut(rest, end)
 	return v
 }
+
+// Each cached object's last pull is recorded for the collector's
+// eviction: a blob's and a manifest's.
+func TestCacheRecordsWhenCachedContentWasLastPulled(t *testing.T) {
+	up, _ := cachePair(t)
+	img := pushRandom(t, up, "team/app:v1")
+	store := inmemory.New()
+	cache := cacheOf(t, up.URL, "up.test", Config{Storage: store, AnonymousScopes: []string{"oci:repository:up.test/*:pull"}})
+	ref, _ := name.ParseReference(strings.TrimPrefix(cache.URL, "http://") + "/up.test/team/app:v1")
+	got, err := remote.Image(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := got.Layers()
+	rc, _ := layers[0].Compressed()
+	io.ReadAll(rc)
+	rc.Close()
+	md, _ := img.Digest()
+	ld, _ := layers[0].Digest()
+	for _, key := range []string{
+		"cache/oci/pulled/manifests/up.test/team/app/sha256/" + md.Hex,
+		"cache/oci/pulled/blobs/sha256/" + ld.Hex,
+	} {
+		if _, err := store.Stat(context.Background(), key); err != nil {
+			t.Errorf("no last-pulled record %s: %v", key, err)
+		}
+	}
+}

@@ -552,6 +552,7 @@ func (h *Handler) fillBlob(q *request, c *cache, name string, d digest.Digest) e
 		return downloadFailed(c.up.Name, err)
 	}
 	c.health.Count(pullthrough.Miss)
+	h.touchCached(ctx, "blobs/"+string(d.Algorithm())+"/"+d.Encoded())
 	hd := q.W.Header()
 	hd.Set("Docker-Content-Digest", d.String())
 	hd.Set("Content-Type", "application/octet-stream")
