@@ -453,8 +453,8 @@ func (h *Handler) getUplinkTarball(q *request) error {
 		Sum:      sum,
 		Upstream: u.health,
 		Admit:    h.opts.Cache.Admit(q.Subject()),
-		Commit: func(ctx context.Context, spool io.Reader, size int64) error {
-			if _, err := h.store.Put(ctx, key, spool, storage.Condition{}); err != nil {
+		Commit: func(ctx context.Context, spool pullthrough.Spool) error {
+			if err := spool.Commit(ctx, h.store, key); err != nil {
 				return fmt.Errorf("store tarball %s of %s: %w", file, name, err)
 			}
 			return nil
@@ -493,7 +493,7 @@ func (h *Handler) getUplinkTarball(q *request) error {
 	q.W.WriteHeader(http.StatusOK)
 	flushWriter{q.W}.Write(first[:n])
 	if err == nil {
-		if _, err := io.Copy(flushWriter{q.W}, r); err != nil {
+		if _, err := r.WriteTo(q.W); err != nil {
 			// The status is sent: cut the body. (The download's failure is
 			// counted once, by the download.)
 			panic(http.ErrAbortHandler)

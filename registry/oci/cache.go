@@ -523,8 +523,8 @@ func (h *Handler) fillBlob(q *request, c *cache, name string, d digest.Digest) e
 		Sum:      sum,
 		Upstream: c.health,
 		Admit:    h.opts.Cache.Admit(q.Subject()),
-		Commit: func(ctx context.Context, spool io.Reader, size int64) error {
-			if _, err := h.store.Put(ctx, blobKey(d), spool, storage.Condition{}); err != nil {
+		Commit: func(ctx context.Context, spool pullthrough.Spool) error {
+			if err := spool.Commit(ctx, h.store, blobKey(d)); err != nil {
 				return fmt.Errorf("store blob %s: %w", d, err)
 			}
 			return h.linkCachedBlob(ctx, name, d)
@@ -562,7 +562,7 @@ func (h *Handler) fillBlob(q *request, c *cache, name string, d digest.Digest) e
 	q.W.WriteHeader(http.StatusOK)
 	flushWriter{q.W}.Write(first[:n])
 	if err == nil {
-		if _, err := io.Copy(flushWriter{q.W}, r); err != nil {
+		if _, err := r.WriteTo(q.W); err != nil {
 			// The status is sent: cut the connection, so the client sees a
 			// broken body rather than a short one it might take as whole.
 			// (The download's failure is counted once, by the download.)

@@ -123,6 +123,15 @@ type Redirector interface {
 	RedirectURL(ctx context.Context, key string, expiry time.Duration) (string, error)
 }
 
+// A FileTaker is implemented by backends that can take a complete local
+// file as the object at key by renaming it (a filesystem, when the file is
+// on the same one): the pull-through cache's downloads then cost one write,
+// not two. taken is false, with nothing changed, when it cannot; the caller
+// then Puts the content. The file is synced before it is taken.
+type FileTaker interface {
+	TakeFile(ctx context.Context, key, path string) (taken bool, err error)
+}
+
 // Join builds a key from segments, refusing anything that could escape the
 // store or alias another key.
 func Join(segments ...string) (string, error) {

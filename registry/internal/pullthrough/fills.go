@@ -8,8 +8,11 @@ import (
 	"hash"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/unireg/unireg/registry/storage"
 )
 
 // DefaultSpoolBytes is the default budget of the spool: the bytes of all
@@ -46,9 +49,26 @@ type Fills struct {
 	// OnBytes, if set, is told of every chunk the upstream sends.
 	OnBytes func(n int)
 
-	mu     sync.Mutex
-	used   int64
-	active map[string]*fill
+	mu        sync.Mutex
+	used      int64
+	active    map[string]*fill
+	purgeOnce sync.Once
+}
+
+// spoolPattern names the spool files (os.CreateTemp).
+const spoolPattern = "fill-*"
+
+// purgeStale removes the spool files a crashed process left: the spool
+// directory is this process's alone.
+func (fs *Fills) purgeStale() {
+	dir := fs.Dir
+	if dir == "" {
+		return // os.TempDir() is shared with others
+	}
+	old, _ := filepath.Glob(filepath.Join(dir, spoolPattern))
+	for _, p := range old {
+		os.Remove(p)
+	}
 }
 
 // A Source is an upstream body to download.
@@ -66,10 +86,11 @@ type Download struct {
 	// Hash and Sum are what the content must hash to.
 	Hash func() hash.Hash
 	Sum  []byte
-	// Commit stores the verified content, read from spool, after the
-	// readers have seen its end; a failure is logged (Upstream's logger)
-	// and the next caller downloads again.
-	Commit func(ctx context.Context, spool io.Reader, size int64) error
+	// Commit stores the verified content after the readers have seen its
+	// end: it reads the spool, or takes its file (Spool.Path) into storage
+	// by renaming it; a failure is logged (Upstream's logger) and the next
+	// caller downloads again.
+	Commit func(ctx context.Context, spool Spool) error
 	// Upstream, if set, is told of an upstream that does not answer Open
 	// in time, and named in the error.
 	Upstream *Upstream
@@ -78,6 +99,29 @@ type Download struct {
 	// release is called when the download ends. It bounds the downloads
 	// one identity starts (Shared.Acquire).
 	Admit func() (release func(), err error)
+}
+
+// A Spool is a verified download handed to Commit.
+type Spool struct {
+	// Reader reads the content from its start.
+	io.Reader
+	// Path is the spool file, which Commit may rename away (readers keep
+	// their open descriptor); whatever is left there is removed after.
+	Path string
+	Size int64
+}
+
+// Commit stores a verified download at key: by taking its spool file when
+// the store can (storage.FileTaker, the same filesystem), else by copying it.
+func (s Spool) Commit(ctx context.Context, store storage.Driver, key string) error {
+	if ft, ok := store.(storage.FileTaker); ok {
+		taken, err := ft.TakeFile(ctx, key, s.Path)
+		if err != nil || taken {
+			return err
+		}
+	}
+	_, err := store.Put(ctx, key, s.Reader, storage.Condition{})
+	return err
 }
 
 type fill struct {
@@ -190,7 +234,8 @@ func (fs *Fills) download(ctx context.Context, key string, f *fill, d Download) 
 	f.grew.Broadcast()
 	f.mu.Unlock()
 	if err == nil {
-		if cerr := d.Commit(ctx, io.NewSectionReader(f.file, 0, f.written), f.written); cerr != nil && d.Upstream != nil {
+		spool := Spool{Reader: io.NewSectionReader(f.file, 0, f.written), Path: f.file.Name(), Size: f.written}
+		if cerr := d.Commit(ctx, spool); cerr != nil && d.Upstream != nil {
 			// The clients have their verified bytes; the next pull downloads again.
 			d.Upstream.Log.Error("cache: storing a download failed", "protocol", d.Upstream.Protocol, "upstream", d.Upstream.Name, "key", key, "error", cerr)
 		}
@@ -235,12 +280,12 @@ func (fs *Fills) start(ctx context.Context, f *fill, d Download) (io.ReadCloser,
 		src.Body.Close()
 		return nil, fmt.Errorf("%w: %d bytes do not fit its budget of %d", ErrSpoolFull, src.Size, fs.budget())
 	}
-	file, err := os.CreateTemp(fs.Dir, "fill-*")
+	fs.purgeOnce.Do(fs.purgeStale)
+	file, err := os.CreateTemp(fs.Dir, spoolPattern)
 	if err != nil {
 		src.Body.Close()
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	os.Remove(file.Name()) // the open descriptor keeps it until the last reader
 	f.file, f.size = file, src.Size
 	return src.Body, nil
 }
@@ -312,6 +357,7 @@ func (fs *Fills) release(f *fill) {
 func (fs *Fills) cleanup(f *fill) {
 	if f.file != nil {
 		f.file.Close()
+		os.Remove(f.file.Name()) // unless Commit took it
 	}
 	fs.mu.Lock()
 	fs.used -= f.reserved
@@ -381,6 +427,45 @@ func (r *Reader) Read(p []byte) (int, error) {
 		rerr = nil
 	}
 	return n, rerr
+}
+
+// WriteTo copies the download to w in large parts as it arrives, and
+// flushes w (an http.Flusher) only when it has caught up with the download,
+// so a client gets each part at once without a flush per small write.
+func (r *Reader) WriteTo(w io.Writer) (int64, error) {
+	buf := make([]byte, 1<<20)
+	flusher, _ := w.(interface{ Flush() })
+	var total int64
+	for {
+		if flusher != nil && !r.more() {
+			flusher.Flush()
+		}
+		n, err := r.Read(buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			if flusher != nil {
+				flusher.Flush()
+			}
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// more reports whether a Read would return at once with content.
+func (r *Reader) more() bool {
+	f := r.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.written-r.off > 1 || (f.done && f.written > r.off)
 }
 
 // Close releases the reader; the download goes on for the others (and to

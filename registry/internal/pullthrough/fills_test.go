@@ -9,10 +9,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/unireg/unireg/registry/storage"
+	"github.com/unireg/unireg/registry/storage/filesystem"
 )
 
 func randomBytes(t *testing.T, n int) []byte {
@@ -106,6 +110,10 @@ func (c *committer) commit(ctx context.Context, spool io.Reader, size int64) err
 	return c.err
 }
 
+func (c *committer) commitSpool(ctx context.Context, s Spool) error {
+	return c.commit(ctx, s.Reader, s.Size)
+}
+
 func (c *committer) count() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -113,7 +121,7 @@ func (c *committer) count() int {
 }
 
 func download(u *upstream, content []byte, c *committer) Download {
-	return Download{Open: u.open, Hash: sha256.New, Sum: sum256(content), Commit: c.commit}
+	return Download{Open: u.open, Hash: sha256.New, Sum: sum256(content), Commit: c.commitSpool}
 }
 
 type readResult struct {
@@ -146,16 +154,25 @@ func await[T any](t *testing.T, what string, ch <-chan T) T {
 
 func spoolEmpty(t *testing.T, dir string) {
 	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != 0 {
-		var names []string
-		for _, e := range entries {
-			names = append(names, e.Name())
+	// The last reference (a reader, or the download once stored) removes
+	// the spool file: wait for it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Fatalf("spool directory holds %v, want nothing left", names)
+		if len(entries) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			t.Fatalf("spool directory holds %v, want nothing left", names)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -335,7 +352,7 @@ func TestFillsShortBodyIsAnError(t *testing.T) {
 	u := &upstream{size: int64(len(content))} // declares 100 000, sends 50 000
 	c := &committer{}
 	// Sum of what is sent, so only the declared size can catch it.
-	d := Download{Open: u.open, Hash: sha256.New, Sum: sum256(short), Commit: c.commit}
+	d := Download{Open: u.open, Hash: sha256.New, Sum: sum256(short), Commit: c.commitSpool}
 	for i, res := range failingFill(t, fs, u, d, short, 3) {
 		if res.err == nil {
 			t.Fatalf("reader %d read a truncated body to io.EOF", i)
@@ -351,7 +368,7 @@ func TestFillsLongBodyIsAnError(t *testing.T) {
 	content := randomBytes(t, 100_000)
 	u := &upstream{size: 50_000} // declares 50 000, sends 100 000
 	c := &committer{}
-	d := Download{Open: u.open, Hash: sha256.New, Sum: sum256(content), Commit: c.commit}
+	d := Download{Open: u.open, Hash: sha256.New, Sum: sum256(content), Commit: c.commitSpool}
 	r, _, err := fs.Join(context.Background(), "k", d)
 	if err != nil {
 		t.Fatal(err)
@@ -806,8 +823,12 @@ func TestFillsNewJoinAfterTheEndStartsANewDownload(t *testing.T) {
 	}
 }
 
-func TestFillsSpoolDirHoldsNothingEvenDuringADownload(t *testing.T) {
+// A download has one spool file while it runs and none after; a file a
+// crashed process left in the spool directory is removed.
+func TestFillsSpoolFilesAreRemovedAndStaleOnesPurged(t *testing.T) {
 	dir := t.TempDir()
+	stale := filepath.Join(dir, "fill-12345")
+	os.WriteFile(stale, []byte("left by a crash"), 0o600)
 	fs := &Fills{Dir: dir}
 	content := randomBytes(t, 100_000)
 	u := &upstream{size: int64(len(content))}
@@ -817,8 +838,12 @@ func TestFillsSpoolDirHoldsNothingEvenDuringADownload(t *testing.T) {
 		t.Fatal(err)
 	}
 	await(t, "half", u.send(t, 0, content[:50_000]))
-	// The spool file is unlinked at once: a crash leaves nothing behind.
-	spoolEmpty(t, dir)
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatalf("a stale spool file survived the first download: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("%d spool files during one download, want 1", len(entries))
+	}
 	res := readAll(r, c)
 	await(t, "rest", u.send(t, 0, content[50_000:]))
 	u.body(t, 0).Close()
@@ -827,6 +852,50 @@ func TestFillsSpoolDirHoldsNothingEvenDuringADownload(t *testing.T) {
 	}
 	r.Close()
 	spoolEmpty(t, dir)
+}
+
+// On a filesystem store the spool file itself becomes the object (one
+// write, not two), and readers still holding it read on.
+func TestSpoolCommitTakesTheFileIntoAFilesystemStore(t *testing.T) {
+	root := t.TempDir()
+	store, err := filesystem.New(filepath.Join(root, "storage"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spoolDir := filepath.Join(root, "spool")
+	os.Mkdir(spoolDir, 0o700)
+	fs := &Fills{Dir: spoolDir}
+	content := randomBytes(t, 300_000)
+	u := &upstream{size: int64(len(content))}
+	var took atomic.Bool
+	d := Download{Open: u.open, Hash: sha256.New, Sum: sum256(content), Commit: func(ctx context.Context, s Spool) error {
+		err := s.Commit(ctx, store, "blobs/x")
+		_, statErr := os.Stat(s.Path)
+		took.Store(err == nil && os.IsNotExist(statErr))
+		return err
+	}}
+	first, _, _ := fs.Join(context.Background(), "k", d)
+	slow, _, _ := fs.Join(context.Background(), "k", d)
+	res := readAll(first, nil)
+	await(t, "body", u.send(t, 0, content))
+	u.body(t, 0).Close()
+	if got := await(t, "reader", res); got.err != nil || !bytes.Equal(got.data, content) {
+		t.Fatalf("reader: %d bytes, %v", len(got.data), got.err)
+	}
+	first.Close()
+	waitIdle(t, fs)
+	if !took.Load() {
+		t.Fatal("the spool file was copied, not taken")
+	}
+	if got := await(t, "a reader after the file was taken", readAll(slow, nil)); got.err != nil || !bytes.Equal(got.data, content) {
+		t.Fatalf("slow reader: %d bytes, %v", len(got.data), got.err)
+	}
+	slow.Close()
+	b, _, err := storage.ReadAll(context.Background(), store, "blobs/x")
+	if err != nil || !bytes.Equal(b, content) {
+		t.Fatalf("stored object: %d bytes, %v", len(b), err)
+	}
+	spoolEmpty(t, spoolDir)
 }
 
 func TestFillsOpenErrorReachesEveryJoiner(t *testing.T) {

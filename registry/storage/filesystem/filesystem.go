@@ -206,6 +206,35 @@ func (d *Driver) writeTemp(p string, r io.Reader) (string, error) {
 	return name, nil
 }
 
+// TakeFile implements storage.FileTaker: the file at path, synced, is
+// renamed to key's object (replacing it, as an unconditional Put). A file on
+// another filesystem is not taken.
+func (d *Driver) TakeFile(_ context.Context, key, path string) (bool, error) {
+	p, err := d.path(key)
+	if err != nil {
+		return false, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	err = f.Sync()
+	f.Close()
+	if err != nil {
+		return false, fmt.Errorf("take %s: %w", key, err)
+	}
+	err = d.inDir(filepath.Dir(p), func() error { return os.Rename(path, p) })
+	if errors.Is(err, syscall.EXDEV) {
+		d.pruneEmptyDirs(filepath.Dir(p))
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("take %s: %w", key, err)
+	}
+	syncDir(filepath.Dir(p))
+	return true, nil
+}
+
 // Append implements storage.Driver. Bytes past offset (left by a crash or a
 // failed earlier append) are discarded first, so the caller's record of the
 // offset stays the source of truth.
