@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/unireg/unireg/registry/storage"
@@ -101,6 +102,27 @@ type Download struct {
 	Admit func() (release func(), err error)
 }
 
+// The memory window of a download: chunks of chunkSize, at most
+// windowChunks of them not yet in the spool file.
+const (
+	chunkSize    = 1 << 20
+	windowChunks = 16
+)
+
+// A chunk is a part of a download in memory until the spool file has it.
+type chunk struct {
+	off  int64
+	b    []byte
+	refs atomic.Int32 // the spool writer and the hasher
+}
+
+// release returns the chunk's buffer once both have finished with it.
+func (c *chunk) release(free chan<- []byte) {
+	if c.refs.Add(-1) == 0 {
+		free <- c.b[:0]
+	}
+}
+
 // A Spool is a verified download handed to Commit.
 type Spool struct {
 	// Reader reads the content from its start.
@@ -130,9 +152,14 @@ type fill struct {
 	ready   chan struct{} // closed once Open has answered
 	openErr error
 
-	mu       sync.Mutex
-	grew     *sync.Cond
-	written  int64
+	mu   sync.Mutex
+	grew *sync.Cond
+	// received bytes are readable: those below onDisk from the spool
+	// file, the others from pending, the chunks not yet written to it (in
+	// order; the last one may still be filling).
+	received int64
+	onDisk   int64
+	pending  []*chunk
 	done     bool
 	err      error
 	refs     int // readers plus the downloader
@@ -234,7 +261,7 @@ func (fs *Fills) download(ctx context.Context, key string, f *fill, d Download) 
 	f.grew.Broadcast()
 	f.mu.Unlock()
 	if err == nil {
-		spool := Spool{Reader: io.NewSectionReader(f.file, 0, f.written), Path: f.file.Name(), Size: f.written}
+		spool := Spool{Reader: io.NewSectionReader(f.file, 0, f.received), Path: f.file.Name(), Size: f.received}
 		if cerr := d.Commit(ctx, spool); cerr != nil && d.Upstream != nil {
 			// The clients have their verified bytes; the next pull downloads again.
 			d.Upstream.Log.Error("cache: storing a download failed", "protocol", d.Upstream.Protocol, "upstream", d.Upstream.Name, "key", key, "error", cerr)
@@ -297,40 +324,73 @@ func (fs *Fills) copyAndVerify(ctx context.Context, cancel context.CancelFunc, f
 	watchdog := time.AfterFunc(idle, func() { cancel(); body.Close() })
 	defer watchdog.Stop()
 
-	// The hash runs on its own goroutine, beside the reads and the spool
-	// writes (a core hashes about 1.5 GB/s: inline it would pace the
-	// download). Parts go to it in order, from a few large buffers it hands
-	// back once hashed.
+	// Three goroutines: this one reads the upstream into memory chunks,
+	// which readers take at once; one writes the chunks to the spool file
+	// and one hashes them, both in order. A core hashes about 1.5 GB/s and
+	// this machine's page cache takes writes at about 500 MB/s: inline,
+	// either would pace the client. At most window bytes wait in memory;
+	// beyond that the upstream read waits for the spool.
 	h := d.Hash()
-	type part struct {
-		p    []byte
-		done []byte // a buffer the hasher is finished with after p
+	free := make(chan []byte, windowChunks)
+	for range windowChunks {
+		free <- make([]byte, 0, chunkSize)
 	}
-	const bufSize, bufCount = 1 << 20, 4
-	free := make(chan []byte, bufCount)
-	for range bufCount {
-		free <- make([]byte, bufSize)
-	}
-	parts := make(chan part, 256)
-	hashed := make(chan struct{})
+	toDisk := make(chan *chunk, windowChunks)
+	toHash := make(chan *chunk, windowChunks)
+	var diskErr error
+	var workers sync.WaitGroup
+	workers.Add(2)
 	go func() {
-		defer close(hashed)
-		for p := range parts {
-			h.Write(p.p)
-			if p.done != nil {
-				free <- p.done
+		defer workers.Done()
+		for c := range toDisk {
+			if diskErr == nil {
+				if _, err := f.file.WriteAt(c.b, c.off); err != nil {
+					diskErr = err
+				}
 			}
+			f.mu.Lock()
+			f.pending = f.pending[1:]
+			if diskErr == nil {
+				f.onDisk = c.off + int64(len(c.b))
+			}
+			f.mu.Unlock()
+			c.release(free)
 		}
 	}()
-	stopHashing := sync.OnceFunc(func() { close(parts); <-hashed })
-	defer stopHashing()
-	buf, off := <-free, 0
-	for {
-		if off == len(buf) {
-			parts <- part{done: buf}
-			buf, off = <-free, 0
+	go func() {
+		defer workers.Done()
+		for c := range toHash {
+			h.Write(c.b)
+			c.release(free)
 		}
-		n, rerr := body.Read(buf[off:])
+	}()
+	var cur *chunk
+	next := func() {
+		c := &chunk{off: f.received, b: <-free}
+		c.refs.Store(2)
+		f.mu.Lock()
+		f.pending = append(f.pending, c)
+		f.mu.Unlock()
+		cur = c
+	}
+	dispatch := func() { toDisk <- cur; toHash <- cur; cur = nil }
+	stop := sync.OnceFunc(func() {
+		if cur != nil && len(cur.b) > 0 {
+			dispatch()
+		}
+		close(toDisk)
+		close(toHash)
+		workers.Wait()
+	})
+	defer stop()
+	for {
+		if cur == nil || len(cur.b) == cap(cur.b) {
+			if cur != nil {
+				dispatch()
+			}
+			next()
+		}
+		n, rerr := body.Read(cur.b[len(cur.b):cap(cur.b)])
 		if n > 0 {
 			watchdog.Reset(idle)
 			if fs.OnBytes != nil {
@@ -339,16 +399,12 @@ func (fs *Fills) copyAndVerify(ctx context.Context, cancel context.CancelFunc, f
 			if f.size < 0 && !fs.reserve(f, int64(n)) {
 				return fmt.Errorf("%w while downloading an object of undeclared size", ErrSpoolFull)
 			}
-			if f.size >= 0 && f.written+int64(n) > f.size {
+			if f.size >= 0 && f.received+int64(n) > f.size {
 				return fmt.Errorf("upstream sent more than the %d bytes it declared", f.size)
 			}
-			if _, err := f.file.WriteAt(buf[off:off+n], f.written); err != nil {
-				return fmt.Errorf("spool: %w", err)
-			}
-			parts <- part{p: buf[off : off+n]}
-			off += n
 			f.mu.Lock()
-			f.written += int64(n)
+			cur.b = cur.b[:len(cur.b)+n]
+			f.received += int64(n)
 			f.grew.Broadcast()
 			f.mu.Unlock()
 		}
@@ -362,9 +418,12 @@ func (fs *Fills) copyAndVerify(ctx context.Context, cancel context.CancelFunc, f
 			return fmt.Errorf("reading the upstream body: %w", rerr)
 		}
 	}
-	stopHashing()
-	if f.size >= 0 && f.written != f.size {
-		return fmt.Errorf("upstream sent %d of the %d bytes it declared", f.written, f.size)
+	stop()
+	if diskErr != nil {
+		return fmt.Errorf("spool: %w", diskErr)
+	}
+	if f.size >= 0 && f.received != f.size {
+		return fmt.Errorf("upstream sent %d of the %d bytes it declared", f.received, f.size)
 	}
 	if !bytes.Equal(h.Sum(nil), d.Sum) {
 		return errors.New("upstream content does not match its digest")
@@ -412,27 +471,27 @@ type Reader struct {
 func (r *Reader) Read(p []byte) (int, error) {
 	f := r.f
 	f.mu.Lock()
-	for r.off >= f.written && !f.done {
+	for r.off >= f.received && !f.done {
 		if err := r.ctx.Err(); err != nil {
 			f.mu.Unlock()
 			return 0, err
 		}
 		f.grew.Wait()
 	}
-	avail, done, err := f.written-r.off, f.done, f.err
-	if !done && avail > 0 && r.off+avail == f.written {
+	avail, done, err := f.received-r.off, f.done, f.err
+	if !done && avail > 0 && r.off+avail == f.received {
 		// The last byte so far waits for the verdict: until the whole
 		// content is verified a client never holds what looks like all of
 		// it (a client that checks no digest would take it for whole).
 		avail--
-		for avail == 0 && !f.done && f.written == r.off+1 {
+		for avail == 0 && !f.done && f.received == r.off+1 {
 			if err := r.ctx.Err(); err != nil {
 				f.mu.Unlock()
 				return 0, err
 			}
 			f.grew.Wait()
 		}
-		avail, done, err = f.written-r.off, f.done, f.err
+		avail, done, err = f.received-r.off, f.done, f.err
 		if !done {
 			avail--
 		}
@@ -453,6 +512,28 @@ func (r *Reader) Read(p []byte) (int, error) {
 	if int64(len(p)) > avail {
 		p = p[:avail]
 	}
+	f.mu.Lock()
+	if r.off >= f.onDisk {
+		// Not in the file yet: from the chunk that holds it (under the
+		// lock: the spool writer retires a chunk only under it).
+		for _, c := range f.pending {
+			if end := c.off + int64(len(c.b)); r.off >= c.off && r.off < end {
+				n := copy(p, c.b[r.off-c.off:])
+				f.mu.Unlock()
+				r.off += int64(n)
+				return n, nil
+			}
+		}
+	}
+	if r.off >= f.onDisk {
+		// Only when the spool writer failed (the download fails with it).
+		f.mu.Unlock()
+		return 0, errors.New("spool: the download's content is lost")
+	}
+	if r.off+int64(len(p)) > f.onDisk {
+		p = p[:f.onDisk-r.off]
+	}
+	f.mu.Unlock()
 	n, rerr := f.file.ReadAt(p, r.off)
 	r.off += int64(n)
 	if rerr == io.EOF && n > 0 {
@@ -497,7 +578,7 @@ func (r *Reader) more() bool {
 	f := r.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.written-r.off > 1 || (f.done && f.written > r.off)
+	return f.received-r.off > 1 || (f.done && f.received > r.off)
 }
 
 // Close releases the reader; the download goes on for the others (and to
