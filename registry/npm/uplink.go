@@ -444,7 +444,7 @@ func (h *Handler) getUplinkTarball(q *request) error {
 				if err != nil {
 					return err
 				}
-				src = pullthrough.Source{Body: countedBody{resp.Body, u.health}, Size: resp.ContentLength}
+				src = pullthrough.Source{Body: u.health.Counted(resp.Body), Size: resp.ContentLength}
 				return nil
 			})
 			return src, err
@@ -471,57 +471,10 @@ func (h *Handler) getUplinkTarball(q *request) error {
 		return err
 	}
 	defer r.Close()
-	// The first part before the status: a download that fails before its
-	// first byte is still answered with an npm error, not a cut body.
-	first := make([]byte, 32<<10)
-	n, err := r.Read(first)
-	if err != nil && err != io.EOF {
-		var ue *pullthrough.UpstreamError
-		if !errors.As(err, &ue) {
-			err = pullthrough.Failed(u.health.Name, "the download of "+file+" failed", err)
-		}
-		return err
-	}
-	u.health.Count(pullthrough.Miss)
-	h.pulled.Touch(ctx, uplinkPulledKey(name, sumName))
-	hd := q.W.Header()
-	hd.Set("Content-Type", "application/octet-stream")
-	hd.Set("Cache-Control", "public, max-age=31536000, immutable")
-	if size >= 0 {
-		hd.Set("Content-Length", strconv.FormatInt(size, 10))
-	}
-	q.W.WriteHeader(http.StatusOK)
-	flushWriter{q.W}.Write(first[:n])
-	if err == nil {
-		if _, err := r.WriteTo(q.W); err != nil {
-			// The status is sent: cut the body. (The download's failure is
-			// counted once, by the download.)
-			panic(http.ErrAbortHandler)
-		}
-	}
-	return nil
-}
-
-// countedBody counts what the upstream sends.
-type countedBody struct {
-	io.ReadCloser
-	health *pullthrough.Upstream
-}
-
-func (b countedBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.health.CountBytes(n)
-	return n, err
-}
-
-// flushWriter flushes after every write, so a client gets each part of a
-// tarball still arriving as soon as the cache has it.
-type flushWriter struct{ w http.ResponseWriter }
-
-func (f flushWriter) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
-	if fl, ok := f.w.(http.Flusher); ok {
-		fl.Flush()
-	}
-	return n, err
+	return pullthrough.Serve(q.W, r, size, map[string]string{
+		"Content-Type": "application/octet-stream", "Cache-Control": "public, max-age=31536000, immutable",
+	}, u.health.Name, func() {
+		u.health.Count(pullthrough.Miss)
+		h.pulled.Touch(ctx, uplinkPulledKey(name, sumName))
+	})
 }

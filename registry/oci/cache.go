@@ -514,7 +514,7 @@ func (h *Handler) fillBlob(q *request, c *cache, name string, d digest.Digest) e
 					resp.Body.Close()
 					return errUpstreamBlobTooLarge
 				}
-				src = pullthrough.Source{Body: upstreamBody{resp.Body, c.health}, Size: resp.ContentLength}
+				src = pullthrough.Source{Body: c.health.Counted(resp.Body), Size: resp.ContentLength}
 				return nil
 			})
 			return src, err
@@ -544,43 +544,16 @@ func (h *Handler) fillBlob(q *request, c *cache, name string, d digest.Digest) e
 		return err
 	}
 	defer r.Close()
-	// The first part before the status: a download that fails before its
-	// first byte is still answered with an error document, not a cut body.
-	first := make([]byte, 32<<10)
-	n, err := r.Read(first)
-	if err != nil && err != io.EOF {
-		return downloadFailed(c.up.Name, err)
-	}
-	c.health.Count(pullthrough.Miss)
-	h.touchCached(ctx, "blobs/"+string(d.Algorithm())+"/"+d.Encoded())
-	hd := q.W.Header()
-	hd.Set("Docker-Content-Digest", d.String())
-	hd.Set("Content-Type", "application/octet-stream")
-	if size >= 0 {
-		hd.Set("Content-Length", strconv.FormatInt(size, 10))
-	}
-	q.W.WriteHeader(http.StatusOK)
-	flushWriter{q.W}.Write(first[:n])
-	if err == nil {
-		if _, err := r.WriteTo(q.W); err != nil {
-			// The status is sent: cut the connection, so the client sees a
-			// broken body rather than a short one it might take as whole.
-			// (The download's failure is counted once, by the download.)
-			panic(http.ErrAbortHandler)
-		}
-	}
-	return errServed
-}
-
-// downloadFailed is the client's error for a download that failed: the
-// upstream's failure as it is, anything else (content that did not
-// verify, a body cut short) described as the upstream's.
-func downloadFailed(upstream string, err error) error {
-	var ue *pullthrough.UpstreamError
-	if errors.As(err, &ue) || errors.Is(err, pullthrough.ErrSpoolFull) {
+	err = pullthrough.Serve(q.W, r, size, map[string]string{
+		"Docker-Content-Digest": d.String(), "Content-Type": "application/octet-stream",
+	}, c.up.Name, func() {
+		c.health.Count(pullthrough.Miss)
+		h.touchCached(ctx, "blobs/"+string(d.Algorithm())+"/"+d.Encoded())
+	})
+	if err != nil {
 		return err
 	}
-	return pullthrough.Failed(upstream, "the download failed", err)
+	return errServed
 }
 
 // errUpstreamBlobTooLarge refuses an upstream blob above MaxBlobSize.
@@ -613,28 +586,4 @@ func refuseCachedWrite(c *cache, name string) error {
 func isCode(err error, code string) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Code == code
-}
-
-// upstreamBody counts what an upstream sends.
-type upstreamBody struct {
-	io.ReadCloser
-	health *pullthrough.Upstream
-}
-
-func (b upstreamBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.health.CountBytes(n)
-	return n, err
-}
-
-// flushWriter flushes after every write, so that a client pulling a blob
-// that is still arriving gets each part as soon as the cache has it.
-type flushWriter struct{ w http.ResponseWriter }
-
-func (f flushWriter) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
-	if fl, ok := f.w.(http.Flusher); ok {
-		fl.Flush()
-	}
-	return n, err
 }
