@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"path"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -191,19 +190,7 @@ func (u *uplink) get(ctx context.Context, path string, header http.Header) (*htt
 	if err != nil {
 		return nil, err
 	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return resp, nil
-	case http.StatusNotFound:
-		resp.Body.Close()
-		return nil, pullthrough.ErrNotFound
-	}
-	resp.Body.Close()
-	reason := "answered " + strconv.Itoa(resp.StatusCode)
-	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		reason += " (check its token)"
-	}
-	return nil, pullthrough.Failed(u.health.Name, reason, fmt.Errorf("GET %s: %s", path, resp.Status))
+	return u.health.Answer(resp, "GET "+path)
 }
 
 func (u *uplink) authorize(req *http.Request) error {

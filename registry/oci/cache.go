@@ -215,19 +215,7 @@ func (c *cache) do(ctx context.Context, method, repo, path string, header http.H
 	if err != nil {
 		return nil, err
 	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return resp, nil
-	case http.StatusNotFound:
-		resp.Body.Close()
-		return nil, pullthrough.ErrNotFound
-	}
-	resp.Body.Close()
-	reason := "answered " + strconv.Itoa(resp.StatusCode)
-	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		reason += " (check its credentials)"
-	}
-	return nil, pullthrough.Failed(c.up.Name, reason, fmt.Errorf("%s %s: %s", method, path, resp.Status))
+	return c.health.Answer(resp, method+" "+path)
 }
 
 // manifestAccept is what the cache asks an upstream for: every manifest

@@ -2,10 +2,31 @@ package pullthrough
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 )
+
+// Answer maps an upstream's response to a request for what: a 200 is
+// returned as it is; a 404 is ErrNotFound; anything else is a failure that
+// names the status (and, for 401 and 403, the credentials), never what the
+// upstream wrote. The body of any answer but a 200 is closed.
+func (u *Upstream) Answer(resp *http.Response, what string) (*http.Response, error) {
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return resp, nil
+	case http.StatusNotFound:
+		resp.Body.Close()
+		return nil, ErrNotFound
+	}
+	resp.Body.Close()
+	reason := "answered " + strconv.Itoa(resp.StatusCode)
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		reason += " (check its credentials)"
+	}
+	return nil, Failed(u.Name, reason, fmt.Errorf("%s: %s", what, resp.Status))
+}
 
 // Counted returns body, counting what it reads as the upstream's bytes.
 func (u *Upstream) Counted(body io.ReadCloser) io.ReadCloser {
