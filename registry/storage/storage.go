@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"time"
 )
@@ -130,6 +131,123 @@ type Redirector interface {
 // then Puts the content. The file is synced before it is taken.
 type FileTaker interface {
 	TakeFile(ctx context.Context, key, path string) (taken bool, err error)
+}
+
+// A Walker is implemented by backends that can stream every object under a
+// prefix, recursively, without holding the tree in memory (S3 lists 1,000
+// keys a request). Use the function Walk, which falls back to List and Stat
+// on other backends.
+type Walker interface {
+	// Walk calls fn with the Info of every object whose key starts with
+	// prefix + "/" (every object of the store for prefix ""), in lexical
+	// (byte-wise) order of the keys; "directories" are not objects, and an
+	// object named prefix itself is not under it. A missing prefix walks
+	// nothing and is not an error. Walk stops at the first error fn returns
+	// and returns that error unchanged. Key, Size and ModTime are what Stat
+	// reports; Version is Stat's too, or empty where the backend cannot tell
+	// it without a request per object (S3): Stat the key when it matters.
+	// A walk is no snapshot: an object written or deleted while it runs may
+	// or may not be visited, one that exists throughout is visited once.
+	Walk(ctx context.Context, prefix string, fn func(Info) error) error
+}
+
+// A BatchDeleter is implemented by backends that delete many objects in
+// few requests (S3's DeleteObjects, 1,000 keys a call). Use the function
+// DeleteMany, which falls back to Delete on other backends.
+type BatchDeleter interface {
+	// DeleteMany removes the objects at keys, as Delete does each, except
+	// that a missing key is not an error. An invalid key fails the call
+	// before anything is deleted. On any other failure it returns the
+	// first error, naming its key; the other keys may or may not be gone.
+	DeleteMany(ctx context.Context, keys []string) error
+}
+
+// Walk calls fn for every object under prefix as Walker.Walk documents:
+// through d's Walk when d is a Walker, otherwise by List and Stat of every
+// name, one directory at a time.
+func Walk(ctx context.Context, d Driver, prefix string, fn func(Info) error) error {
+	if w, ok := d.(Walker); ok {
+		return w.Walk(ctx, prefix, fn)
+	}
+	if prefix != "" {
+		if err := ValidateKey(prefix); err != nil {
+			return err
+		}
+	}
+	return walkByList(ctx, d, prefix, fn)
+}
+
+// walkByList walks prefix with List and Stat. A name can be an object and
+// a "directory" at once; the object's key sorts as name, the keys below it
+// as name + "/", which is what orders them among their siblings.
+func walkByList(ctx context.Context, d Driver, prefix string, fn func(Info) error) error {
+	names, err := d.List(ctx, prefix)
+	if errors.Is(err, ErrNotFound) {
+		return nil // a missing or emptied prefix holds nothing
+	}
+	if err != nil {
+		return err
+	}
+	type entry struct {
+		sortKey string
+		info    *Info // the object, or nil for the objects below the name
+	}
+	var entries []entry
+	for _, name := range names {
+		key := name
+		if prefix != "" {
+			key = prefix + "/" + name
+		}
+		info, err := d.Stat(ctx, key)
+		switch {
+		case err == nil:
+			entries = append(entries, entry{name, &info})
+		case !errors.Is(err, ErrNotFound):
+			return err
+		}
+		entries = append(entries, entry{sortKey: name + "/"})
+	}
+	slices.SortStableFunc(entries, func(a, b entry) int { return strings.Compare(a.sortKey, b.sortKey) })
+	for _, e := range entries {
+		if e.info != nil {
+			if err := fn(*e.info); err != nil {
+				return err
+			}
+			continue
+		}
+		sub := strings.TrimSuffix(e.sortKey, "/")
+		if prefix != "" {
+			sub = prefix + "/" + sub
+		}
+		if err := walkByList(ctx, d, sub, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeleteMany removes the objects at keys as BatchDeleter.DeleteMany
+// documents: through d's DeleteMany when d is a BatchDeleter, otherwise
+// with one Delete a key.
+func DeleteMany(ctx context.Context, d Driver, keys []string) error {
+	if b, ok := d.(BatchDeleter); ok {
+		return b.DeleteMany(ctx, keys)
+	}
+	for _, key := range keys {
+		if err := ValidateKey(key); err != nil {
+			return err
+		}
+	}
+	var first error
+	for _, key := range keys {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := d.Delete(ctx, key); err != nil && !errors.Is(err, ErrNotFound) && first == nil {
+			first = fmt.Errorf("delete %s: %w", key, err)
+		}
+	}
+	return first
 }
 
 // Join builds a key from segments, refusing anything that could escape the

@@ -66,6 +66,20 @@ func Run(t *testing.T, newDriver func(t *testing.T) storage.Driver) {
 		{"ReaderOpenedBeforeOverwriteSeesOldContent", testReaderOpenedBeforeOverwriteSeesOldContent},
 		{"ConcurrentReadersNeverSeePartialWrites", testConcurrentReadersNeverSeePartialWrites},
 		{"PingSucceeds", testPingSucceeds},
+		{"WalkVisitsEveryObjectInKeyOrder", testWalkVisitsEveryObjectInKeyOrder},
+		{"WalkOfMissingPrefixVisitsNothing", testWalkOfMissingPrefixVisitsNothing},
+		{"WalkStopsAtTheCallbacksError", testWalkStopsAtTheCallbacksError},
+		{"WalkInfoMatchesStat", testWalkInfoMatchesStat},
+		{"WalkMayDeleteWhatItVisits", testWalkMayDeleteWhatItVisits},
+		{"WalkByListVisitsEveryObjectInKeyOrder", withFallback(testWalkVisitsEveryObjectInKeyOrder)},
+		{"WalkByListOfMissingPrefixVisitsNothing", withFallback(testWalkOfMissingPrefixVisitsNothing)},
+		{"WalkByListStopsAtTheCallbacksError", withFallback(testWalkStopsAtTheCallbacksError)},
+		{"WalkByListInfoMatchesStat", withFallback(testWalkInfoMatchesStat)},
+		{"DeleteManyRemovesThoseKeysAndSkipsMissingOnes", testDeleteManyRemovesThoseKeysAndSkipsMissingOnes},
+		{"DeleteManyWithAnInvalidKeyDeletesNothing", testDeleteManyWithAnInvalidKeyDeletesNothing},
+		{"DeleteManyOfMoreKeysThanOneRequestTakes", testDeleteManyOfMoreKeysThanOneRequestTakes},
+		{"DeleteManyByDeleteRemovesThoseKeysAndSkipsMissingOnes", withFallback(testDeleteManyRemovesThoseKeysAndSkipsMissingOnes)},
+		{"DeleteManyByDeleteWithAnInvalidKeyDeletesNothing", withFallback(testDeleteManyWithAnInvalidKeyDeletesNothing)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newDriver(t)) })
@@ -756,8 +770,8 @@ type keyedCall struct {
 	call func(key string) error
 }
 
-// keyedCalls returns every Driver method (and Redirector's, when d has it)
-// with the key under test in each key position; the other position of Move
+// keyedCalls returns every Driver method (and Redirector's, when d has it,
+// and storage.Walk and storage.DeleteMany) with the key under test in each key position; the other position of Move
 // holds the valid key valid.
 func keyedCalls(ctx context.Context, d storage.Driver, valid string) []keyedCall {
 	calls := []keyedCall{
@@ -778,6 +792,10 @@ func keyedCalls(ctx context.Context, d storage.Driver, valid string) []keyedCall
 		{"Delete", func(k string) error { return d.Delete(ctx, k) }},
 		{"DeleteAll", func(k string) error { return d.DeleteAll(ctx, k) }},
 		{"List", func(k string) error { return errOf(d.List(ctx, k)) }},
+		{"Walk", func(k string) error {
+			return storage.Walk(ctx, d, k, func(storage.Info) error { return nil })
+		}},
+		{"DeleteMany", func(k string) error { return storage.DeleteMany(ctx, d, []string{k}) }},
 	}
 	if rd, ok := d.(storage.Redirector); ok {
 		calls = append(calls, keyedCall{"RedirectURL", func(k string) error {
@@ -792,8 +810,8 @@ func testInvalidKeysAreRejected(t *testing.T, d storage.Driver) {
 	for _, m := range keyedCalls(t.Context(), d, "valid") {
 		t.Run(m.name, func(t *testing.T) {
 			for _, k := range invalidKeys {
-				if k == "" && m.name == "List" {
-					continue // List("") lists the top level
+				if k == "" && (m.name == "List" || m.name == "Walk") {
+					continue // List("") and Walk("") take the top level
 				}
 				if err := m.call(k); !errors.Is(err, storage.ErrInvalidKey) {
 					t.Errorf("%s(%q) = %v, want ErrInvalidKey", m.name, k, err)
@@ -832,7 +850,7 @@ func testHostileKeysCannotEscapeTheStore(t *testing.T, d storage.Driver) {
 	}
 	for _, m := range keyedCalls(t.Context(), d, "valid") {
 		for _, k := range hostile {
-			if k == "" && m.name == "List" {
+			if k == "" && (m.name == "List" || m.name == "Walk") {
 				continue
 			}
 			if err := m.call(k); !errors.Is(err, storage.ErrInvalidKey) {
