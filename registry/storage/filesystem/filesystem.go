@@ -34,7 +34,11 @@ type Driver struct {
 	root string
 }
 
-var _ storage.Driver = (*Driver)(nil)
+var (
+	_ storage.Driver       = (*Driver)(nil)
+	_ storage.Walker       = (*Driver)(nil)
+	_ storage.BatchDeleter = (*Driver)(nil)
+)
 
 // New returns a Driver rooted at dir, creating it when missing.
 func New(dir string) (*Driver, error) {
@@ -370,6 +374,92 @@ func (d *Driver) List(_ context.Context, prefix string) ([]string, error) {
 	}
 	sort.Strings(names)
 	return names, nil
+}
+
+// Walk implements storage.Walker: one directory is read at a time, and its
+// entries visited in key order (a directory's name sorts as name + "/", as
+// its keys do among its siblings'). Dot-names (the driver's temporary and
+// lock files) are skipped, as List skips them. Files and directories that
+// vanish during the walk (a concurrent Delete) are skipped.
+func (d *Driver) Walk(ctx context.Context, prefix string, fn func(storage.Info) error) error {
+	dir := d.root
+	if prefix != "" {
+		var err error
+		if dir, err = d.path(prefix); err != nil {
+			return err
+		}
+	}
+	return d.walkDir(ctx, dir, prefix, fn)
+}
+
+func (d *Driver) walkDir(ctx context.Context, dir, prefix string, fn func(storage.Info) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return nil // missing, removed meanwhile, or an object: nothing below
+	}
+	if err != nil {
+		return fmt.Errorf("walk %s: %w", prefix, err)
+	}
+	sortKey := func(e fs.DirEntry) string {
+		if e.IsDir() {
+			return e.Name() + "/"
+		}
+		return e.Name()
+	}
+	sort.Slice(entries, func(i, j int) bool { return sortKey(entries[i]) < sortKey(entries[j]) })
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		key := e.Name()
+		if prefix != "" {
+			key = prefix + "/" + key
+		}
+		p := filepath.Join(dir, e.Name())
+		if e.IsDir() {
+			if err := d.walkDir(ctx, p, key, fn); err != nil {
+				return err
+			}
+			continue
+		}
+		fi, err := os.Stat(p) // what Stat reports, through a symbolic link too
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("walk %s: %w", key, err)
+		}
+		if fi.IsDir() {
+			continue // a link to a directory: Stat does not call it an object
+		}
+		if err := fn(infoOf(key, fi)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeleteMany implements storage.BatchDeleter: one Delete a key, missing
+// keys skipped; directories left empty are pruned as Delete prunes them.
+func (d *Driver) DeleteMany(ctx context.Context, keys []string) error {
+	for _, key := range keys {
+		if err := storage.ValidateKey(key); err != nil {
+			return err
+		}
+	}
+	var first error
+	for _, key := range keys {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := d.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) && first == nil {
+			first = fmt.Errorf("delete %s: %w", key, err)
+		}
+	}
+	return first
 }
 
 // Ping implements storage.Driver: the root must exist and be writable.

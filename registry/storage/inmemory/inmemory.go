@@ -29,7 +29,11 @@ type Driver struct {
 	counter uint64
 }
 
-var _ storage.Driver = (*Driver)(nil)
+var (
+	_ storage.Driver       = (*Driver)(nil)
+	_ storage.Walker       = (*Driver)(nil)
+	_ storage.BatchDeleter = (*Driver)(nil)
+)
 
 // New returns an empty in-memory store.
 func New() *Driver { return &Driver{objects: map[string]*object{}} }
@@ -203,6 +207,52 @@ func (d *Driver) List(_ context.Context, prefix string) ([]string, error) {
 	}
 	sort.Strings(names)
 	return names, nil
+}
+
+// Walk implements storage.Walker over a sorted copy of the Infos under
+// prefix, taken under the lock and visited after it is released, so fn may
+// call the driver.
+func (d *Driver) Walk(ctx context.Context, prefix string, fn func(storage.Info) error) error {
+	start := ""
+	if prefix != "" {
+		if err := storage.ValidateKey(prefix); err != nil {
+			return err
+		}
+		start = prefix + "/"
+	}
+	d.mu.RLock()
+	var infos []storage.Info
+	for k, o := range d.objects {
+		if strings.HasPrefix(k, start) {
+			infos = append(infos, d.info(k, o))
+		}
+	}
+	d.mu.RUnlock()
+	sort.Slice(infos, func(i, j int) bool { return infos[i].Key < infos[j].Key })
+	for _, info := range infos {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(info); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeleteMany implements storage.BatchDeleter under one lock.
+func (d *Driver) DeleteMany(_ context.Context, keys []string) error {
+	for _, key := range keys {
+		if err := storage.ValidateKey(key); err != nil {
+			return err
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, key := range keys {
+		delete(d.objects, key)
+	}
+	return nil
 }
 
 // Ping implements storage.Driver.
