@@ -162,10 +162,10 @@ type Limits struct {
 	// identity (one subject; all anonymous callers together) may stream at
 	// once (default 128); more answer 429. Negative: no bound.
 	UploadsPerIdentity int
-	// CacheFillsPerIdentity is how many downloads from upstreams one
-	// identity may start at once (default 16); more answer 429. Clients
-	// joining a download already under way do not count. Negative: no
-	// bound.
+	// CacheFillsPerIdentity is how many upstream requests and downloads
+	// of the pull-through caches one identity may start at once (default
+	// 16); more answer 429. Clients joining one already under way do not
+	// count. Negative: no bound.
 	CacheFillsPerIdentity int
 }
 
