@@ -775,3 +775,34 @@ func TestNPMCacheAuditReadsTheGzippedBodyNPMSends(t *testing.T) {
 		t.Fatalf("forwarded audit bodies %q, want one naming left-pad only", bodies)
 	}
 }
+
+// An audit forwards only names the caller may read: an anonymous caller of
+// a cache without anonymous scopes sends the upstream nothing, and a body
+// naming more packages than an audit may is refused before any lookup.
+func TestNPMCacheAuditForwardsOnlyNamesTheCallerMayRead(t *testing.T) {
+	w := newNPMCacheWorld(t, npm.Settings{UpstreamMaxAge: time.Hour})
+	publishNPMVersion(t, w.up.URL, npmUpstreamToken, "left-pad", "1.0.0", tgzOf("left-pad", "1.0.0"), nil)
+	const bulk = "/npm/-/npm/v1/security/advisories/bulk"
+	resp, b := npmDo(t, "POST", w.cache.URL+bulk, "", []byte(`{"left-pad":["1.0.0"]}`), nil)
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(b)) != "{}" {
+		t.Fatalf("anonymous audit: %d %s", resp.StatusCode, b)
+	}
+	w.mu.Lock()
+	n := len(w.auditBodies)
+	w.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("an anonymous audit sent %d requests upstream", n)
+	}
+	var many strings.Builder
+	many.WriteString("{")
+	for i := range 10001 {
+		if i > 0 {
+			many.WriteString(",")
+		}
+		fmt.Fprintf(&many, `"p%d":["1.0.0"]`, i)
+	}
+	many.WriteString("}")
+	if resp, b := npmDo(t, "POST", w.cache.URL+bulk, npmCacheToken, []byte(many.String()), nil); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("an audit of 10,001 names: %d %s", resp.StatusCode, b)
+	}
+}

@@ -10,11 +10,17 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/unireg/unireg/registry/auth"
 	"github.com/unireg/unireg/registry/internal/pullthrough"
 )
 
-// maxAuditBody bounds an audit request and the upstream's answer.
-const maxAuditBody = 16 << 20
+// maxAuditBody bounds an audit request and the upstream's answer;
+// maxAuditNames the packages one audit names (a large tree has a few
+// thousand).
+const (
+	maxAuditBody  = 16 << 20
+	maxAuditNames = 10000
+)
 
 // auditUpstream asks the upstream for the advisories of the packages that
 // came from it, and only those: the names of local packages never leave
@@ -43,9 +49,17 @@ func (h *Handler) auditUpstream(q *request) error {
 	if len(body) > maxAuditBody || json.Unmarshal(body, &asked) != nil {
 		return newError(http.StatusBadRequest, "the audit body must be a JSON object of package names, at most %d bytes", maxAuditBody)
 	}
+	if len(asked) > maxAuditNames {
+		// Each name costs a storage lookup before anything is forwarded.
+		return newError(http.StatusBadRequest, "an audit may name at most %d packages", maxAuditNames)
+	}
+	if err := q.Identify(); err != nil {
+		return err
+	}
 	forward := map[string]json.RawMessage{}
 	for name, versions := range asked {
-		if ValidName(name) != nil {
+		// Only names the caller may read are looked up and forwarded.
+		if ValidName(name) != nil || !q.Allowed(name, auth.ActionRead) {
 			continue
 		}
 		if up, err := h.fromUplink(q.R.Context(), name); err == nil && up {
@@ -61,29 +75,36 @@ func (h *Handler) auditUpstream(q *request) error {
 	u := h.uplink
 	ctx, cancel := context.WithTimeout(q.R.Context(), pullthrough.DefaultFetchTimeout)
 	defer cancel()
-	err = u.health.Ask(ctx, "audit", func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.base+"/-/npm/v1/security/advisories/bulk", bytes.NewReader(out))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		if err := u.authorize(req); err != nil {
-			return err
-		}
-		resp, err := u.client.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return pullthrough.Failed(u.health.Name, "answered "+resp.Status+" to the audit", nil)
-		}
-		b, err := io.ReadAll(io.LimitReader(resp.Body, maxAuditBody+1))
-		if err != nil || len(b) > maxAuditBody || json.Unmarshal(b, &answer) != nil {
-			return pullthrough.Failed(u.health.Name, "sent an audit answer that is not a bounded JSON object", err)
-		}
-		return nil
-	})
+	// The upstream request counts against the caller's share, like any
+	// other the cache makes on a caller's behalf.
+	release, err := h.opts.Cache.Acquire(q.Subject())
+	if err == nil {
+		defer release()
+		err = u.health.Ask(ctx, "audit", func(ctx context.Context) error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.base+"/-/npm/v1/security/advisories/bulk", bytes.NewReader(out))
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Content-Type", "application/json")
+			if err := u.authorize(req); err != nil {
+				return err
+			}
+			resp, err := u.client.Do(req)
+			if err != nil {
+				return err
+			}
+			// The upstream's own words (its status line) never reach the notice.
+			if resp, err = u.health.Answer(resp, "POST advisories"); err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(io.LimitReader(resp.Body, maxAuditBody+1))
+			if err != nil || len(b) > maxAuditBody || json.Unmarshal(b, &answer) != nil {
+				return pullthrough.Failed(u.health.Name, "sent an audit answer that is not a bounded JSON object", err)
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		q.W.Header().Set("npm-notice", "unireg: the upstream registry's advisories could not be fetched ("+err.Error()+"); reporting none")
 		writeJSON(q.W, q.R, http.StatusOK, map[string]any{})
