@@ -77,34 +77,30 @@ func (h *Handler) auditUpstream(q *request) error {
 	defer cancel()
 	// The upstream request counts against the caller's share, like any
 	// other the cache makes on a caller's behalf.
-	release, err := h.opts.Cache.Acquire(q.Subject())
-	if err == nil {
-		defer release()
-		err = u.health.Ask(ctx, "audit", func(ctx context.Context) error {
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.base+"/-/npm/v1/security/advisories/bulk", bytes.NewReader(out))
-			if err != nil {
-				return err
-			}
-			req.Header.Set("Content-Type", "application/json")
-			if err := u.authorize(req); err != nil {
-				return err
-			}
-			resp, err := u.client.Do(req)
-			if err != nil {
-				return err
-			}
-			// The upstream's own words (its status line) never reach the notice.
-			if resp, err = u.health.Answer(resp, "POST advisories"); err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			b, err := io.ReadAll(io.LimitReader(resp.Body, maxAuditBody+1))
-			if err != nil || len(b) > maxAuditBody || json.Unmarshal(b, &answer) != nil {
-				return pullthrough.Failed(u.health.Name, "sent an audit answer that is not a bounded JSON object", err)
-			}
-			return nil
-		})
-	}
+	err = h.opts.Cache.Ask(ctx, q.Subject(), u.health, "audit", func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.base+"/-/npm/v1/security/advisories/bulk", bytes.NewReader(out))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if err := u.authorize(req); err != nil {
+			return err
+		}
+		resp, err := u.client.Do(req)
+		if err != nil {
+			return err
+		}
+		// The upstream's own words (its status line) never reach the notice.
+		if resp, err = u.health.Answer(resp, "POST advisories"); err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxAuditBody+1))
+		if err != nil || len(b) > maxAuditBody || json.Unmarshal(b, &answer) != nil {
+			return pullthrough.Failed(u.health.Name, "sent an audit answer that is not a bounded JSON object", err)
+		}
+		return nil
+	})
 	if err != nil {
 		q.W.Header().Set("npm-notice", "unireg: the upstream registry's advisories could not be fetched ("+err.Error()+"); reporting none")
 		writeJSON(q.W, q.R, http.StatusOK, map[string]any{})

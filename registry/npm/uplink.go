@@ -258,12 +258,7 @@ func (h *Handler) uplinkDoc(q *request, name string, abbreviated bool) (*cachedD
 	defer cancel()
 	_, err = pullthrough.Fetch(&u.docs, wctx, key, func(ctx context.Context) (struct{}, error) {
 		// Counted against the fills of the caller that starts the fetch.
-		release, err := h.opts.Cache.Acquire(q.Subject())
-		if err != nil {
-			return struct{}{}, err
-		}
-		defer release()
-		return struct{}{}, u.health.Ask(ctx, "document "+name, func(ctx context.Context) error {
+		return struct{}{}, h.opts.Cache.Ask(ctx, q.Subject(), u.health, "document "+name, func(ctx context.Context) error {
 			return h.fetchUplinkDoc(ctx, name, abbreviated, key)
 		})
 	})

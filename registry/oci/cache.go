@@ -314,14 +314,9 @@ func (h *Handler) fetchManifest(q *request, c *cache, name, ref string) (fetched
 		// The upstream request counts against the fills of the caller that
 		// starts it (not of those who join it), so that one identity asking
 		// for random names holds a bounded share of the upstream.
-		release, err := h.opts.Cache.Acquire(q.Subject())
-		if err != nil {
-			return fetched{}, err
-		}
-		defer release()
 		fq := q.withContext(ctx)
 		var got fetched
-		err = c.health.Ask(ctx, "manifest "+c.upstreamRepo(name)+":"+ref, func(ctx context.Context) error {
+		err := h.opts.Cache.Ask(ctx, q.Subject(), c.health, "manifest "+c.upstreamRepo(name)+":"+ref, func(ctx context.Context) error {
 			var err error
 			got, err = h.fetchManifestOnce(fq, c, name, ref)
 			return err
@@ -444,13 +439,8 @@ func (h *Handler) fillBlob(q *request, c *cache, name string, d digest.Digest) e
 		// One HEAD for every client asking at the same time (a rollout
 		// pulling an image whose layers another repository holds).
 		size, err := pullthrough.Fetch(&c.docs, ctx, "head "+key, func(ctx context.Context) (int64, error) {
-			release, err := h.opts.Cache.Acquire(q.Subject())
-			if err != nil {
-				return 0, err
-			}
-			defer release()
 			var size int64
-			err = c.health.Ask(ctx, "blob "+repo+"@"+d.String(), func(ctx context.Context) error {
+			err := h.opts.Cache.Ask(ctx, q.Subject(), c.health, "blob "+repo+"@"+d.String(), func(ctx context.Context) error {
 				resp, err := c.do(ctx, http.MethodHead, repo, "blobs/"+d.String(), nil)
 				if err != nil {
 					return err

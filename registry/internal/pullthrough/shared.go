@@ -1,6 +1,7 @@
 package pullthrough
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 
@@ -41,6 +42,18 @@ func (s *Shared) Acquire(key string) (release func(), err error) {
 			limit.ErrTooManyUploads, key)
 	}
 	return release, nil
+}
+
+// Ask is Upstream.Ask for a request the cache makes on behalf of the
+// identity key: it takes one of key's slots for its duration, so that one
+// identity asking for random names holds a bounded share of the upstream.
+func (s *Shared) Ask(ctx context.Context, key string, u *Upstream, what string, call func(ctx context.Context) error) error {
+	release, err := s.Acquire(key)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return u.Ask(ctx, what, call)
 }
 
 // Admit is Acquire for key as a Download's Admit.
