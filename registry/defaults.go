@@ -21,6 +21,9 @@ const (
 	DefaultCacheFillsPerIdentity = 16
 	// DefaultCacheSpoolBytes is CacheConfig.SpoolBytes when zero.
 	DefaultCacheSpoolBytes = 8 << 30
+	// DefaultCacheMaxIdle is the server's --cache-max-idle: cached content
+	// not pulled for 30 days is evicted (the library's zero never evicts).
+	DefaultCacheMaxIdle = 30 * 24 * time.Hour
 	// DefaultUploadPurgeInterval is OCIConfig.UploadPurgeInterval when zero.
 	DefaultUploadPurgeInterval = 10 * time.Minute
 )

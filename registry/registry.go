@@ -62,6 +62,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/gc"
 	"github.com/unireg/unireg/registry/internal/protocol"
 	"github.com/unireg/unireg/registry/internal/pullthrough"
 	"github.com/unireg/unireg/registry/limit"
@@ -133,6 +134,9 @@ type Config struct {
 	// Cache configures what the pull-through caches share (the upstreams
 	// themselves are OCI.Upstreams; docs/cache.md).
 	Cache CacheConfig
+
+	// GC configures the garbage collector.
+	GC GCConfig
 }
 
 // CacheConfig configures the pull-through caches' downloads.
@@ -144,6 +148,26 @@ type CacheConfig struct {
 	// SpoolBytes bounds the bytes being downloaded at once (default
 	// 8 GiB); a cold pull that does not fit gets 503 with Retry-After.
 	SpoolBytes int64
+	// MaxIdle evicts cached content not pulled for that long, at the
+	// garbage collector's runs; zero never evicts by age (the server's
+	// flag defaults to DefaultCacheMaxIdle).
+	MaxIdle time.Duration
+	// MaxBytes bounds the cached content of both protocols together; the
+	// garbage collector evicts the least recently pulled beyond it. Zero:
+	// no bound.
+	MaxBytes int64
+}
+
+// GCConfig configures the garbage collector (docs/gc.md).
+type GCConfig struct {
+	// Interval runs a collection that often inside the server; zero never
+	// does (the server's flag defaults to gc.DefaultInterval). Replicas on
+	// one storage take turns through a lease in it. With the collector on,
+	// it purges abandoned uploads too, in place of the upload purger.
+	Interval time.Duration
+	// Grace protects blobs, tarballs and staging objects uploaded, linked
+	// or mounted within it (zero: gc.DefaultGrace).
+	Grace time.Duration
 }
 
 // Limits bound what one client can hold of the server. The size limits of
@@ -238,6 +262,7 @@ type Registry struct {
 	proxies *proxies
 
 	cache   *pullthrough.Shared // made by the first protocol with an upstream
+	gc      *gc.Collector
 	handler http.Handler
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -296,6 +321,7 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 		}
 	}
 	r.metrics.watchUploads(r.uploadsInProgress)
+	r.gc = r.newCollector()
 	r.echo = r.routes()
 	r.handler = limit.SlowResponses(limit.SlowBodies(r.echo, cfg.Limits.BodyRate), cfg.Limits.ResponseRate)
 
@@ -310,6 +336,10 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 			// keeps that view current (see auth.UserTokens).
 			refresh.Go(func() { r.tokens.RunRefresh(bg, cfg.Logger) })
 		}
+		if cfg.GC.Interval > 0 {
+			r.gc.Run(bg, cfg.GC.Interval) // its OCI part purges uploads too
+			return
+		}
 		if r.oci != nil && cfg.OCI.UploadPurgeInterval >= 0 {
 			every := cfg.OCI.UploadPurgeInterval
 			if every == 0 {
@@ -319,6 +349,30 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 		}
 	}()
 	return r, nil
+}
+
+// newCollector assembles the garbage collector over the protocols served.
+func (r *Registry) newCollector() *gc.Collector {
+	c := &gc.Collector{
+		Store:   r.cfg.Storage,
+		Logger:  r.cfg.Logger,
+		Metrics: gc.NewMetrics(r.cfg.Metrics),
+		Options: gc.Options{Grace: r.cfg.GC.Grace, CacheMaxIdle: r.cfg.Cache.MaxIdle, CacheMaxBytes: r.cfg.Cache.MaxBytes},
+	}
+	if r.oci != nil {
+		c.Parts = append(c.Parts, r.oci.GC())
+	}
+	if r.npm != nil {
+		c.Parts = append(c.Parts, r.npm.GC())
+	}
+	return c
+}
+
+// Collect runs one garbage collection now (docs/gc.md) and reports what it
+// deleted, or with dryRun what it would delete. It returns gc.ErrLeaseHeld
+// when another process on the same storage is collecting.
+func (r *Registry) Collect(ctx context.Context, dryRun bool) (gc.Report, error) {
+	return r.gc.Collect(ctx, dryRun)
 }
 
 // newUserTokens returns the tokens of the npm token API, nil when that API
@@ -373,6 +427,7 @@ func (r *Registry) newOCI() (*oci.Handler, error) {
 		Uploads:  r.uploads,
 		Logger:   r.cfg.Logger,
 		Service:  r.cfg.TokenService,
+		GCGrace:  r.cfg.GC.Grace,
 	}
 	if len(o.Upstreams) > 0 {
 		o.Cache = r.cacheShared()

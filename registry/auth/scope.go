@@ -177,6 +177,11 @@ func actionMatch(granted, wanted string) bool {
 	return false
 }
 
+// GlobMatch reports whether name matches pattern as a scope's resource
+// name does: `*` matches any run of characters, `/` included (so "team/*"
+// matches every repository below team/). Retention rules use it too.
+func GlobMatch(pattern, name string) bool { return globMatch(pattern, name) }
+
 // globMatch matches name against pattern where `*` matches any run of
 // characters, `/` included. It runs in O(len(pattern)*len(name)) at worst.
 func globMatch(pattern, name string) bool {

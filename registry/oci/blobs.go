@@ -46,6 +46,10 @@ func (h *Handler) getBlob(q *request) error {
 	}
 	if q.cache != nil {
 		h.touchCached(q.R.Context(), "blobs/"+string(d.Algorithm())+"/"+d.Encoded())
+	} else if q.R.Method == http.MethodHead && q.Allowed(name, auth.ActionPush) {
+		// A pusher that finds the blob here skips its upload and pushes a
+		// manifest next: for the collector that is as good as an upload.
+		h.touchRefSoon(q.R.Context(), d)
 	}
 	if h.opts.RedirectBlobs && q.R.Method == http.MethodGet {
 		if rd, ok := h.store.(storage.Redirector); ok {
@@ -62,6 +66,7 @@ func (h *Handler) getBlob(q *request) error {
 	}
 	return q.ServeObject(h.store, protocol.Object{
 		Key:      blobKey(d),
+		Fallback: quarantineKey(d),
 		Headers:  map[string]string{"Docker-Content-Digest": d.String(), "ETag": `"` + d.String() + `"`, "Cache-Control": "max-age=31536000"},
 		NotFound: newError(http.StatusNotFound, CodeBlobUnknown, "blob %s unknown", d),
 	})

@@ -149,6 +149,14 @@ func (h *Handler) mount(q *request, name string, d digest.Digest, from string) (
 	if !found {
 		return false, nil
 	}
+	// A mount counts as an upload for the collector: the ref first, then
+	// the content must still be there (or come back from quarantine).
+	if err := h.touchRef(ctx, d); err != nil {
+		return false, err
+	}
+	if ok, err := h.ensureBlob(ctx, d); err != nil || !ok {
+		return false, err // swept: the client uploads it instead
+	}
 	if _, err := h.store.Put(ctx, layerLinkKey(name, d), bytes.NewReader(nil), storage.Condition{}); err != nil {
 		return false, fmt.Errorf("link mounted blob: %w", err)
 	}
@@ -438,12 +446,19 @@ func (h *Handler) commit(q *request, s *session, want digest.Digest) error {
 	if got != want {
 		return newError(http.StatusBadRequest, CodeDigestInvalid, "digest mismatch: uploaded content is %s, not %s", got, want)
 	}
-	if _, err := h.store.Stat(ctx, blobKey(want)); errors.Is(err, storage.ErrNotFound) {
+	// The ref first, then the look for existing content: the collector's
+	// verification of a blob it is sweeping then either sees this upload
+	// or has already taken the content away, which this upload puts back
+	// (gc.go).
+	if err := h.touchRef(ctx, want); err != nil {
+		return err
+	}
+	if ok, err := h.ensureBlob(ctx, want); err != nil {
+		return err
+	} else if !ok {
 		if err := h.store.Move(ctx, uploadDataKey(s.id), blobKey(want)); err != nil {
 			return fmt.Errorf("commit blob %s: %w", want, err)
 		}
-	} else if err != nil {
-		return err
 	}
 	if _, err := h.store.Put(ctx, layerLinkKey(q.route.name, want), bytes.NewReader(nil), storage.Condition{}); err != nil {
 		return fmt.Errorf("link blob %s: %w", want, err)

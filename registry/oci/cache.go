@@ -543,6 +543,14 @@ var errServed = errors.New("served from the upstream")
 // linkCachedBlob links a stored blob into a cached repository and records
 // it as pulled.
 func (h *Handler) linkCachedBlob(ctx context.Context, name string, d digest.Digest) error {
+	if err := h.touchRef(ctx, d); err != nil {
+		return err
+	}
+	if ok, err := h.ensureBlob(ctx, d); err != nil {
+		return err
+	} else if !ok {
+		return fmt.Errorf("link cached blob %s: the collector swept it meanwhile; ask again", d)
+	}
 	if _, err := h.store.Put(ctx, layerLinkKey(name, d), bytes.NewReader(nil), storage.Condition{}); err != nil {
 		return fmt.Errorf("link cached blob %s: %w", d, err)
 	}

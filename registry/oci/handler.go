@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/unireg/unireg/registry/auth"
+	"github.com/unireg/unireg/registry/gc"
 	"github.com/unireg/unireg/registry/internal/protocol"
 	"github.com/unireg/unireg/registry/internal/pullthrough"
 	"github.com/unireg/unireg/registry/limit"
@@ -77,6 +78,10 @@ type Settings struct {
 	// upstream is asked whether it moved (0 or negative:
 	// DefaultUpstreamTagTTL). Manifests by digest are never revalidated.
 	UpstreamTagTTL time.Duration
+	// Retention are the rules by which the garbage collector deletes
+	// tags and untagged manifests of local repositories (cached ones are
+	// evicted by the cache's own rules instead).
+	Retention []Retention
 }
 
 // Options configure a Handler: its Settings and the parts it is wired to.
@@ -101,6 +106,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Cache holds what the pull-through caches of the Upstreams share.
 	Cache CacheOptions
+	// GCGrace is the garbage collector's grace (zero: gc.DefaultGrace): a
+	// pusher's HEAD of a blob it then relies on renews the blob's ref at
+	// most every quarter of it (gcwriters.go).
+	GCGrace time.Duration
 }
 
 // Handler serves the distribution API.
@@ -113,6 +122,8 @@ type Handler struct {
 
 	caches map[string]*cache // by upstream Name
 	pulled *pullthrough.Pulled
+	refs   *pullthrough.Pulled // blob refs renewed by pushers' HEADs
+	gcDocs *manifestRefsMemo   // what each manifest references, for the collector
 }
 
 // readCacheBudget bounds the memory the manifest read cache keeps.
@@ -146,6 +157,12 @@ func New(o Options) (*Handler, error) {
 		return nil, err
 	}
 	h.caches, h.pulled = caches, &pullthrough.Pulled{Store: o.Storage}
+	grace := o.GCGrace
+	if grace <= 0 {
+		grace = gc.DefaultGrace
+	}
+	h.refs = &pullthrough.Pulled{Store: o.Storage, Interval: min(grace/4, 10*time.Minute)}
+	h.gcDocs = newManifestRefsMemo()
 	return h, nil
 }
 

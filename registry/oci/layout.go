@@ -8,6 +8,7 @@ import (
 // validated names, tags and digests, so none can escape its repository.
 //
 //	blobs/<alg>/<hex[0:2]>/<hex>/data                      content, once per registry
+//	blobs/<alg>/<hex[0:2]>/<hex>/ref                       last upload, link or mount (empty; its time)
 //	repositories/<name>/_layers/<alg>/<hex>                blob link (empty)
 //	repositories/<name>/_manifests/revisions/<alg>/<hex>   manifest link (holds its media type)
 //	repositories/<name>/_manifests/tags/<tag>              tag (holds the digest)
@@ -15,6 +16,8 @@ import (
 //	uploads/<id>/data, uploads/<id>/state                  upload session
 //	cache/oci/pulled/blobs/<alg>/<hex>                     last pull of a cached blob (empty; its time)
 //	cache/oci/pulled/manifests/<name>/<alg>/<hex>          last pull of a cached manifest
+//	gc/quarantine/oci/<alg>/<hex>                          a blob the collector is verifying
+//	gc/deleting/oci/<name>/_marker                         the collector is deleting in the repository
 //
 // Repository name components never start with "_", so the "_" directories
 // cannot collide with a nested repository.
@@ -23,6 +26,27 @@ func blobKey(d digest.Digest) string {
 	h := d.Encoded()
 	return "blobs/" + string(d.Algorithm()) + "/" + h[:2] + "/" + h + "/data"
 }
+
+// blobRefKey is touched before every upload, link and mount of the blob
+// relies on it existing: the collector's verification reads it (gc.go).
+func blobRefKey(d digest.Digest) string {
+	h := d.Encoded()
+	return "blobs/" + string(d.Algorithm()) + "/" + h[:2] + "/" + h + "/ref"
+}
+
+// quarantineKey is where the collector moves a blob while it verifies
+// that nothing took a reference to it (gc.go).
+func quarantineKey(d digest.Digest) string {
+	return quarantinePrefix + "/" + string(d.Algorithm()) + "/" + d.Encoded()
+}
+
+const quarantinePrefix = "gc/quarantine/oci"
+
+// deletingKey exists while the collector deletes tags or manifests of the
+// repository; a push that finds it waits and writes again (gc.go).
+func deletingKey(name string) string { return deletingPrefix + "/" + name + "/_marker" }
+
+const deletingPrefix = "gc/deleting/oci"
 
 func repoKey(name string) string { return "repositories/" + name }
 

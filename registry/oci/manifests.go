@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -137,6 +138,10 @@ func (h *Handler) getManifest(q *request) error {
 		h.touchCached(q.R.Context(), "manifests/"+name+"/"+string(d.Algorithm())+"/"+d.Encoded())
 	}
 	body, err := h.reads.readImmutable(q.R.Context(), blobKey(d))
+	if errors.Is(err, storage.ErrNotFound) {
+		// The collector may hold it while it verifies (gc.go).
+		body, _, err = storage.ReadAll(q.R.Context(), h.store, quarantineKey(d))
+	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return newError(http.StatusNotFound, CodeManifestUnknown, "manifest %s unknown", d)
 	}
@@ -390,17 +395,7 @@ func checkDescriptor(d ocispec.Descriptor) error {
 // Indexes may be sparse (their children need not be here), and a subject may
 // arrive after its referrers, as the spec allows.
 func (h *Handler) checkReferencedBlobs(q *request, name string, doc *manifestDoc, mediaType string) error {
-	if isIndex(mediaType) {
-		return nil
-	}
-	refs := []ocispec.Descriptor{*doc.Config}
-	if !h.opts.AllowSparse {
-		refs = append(refs, doc.Layers...)
-	}
-	for _, desc := range refs {
-		if len(desc.URLs) > 0 {
-			continue // foreign layer: lives elsewhere by definition
-		}
+	for _, desc := range h.requiredBlobs(doc, mediaType) {
 		ok, err := h.blobInRepo(q, name, desc.Digest)
 		if err != nil {
 			return err
@@ -414,6 +409,21 @@ func (h *Handler) checkReferencedBlobs(q *request, name string, doc *manifestDoc
 	return nil
 }
 
+// requiredBlobs are the blobs an image manifest needs in its repository:
+// its config and (unless AllowSparse) its layers, foreign layers (which
+// live elsewhere by definition) aside. Indexes may be sparse, and a
+// subject may arrive after its referrers, as the spec allows.
+func (h *Handler) requiredBlobs(doc *manifestDoc, mediaType string) []ocispec.Descriptor {
+	if isIndex(mediaType) {
+		return nil
+	}
+	refs := []ocispec.Descriptor{*doc.Config}
+	if !h.opts.AllowSparse {
+		refs = append(refs, doc.Layers...)
+	}
+	return slices.DeleteFunc(refs, func(d ocispec.Descriptor) bool { return len(d.URLs) > 0 })
+}
+
 // storeManifest writes content, referrer entry, revision link and tags, in
 // that order: each step only makes visible what the previous ones completed.
 func (h *Handler) storeManifest(q *request, name string, d digest.Digest, mediaType string, body []byte, doc *manifestDoc, tags []string) error {
@@ -425,6 +435,12 @@ func (h *Handler) storeManifest(q *request, name string, d digest.Digest, mediaT
 	} else if err != nil {
 		return err
 	}
+	epoch, err := h.collectorEpoch(ctx, name)
+	if err != nil {
+		return err
+	}
+	_, revErr := h.store.Stat(ctx, revisionKey(name, d))
+	newRevision := errors.Is(revErr, storage.ErrNotFound)
 	if doc.Subject != nil {
 		desc := ocispec.Descriptor{
 			MediaType: mediaType, Digest: d, Size: int64(len(body)),
@@ -439,13 +455,30 @@ func (h *Handler) storeManifest(q *request, name string, d digest.Digest, mediaT
 		return fmt.Errorf("link manifest %s: %w", d, err)
 	}
 	h.reads.drop(revisionKey(name, d)) // its media type may have changed
+	// Linked: now the blobs must still be there. A collector that swept
+	// one after the check above is seen here, before anything is
+	// acknowledged (gc.go).
+	confirm := func() error {
+		var required []ocispec.Descriptor
+		if q.cache == nil { // a cached manifest's blobs come when pulled
+			required = h.requiredBlobs(doc, mediaType)
+		}
+		err := h.confirmBlobs(ctx, name, d, body, required)
+		if err != nil && newRevision {
+			h.unlinkFailedPush(ctx, name, d, doc)
+		}
+		return err
+	}
+	if err := confirm(); err != nil {
+		return err
+	}
 	h.emit(q, Event{Action: "manifest.pushed", Repository: name, Digest: d.String(), MediaType: mediaType})
 	for _, t := range tags {
 		if err := h.moveTag(q, name, t, d, mediaType); err != nil {
 			return err
 		}
 	}
-	return nil
+	return h.outlastCollector(ctx, name, epoch, d, mediaType, tags, confirm)
 }
 
 func (h *Handler) deleteManifest(q *request) error {

@@ -14,7 +14,12 @@ type Object struct {
 	// Headers are set on the answer when the object exists (ETag,
 	// Cache-Control, the protocol's own); it is application/octet-stream.
 	Headers map[string]string
-	// NotFound is the answer when there is no object at Key.
+	// Fallback, when set, is served when there is no object at Key: where
+	// the garbage collector holds content it is verifying (a quarantine
+	// key), so a read racing the verification still finds it.
+	Fallback string
+	// NotFound is the answer when there is no object at Key (nor at
+	// Fallback).
 	NotFound error
 }
 
@@ -22,6 +27,9 @@ type Object struct {
 // answers ranges and conditional requests.
 func (c *Call) ServeObject(store storage.Driver, o Object) error {
 	obj, err := store.Open(c.R.Context(), o.Key)
+	if errors.Is(err, storage.ErrNotFound) && o.Fallback != "" {
+		obj, err = store.Open(c.R.Context(), o.Fallback)
+	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return o.NotFound
 	}
