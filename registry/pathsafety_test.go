@@ -8,22 +8,18 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"maps"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -35,6 +31,7 @@ import (
 	"github.com/unireg/unireg/registry/storage"
 	"github.com/unireg/unireg/registry/storage/filesystem"
 	"github.com/unireg/unireg/registry/storage/s3"
+	"github.com/unireg/unireg/registry/storage/storagetest"
 )
 
 // Path safety, end to end: no repository name, tag, digest, upload id,
@@ -126,7 +123,7 @@ func walkFiles(t *testing.T, dir string) map[string]string {
 // bucket, with sentinel objects beside it (one behind a prefix that only
 // looks like the store's).
 func newS3Backend(t *testing.T) safetyBackend {
-	endpoint, accessKey, secretKey := minioForTest(t)
+	endpoint, accessKey, secretKey := storagetest.MinIO(t)
 	bucket := "pathsafety-" + strings.ToLower(rand.Text()[:12])
 	d, err := s3.New(t.Context(), s3.Options{
 		Endpoint: endpoint, Bucket: bucket, Prefix: "registry",
@@ -163,69 +160,6 @@ func newS3Backend(t *testing.T) safetyBackend {
 		inside: func(name string) bool { return strings.HasPrefix(name, "registry/") },
 		around: sentinels,
 	}
-}
-
-// minioForTest returns the endpoint and credentials of $UNIREG_S3_ENDPOINT,
-// or starts a MinIO for t; it skips t when neither is possible.
-func minioForTest(t *testing.T) (endpoint, accessKey, secretKey string) {
-	if endpoint := os.Getenv("UNIREG_S3_ENDPOINT"); endpoint != "" {
-		return endpoint, os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
-	}
-	bin := os.Getenv("UNIREG_MINIO")
-	if bin == "" {
-		bin, _ = filepath.Abs(filepath.Join("..", "tools", "bin", "minio"))
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Skip("no S3: set UNIREG_S3_ENDPOINT (hack/with-minio.sh) or build tools/bin/minio (make minio)")
-	}
-	accessKey, secretKey = "pathsafety", rand.Text()
-	var lastErr error
-	for range 3 { // another process may take the port between picking and binding
-		addr, console := freeLoopbackAddr(t), freeLoopbackAddr(t)
-		cmd := exec.Command(bin, "server", t.TempDir(), "--address", addr, "--console-address", console, "--quiet")
-		cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+accessKey, "MINIO_ROOT_PASSWORD="+secretKey,
-			"MINIO_BROWSER=off", "MINIO_UPDATE=off")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		if lastErr = waitLive(addr, exited); lastErr == nil {
-			t.Cleanup(func() { cmd.Process.Kill(); <-exited })
-			return "http://" + addr, accessKey, secretKey
-		}
-		cmd.Process.Kill()
-		<-exited
-	}
-	t.Fatalf("start MinIO: %v", lastErr)
-	return "", "", ""
-}
-
-func freeLoopbackAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitLive(addr string, exited <-chan error) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get("http://" + addr + "/minio/health/live"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case err := <-exited:
-			return fmt.Errorf("MinIO exited: %v", err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return errors.New("MinIO not live after 60s")
 }
 
 // tenants: team-a owns team-a/* and @a/*, team-b owns team-b/* and @b/*.
