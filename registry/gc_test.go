@@ -516,3 +516,48 @@ func TestGCOnlyOneReplicaCollectsAtATime(t *testing.T) {
 }
 
 
+
+// The collector's pass purges abandoned upload sessions, and /metrics
+// reports its runs and what they freed.
+func TestGCPurgesAbandonedUploadsAndReportsItsMetrics(t *testing.T) {
+	w := newGCWorld(t, nil, Config{OCI: OCIConfig{Settings: oci.Settings{UploadMaxAge: testGrace}}})
+	resp, err := http.Post(w.srv.URL+"/v2/team/app/blobs/uploads/", "application/octet-stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("start upload: %d", resp.StatusCode)
+	}
+	img, _ := random.Image(1024, 1)
+	d := w.push("team/app:1", img)
+	w.deleteRef("team/app@" + d.String())
+	w.age()
+	rep := w.collect(false)
+	if rep.ByKind["upload"].Objects != 1 {
+		t.Fatalf("purged %d uploads, want the abandoned one: %+v", rep.ByKind["upload"].Objects, rep.Deleted)
+	}
+	if names, err := w.store.List(context.Background(), "uploads"); err == nil && len(names) > 0 {
+		t.Fatalf("upload sessions left: %v", names)
+	}
+	resp, err = http.Get(w.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`unireg_gc_runs_total{result="success"} 1`,
+		`unireg_gc_deleted_objects_total{kind="blob",protocol="oci"} 3`,
+		`unireg_gc_deleted_objects_total{kind="upload",protocol="oci"} 1`,
+		`unireg_gc_last_success_timestamp_seconds`,
+		`unireg_gc_duration_seconds_count 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if !strings.Contains(string(body), `unireg_gc_deleted_bytes_total{kind="blob",protocol="oci"}`) {
+		t.Error("/metrics lacks the bytes freed")
+	}
+}
