@@ -268,6 +268,16 @@ func TestGCResolvesWhatACrashedCollectionLeftInQuarantine(t *testing.T) {
 	})
 }
 
+func TestTarballInQuarantineIsServed(t *testing.T) {
+	forEachStore(t, func(t *testing.T, env *gcEnv) {
+		x := env.mustPublish("@acme/x", "1.0.0")
+		if err := env.store.Move(context.Background(), tarballKey("@acme/x", sha512Hex(x)), quarantineKey("@acme/x", sha512Hex(x))); err != nil {
+			t.Fatal(err)
+		}
+		env.expectTarball("@acme/x", "1.0.0", x)
+	})
+}
+
 // cachedPackage writes a package of the uplink's cache: its two documents
 // and one tarball, and the tarball's pulled record when pulled.
 func (env *gcEnv) cachedPackage(name string, tarball []byte, pulled bool) (docs, tb, record string) {

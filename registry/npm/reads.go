@@ -125,7 +125,9 @@ func (h *Handler) getTarball(q *request) error {
 		return newError(http.StatusNotFound, "tarball %s of %s not found", q.route.arg, q.route.pkg)
 	}
 	return q.ServeObject(h.store, protocol.Object{
-		Key:      tarballKey(q.route.pkg, sum),
+		Key: tarballKey(q.route.pkg, sum),
+		// A read racing the collector's verification (gc.go).
+		Fallback: quarantineKey(q.route.pkg, sum),
 		Headers:  map[string]string{"ETag": `"` + sum[:32] + `"`, "Cache-Control": "public, max-age=31536000, immutable"},
 		NotFound: newError(http.StatusNotFound, "tarball %s of %s not found", q.route.arg, q.route.pkg),
 	})
