@@ -413,6 +413,94 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 	}
 }
 
+// A publish retried after a crash finds its tarball already stored, an
+// orphan old enough to collect. The collector quarantines it while the
+// publish is between its move of the tarball and its document's
+// compare-and-swap: the publish's marker (seen when the collector lists
+// staging before the swap) or the document's new version (after it) must
+// make the collector move the tarball back.
+func TestGCRacingAPublishRetryKeepsItsTarball(t *testing.T) {
+	for _, listing := range []string{"before the swap", "after the swap"} {
+		t.Run(listing, func(t *testing.T) {
+			forEachStore(t, func(t *testing.T, env *gcEnv) {
+				env.mustPublish("x", "0.9.0")
+				tb := tarballOf("x", "1.0.0")
+				key := tarballKey("x", sha512Hex(tb))
+				env.put(key, tb) // the crashed publish's tarball
+				env.age()
+
+				// The collector has chosen the orphan and is about to
+				// quarantine it.
+				moving := env.store.pauseAt("move", key)
+				collected := make(chan []gc.Deletion, 1)
+				go func() {
+					rep, err := env.collector(gc.Options{}).Collect(context.Background(), false)
+					if err != nil {
+						t.Errorf("collect: %v", err)
+					}
+					collected <- rep.Deleted
+				}()
+				moving.wait(t)
+				// The retry has moved its tarball into place; its
+				// compare-and-swap has not run.
+				swapping := env.store.pauseAt("put", packumentKey("x"))
+				published := make(chan int, 1)
+				go func() {
+					published <- env.publishAs("writer", "", newPublish("x", "1.0.0", tb)).Code
+				}()
+				swapping.wait(t)
+				listed := env.store.pauseAt("walk", "npm/staging")
+				moving.release()
+				listed.wait(t)
+				if listing == "after the swap" {
+					swapping.release()
+					if code := <-published; code != http.StatusCreated {
+						t.Fatalf("publish: %d", code)
+					}
+				}
+				listed.release()
+				deleted := <-collected
+				if listing == "before the swap" {
+					swapping.release()
+					if code := <-published; code != http.StatusCreated {
+						t.Fatalf("publish: %d", code)
+					}
+				}
+
+				expectDeletions(t, deleted)
+				env.expectTarball("x", "1.0.0", tb)
+				if ks := env.keys("npm/staging"); len(ks) != 0 {
+					t.Fatalf("the publish left %v in staging", ks)
+				}
+				if ks := env.keys("gc/quarantine/npm"); len(ks) != 0 {
+					t.Fatalf("quarantine still holds %v", ks)
+				}
+			})
+		})
+	}
+}
+
+// The marker is written only by a publish that finds its tarball stored
+// already; and none is left behind.
+func TestPublishWritesItsMarkerOnlyOverAStoredTarball(t *testing.T) {
+	forEachStore(t, func(t *testing.T, env *gcEnv) {
+		env.mustPublish("x", "1.0.0")
+		if n := env.store.count("put", "-publishing"); n != 0 {
+			t.Fatalf("a publish of new content wrote %d markers", n)
+		}
+		tb := tarballOf("x", "2.0.0")
+		env.put(tarballKey("x", sha512Hex(tb)), tb)
+		expectStatus(t, env.publishAs("writer", "", newPublish("x", "2.0.0", tb)), http.StatusCreated)
+		if n := env.store.count("put", "-publishing"); n != 1 {
+			t.Fatalf("a publish over a stored tarball wrote %d markers, want 1", n)
+		}
+		if ks := env.keys("npm/staging"); len(ks) != 0 {
+			t.Fatalf("the publish left %v in staging", ks)
+		}
+		env.expectTarball("x", "2.0.0", tb)
+	})
+}
+
 // pauseStore holds chosen calls until the test lets them go, and counts
 // the calls it sees. It keeps the backend's own Walk and DeleteMany.
 type pauseStore struct {

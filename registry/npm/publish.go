@@ -205,6 +205,24 @@ func (h *Handler) publish(q *request, incoming packument, att attachment, st *st
 	ctx := q.R.Context()
 	sum := hex.EncodeToString(st.sha512)
 	final := tarballKey(name, sum)
+	// A tarball stored already (a crashed publish's, being retried) may be
+	// the collector's candidate right now. The marker, kept until after
+	// the document's swap, protects it: a collector that lists staging
+	// after the marker is written sees it, or the new document once it is
+	// gone, and moves the tarball back; one that listed before had
+	// quarantined it before the Move below, which re-creates it (gc.go).
+	switch _, err := h.store.Stat(ctx, final); {
+	case err == nil:
+		marker := st.key + "-publishing"
+		if _, err := h.store.Put(ctx, marker, strings.NewReader(""), storage.Condition{}); err != nil {
+			return fmt.Errorf("mark the publish: %w", err)
+		}
+		// Deferred first, so it runs last: after the swap, and after the
+		// cleanup of a publish that failed.
+		defer h.store.Delete(context.WithoutCancel(ctx), marker)
+	case !errors.Is(err, storage.ErrNotFound):
+		return fmt.Errorf("stat tarball: %w", err)
+	}
 	if err := h.store.Move(ctx, st.key, final); err != nil {
 		return fmt.Errorf("store tarball: %w", err)
 	}
