@@ -141,6 +141,9 @@ func (h *Handler) getManifest(q *request) error {
 	if errors.Is(err, storage.ErrNotFound) {
 		// The collector may hold it while it verifies (gc.go).
 		body, _, err = storage.ReadAll(q.R.Context(), h.store, quarantineKey(d))
+		if errors.Is(err, storage.ErrNotFound) { // moved back between the two looks
+			body, err = h.reads.readImmutable(q.R.Context(), blobKey(d))
+		}
 	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return newError(http.StatusNotFound, CodeManifestUnknown, "manifest %s unknown", d)

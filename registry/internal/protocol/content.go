@@ -29,6 +29,10 @@ func (c *Call) ServeObject(store storage.Driver, o Object) error {
 	obj, err := store.Open(c.R.Context(), o.Key)
 	if errors.Is(err, storage.ErrNotFound) && o.Fallback != "" {
 		obj, err = store.Open(c.R.Context(), o.Fallback)
+		if errors.Is(err, storage.ErrNotFound) {
+			// Moved back between the two looks.
+			obj, err = store.Open(c.R.Context(), o.Key)
+		}
 	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return o.NotFound
