@@ -33,6 +33,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "gc" {
+		return runGC(args[1:], os.Stdout)
+	}
 	opts, err := config.Load(args, os.Getenv, os.Stderr)
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/unireg/unireg/registry"
+	"github.com/unireg/unireg/registry/gc"
 	"github.com/unireg/unireg/registry/limit"
 	"github.com/unireg/unireg/registry/npm"
 	"github.com/unireg/unireg/registry/oci"
@@ -137,6 +138,12 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.Var(repeatable(&o.Registry.NPM.LocalScopes, stringValue, nil), "npm-local-scope", "`@scope` whose packages are never looked up at --npm-upstream (repeatable)")
 	fs.StringVar(&o.Registry.Cache.SpoolDir, "cache-spool-dir", "", "where blobs being downloaded from upstreams are spooled (default DATA_DIR/cache-spool)")
 	fs.Int64Var(&o.Registry.Cache.SpoolBytes, "cache-spool-bytes", registry.DefaultCacheSpoolBytes, "bytes the cache may be downloading at once (a cold pull beyond it gets 503 with Retry-After)")
+	o.Registry.GC.Interval, o.Registry.GC.Grace, o.Registry.Cache.MaxIdle = gc.DefaultInterval, gc.DefaultGrace, registry.DefaultCacheMaxIdle
+	fs.Var(days{&o.Registry.GC.Interval}, "gc-interval", "how often the garbage collector runs inside the server; 0: never (run `registry gc` instead; docs/gc.md)")
+	fs.Var(days{&o.Registry.GC.Grace}, "gc-grace", "blobs, tarballs and staging objects uploaded, linked or mounted within this stay, referenced or not")
+	fs.Var(repeatable(&o.Registry.OCI.Retention, parseRetention, formatRetention), "retention", "`PATTERN=RULES`: which tags and untagged manifests the collector deletes in repositories matching PATTERN; RULES: keep-last=N, keep-tags=REGEX, untagged-after=DURATION, comma-separated (repeatable; docs/gc.md)")
+	fs.Var(days{&o.Registry.Cache.MaxIdle}, "cache-max-idle", "cached upstream content not pulled for this long is evicted by the collector; 0: never")
+	fs.Int64Var(&o.Registry.Cache.MaxBytes, "cache-max-bytes", 0, "bytes of cached upstream content (both protocols) beyond which the collector evicts the least recently pulled; 0: no bound")
 	fs.IntVar(&o.Registry.Limits.CacheFillsPerIdentity, "cache-fills-per-identity", registry.DefaultCacheFillsPerIdentity, "downloads from upstreams one identity may start at once (429 beyond); negative: no bound")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: registry [flags]\n\nunireg: an OCI Distribution registry (and npm registry).\n"+
