@@ -168,6 +168,10 @@ type GCConfig struct {
 	// Grace protects blobs, tarballs and staging objects uploaded, linked
 	// or mounted within it (zero: gc.DefaultGrace).
 	Grace time.Duration
+	// LeaseTTL is how long the storage lease of a collecting replica
+	// lasts unrenewed (zero: gc.DefaultLeaseTTL): after a replica dies in
+	// the middle of a collection, the others wait that long.
+	LeaseTTL time.Duration
 }
 
 // Limits bound what one client can hold of the server. The size limits of
@@ -354,10 +358,11 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 // newCollector assembles the garbage collector over the protocols served.
 func (r *Registry) newCollector() *gc.Collector {
 	c := &gc.Collector{
-		Store:   r.cfg.Storage,
-		Logger:  r.cfg.Logger,
-		Metrics: gc.NewMetrics(r.cfg.Metrics),
-		Options: gc.Options{Grace: r.cfg.GC.Grace, CacheMaxIdle: r.cfg.Cache.MaxIdle, CacheMaxBytes: r.cfg.Cache.MaxBytes},
+		Store:    r.cfg.Storage,
+		Logger:   r.cfg.Logger,
+		Metrics:  gc.NewMetrics(r.cfg.Metrics),
+		Options:  gc.Options{Grace: r.cfg.GC.Grace, CacheMaxIdle: r.cfg.Cache.MaxIdle, CacheMaxBytes: r.cfg.Cache.MaxBytes},
+		LeaseTTL: r.cfg.GC.LeaseTTL,
 	}
 	if r.oci != nil {
 		c.Parts = append(c.Parts, r.oci.GC())

@@ -141,6 +141,7 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	o.Registry.GC.Interval, o.Registry.GC.Grace, o.Registry.Cache.MaxIdle = gc.DefaultInterval, gc.DefaultGrace, registry.DefaultCacheMaxIdle
 	fs.Var(days{&o.Registry.GC.Interval}, "gc-interval", "how often the garbage collector runs inside the server; 0: never (run `registry gc` instead; docs/gc.md)")
 	fs.Var(days{&o.Registry.GC.Grace}, "gc-grace", "blobs, tarballs and staging objects uploaded, linked or mounted within this stay, referenced or not")
+	fs.DurationVar(&o.Registry.GC.LeaseTTL, "gc-lease-ttl", gc.DefaultLeaseTTL, "how long a collecting replica's lease lasts unrenewed (renewed every third of it): after a replica dies while collecting, the others wait that long")
 	fs.Var(repeatable(&o.Registry.OCI.Retention, parseRetention, formatRetention), "retention", "`PATTERN=RULES`: which tags and untagged manifests the collector deletes in repositories matching PATTERN; RULES: keep-last=N, keep-tags=REGEX, untagged-after=DURATION, comma-separated (repeatable; docs/gc.md)")
 	fs.Var(days{&o.Registry.Cache.MaxIdle}, "cache-max-idle", "cached upstream content not pulled for this long is evicted by the collector; 0: never")
 	fs.Int64Var(&o.Registry.Cache.MaxBytes, "cache-max-bytes", 0, "bytes of cached upstream content (both protocols) beyond which the collector evicts the least recently pulled; 0: no bound")
