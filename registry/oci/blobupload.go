@@ -543,10 +543,13 @@ func (h *Handler) PurgeUploads(ctx context.Context) (int, error) {
 			// being created this instant or was abandoned: judge by the data.
 			info, err = h.store.Stat(ctx, uploadDataKey(id))
 		}
-		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // neither part yet: being created this instant
+		}
+		if err != nil {
 			return removed, err
 		}
-		if err == nil && info.ModTime.After(cutoff) {
+		if info.ModTime.After(cutoff) {
 			continue
 		}
 		if err := h.store.DeleteAll(ctx, uploadDirKey(id)); err != nil {

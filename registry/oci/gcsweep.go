@@ -126,6 +126,11 @@ func (h *Handler) purgeUploads(ctx context.Context, run *gc.Run) error {
 		if derr != nil && !errors.Is(derr, storage.ErrNotFound) {
 			return derr
 		}
+		if serr != nil && derr != nil {
+			// Neither part yet: a session being created this instant (its
+			// data is still a temporary file). Nothing to judge its age by.
+			continue
+		}
 		latest := state.ModTime
 		if data.ModTime.After(latest) {
 			latest = data.ModTime
