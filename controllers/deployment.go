@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -71,6 +72,7 @@ func (r *RegistryReconciler) podTemplate(reg *uniregv1.Registry) corev1.PodTempl
 	if len(reg.Spec.AnonymousScopes) > 0 {
 		args = append(args, "--anonymous="+strings.Join(reg.Spec.AnonymousScopes, ","))
 	}
+	args = append(args, gcArgs(reg)...)
 	var env []corev1.EnvVar
 	dataVolume := corev1.Volume{Name: "data"}
 	switch st := reg.Spec.Storage; {
@@ -179,3 +181,44 @@ func containerResources(spec corev1.ResourceRequirements) corev1.ResourceRequire
 
 // upgradeSlotRetry is how often a waiting Registry looks again.
 const upgradeSlotRetry = 15 * time.Second
+
+// gcArgs are the server flags of spec.gc and spec.retention.
+func gcArgs(reg *uniregv1.Registry) []string {
+	var args []string
+	if gc := reg.Spec.GC; gc != nil {
+		if gc.Interval != nil {
+			args = append(args, "--gc-interval="+gc.Interval.Duration.String())
+		}
+		if gc.Grace != nil {
+			args = append(args, "--gc-grace="+gc.Grace.Duration.String())
+		}
+	}
+	for _, r := range reg.Spec.Retention {
+		var rules []string
+		if r.KeepLast != nil {
+			rules = append(rules, fmt.Sprintf("keep-last=%d", *r.KeepLast))
+		}
+		if r.KeepTags != "" {
+			rules = append(rules, "keep-tags="+r.KeepTags)
+		}
+		if r.UntaggedAfter != nil {
+			rules = append(rules, "untagged-after="+r.UntaggedAfter.Duration.String())
+		}
+		args = append(args, "--retention="+r.Repositories+"="+strings.Join(rules, ","))
+	}
+	return args
+}
+
+// checkRetention refuses rules the server would refuse to start with (a
+// keepTags that is no regular expression), before the Deployment rolls.
+func checkRetention(reg *uniregv1.Registry) error {
+	for i, r := range reg.Spec.Retention {
+		if r.KeepTags == "" {
+			continue
+		}
+		if _, err := regexp.Compile(r.KeepTags); err != nil {
+			return fmt.Errorf("spec.retention[%d].keepTags %q is not a regular expression: %v", i, r.KeepTags, err)
+		}
+	}
+	return nil
+}

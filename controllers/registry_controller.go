@@ -308,6 +308,9 @@ func (r *RegistryReconciler) reconcileService(ctx context.Context, reg *uniregv1
 // its turn to take a new default image (upgradeSlot), its pods keep the
 // image they run and waiting says why.
 func (r *RegistryReconciler) reconcileDeployment(ctx context.Context, reg *uniregv1.Registry) (dep *appsv1.Deployment, waiting string, err error) {
+	if err := checkRetention(reg); err != nil {
+		return nil, "", err // the running pods stay as they are
+	}
 	replicas := wantedReplicas(reg)
 	keep, waiting, err := r.upgradeSlot(ctx, reg)
 	if err != nil {

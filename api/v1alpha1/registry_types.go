@@ -43,6 +43,20 @@ type RegistrySpec struct {
 	// +optional
 	AnonymousScopes []string `json:"anonymousScopes,omitempty"`
 
+	// GC configures the garbage collector the server runs (docs/gc.md);
+	// unset keeps the server's defaults (every hour, a grace of one hour).
+	// +optional
+	GC *GCSpec `json:"gc,omitempty"`
+
+	// Retention are the rules by which the collector deletes tags and
+	// untagged manifests (the server's --retention). A tag is kept when
+	// any rule of any matching entry keeps it; repositories no entry
+	// matches keep everything.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	// +optional
+	Retention []RetentionRule `json:"retention,omitempty"`
+
 	// PublicURL is the external base URL clients use (https://registry.example.com);
 	// the in-cluster Service URL when empty.
 	// +kubebuilder:validation:Pattern=`^https?://[^/\s]+/?$`
@@ -306,3 +320,39 @@ type RegistryList struct {
 }
 
 func init() { SchemeBuilder.Register(&Registry{}, &RegistryList{}) }
+
+// GCSpec configures the garbage collector.
+type GCSpec struct {
+	// Interval is how often a collection runs; "0s" never (default 1h).
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+	// Grace protects what was uploaded, linked or mounted within it,
+	// referenced or not (default 1h).
+	// +optional
+	Grace *metav1.Duration `json:"grace,omitempty"`
+}
+
+// RetentionRule is one --retention value: which tags and untagged
+// manifests the collector keeps in the repositories matching Repositories.
+// +kubebuilder:validation:XValidation:rule="has(self.keepLast) || has(self.keepTags) || has(self.untaggedAfter)",message="a retention rule needs keepLast, keepTags or untaggedAfter"
+type RetentionRule struct {
+	// Repositories is a glob over repository names, as in scopes
+	// ("ci/*", "*").
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[a-z0-9*]([a-z0-9._/*-]*[a-z0-9*])?$`
+	Repositories string `json:"repositories"`
+	// KeepLast keeps the N most recently pushed tags.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	KeepLast *int32 `json:"keepLast,omitempty"`
+	// KeepTags keeps every tag this regular expression (Go syntax) matches.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	KeepTags string `json:"keepTags,omitempty"`
+	// UntaggedAfter deletes manifests no kept tag points at once they are
+	// older than this, counted from their push.
+	// +optional
+	UntaggedAfter *metav1.Duration `json:"untaggedAfter,omitempty"`
+}
