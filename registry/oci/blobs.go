@@ -49,7 +49,13 @@ func (h *Handler) getBlob(q *request) error {
 	} else if q.R.Method == http.MethodHead && q.Allowed(name, auth.ActionPush) {
 		// A pusher that finds the blob here skips its upload and pushes a
 		// manifest next: for the collector that is as good as an upload.
+		// The ref first, then the content must be in place (taken back
+		// from quarantine when the collector holds it), so the answer
+		// "here" stays true until the manifest push.
 		h.touchRefSoon(q.R.Context(), d)
+		if _, err := h.ensureBlob(q.R.Context(), d); err != nil {
+			return err
+		}
 	}
 	if h.opts.RedirectBlobs && q.R.Method == http.MethodGet {
 		if rd, ok := h.store.(storage.Redirector); ok {
