@@ -87,8 +87,8 @@ type stressEntry struct {
 	repo, tag string
 	digest    v1.Hash
 	version   uint64 // from the ledger's counter: a tag deleted and pushed again never repeats one
-	busy      bool // a change is in flight
-	suspect   bool // a change failed: the registry's state is unknown
+	busy      bool   // a change is in flight
+	suspect   bool   // a change failed: the registry's state is unknown
 }
 
 // stressLedger is the writers' record of every live tag, every image they

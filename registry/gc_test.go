@@ -515,8 +515,6 @@ func TestGCOnlyOneReplicaCollectsAtATime(t *testing.T) {
 	}
 }
 
-
-
 // The collector's pass purges abandoned upload sessions, and /metrics
 // reports its runs and what they freed.
 func TestGCPurgesAbandonedUploadsAndReportsItsMetrics(t *testing.T) {

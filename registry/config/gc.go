@@ -132,5 +132,3 @@ func validRepositoryGlob(p string) bool {
 	}
 	return oci.ValidName(strings.ReplaceAll(p, "*", "x"))
 }
-
-
