@@ -139,12 +139,12 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.Registry.Cache.SpoolDir, "cache-spool-dir", "", "where blobs being downloaded from upstreams are spooled (default DATA_DIR/cache-spool)")
 	fs.Int64Var(&o.Registry.Cache.SpoolBytes, "cache-spool-bytes", registry.DefaultCacheSpoolBytes, "bytes the cache may be downloading at once (a cold pull beyond it gets 503 with Retry-After)")
 	o.Registry.GC.Interval, o.Registry.GC.Grace, o.Registry.Cache.MaxIdle = gc.DefaultInterval, gc.DefaultGrace, registry.DefaultCacheMaxIdle
-	fs.Var(days{&o.Registry.GC.Interval}, "gc-interval", "how often the garbage collector runs inside the server; 0: never (run `registry gc` instead; docs/gc.md)")
-	fs.Var(days{&o.Registry.GC.Grace}, "gc-grace", "blobs, tarballs and staging objects uploaded, linked or mounted within this stay, referenced or not")
+	fs.Var(days{dst: &o.Registry.GC.Interval}, "gc-interval", "how often the garbage collector runs inside the server; 0: never (run `registry gc` instead; docs/gc.md)")
+	fs.Var(days{dst: &o.Registry.GC.Grace, positive: true}, "gc-grace", "blobs, tarballs and staging objects uploaded, linked or mounted within this stay, referenced or not (positive)")
 	fs.DurationVar(&o.Registry.GC.LeaseTTL, "gc-lease-ttl", gc.DefaultLeaseTTL, "how long a collecting replica's lease lasts unrenewed (renewed every third of it): after a replica dies while collecting, the others wait that long")
 	fs.Var(repeatable(&o.Registry.OCI.Retention, parseRetention, formatRetention), "retention", "`PATTERN=RULES`: which tags and untagged manifests the collector deletes in repositories matching PATTERN; RULES: keep-last=N, keep-tags=REGEX, untagged-after=DURATION, comma-separated (repeatable; docs/gc.md)")
-	fs.Var(days{&o.Registry.Cache.MaxIdle}, "cache-max-idle", "cached upstream content not pulled for this long is evicted by the collector; 0: never")
-	fs.Int64Var(&o.Registry.Cache.MaxBytes, "cache-max-bytes", 0, "bytes of cached upstream content (both protocols) beyond which the collector evicts the least recently pulled; 0: no bound")
+	fs.Var(days{dst: &o.Registry.Cache.MaxIdle}, "cache-max-idle", "cached upstream content not pulled for this long is evicted by the collector; 0: never")
+	fs.Var(byteCount{&o.Registry.Cache.MaxBytes}, "cache-max-bytes", "`BYTES` of cached upstream content (both protocols) beyond which the collector evicts the least recently pulled; 0: no bound")
 	fs.IntVar(&o.Registry.Limits.CacheFillsPerIdentity, "cache-fills-per-identity", registry.DefaultCacheFillsPerIdentity, "downloads from upstreams one identity may start at once (429 beyond); negative: no bound")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: registry [flags]\n\nunireg: an OCI Distribution registry (and npm registry).\n"+

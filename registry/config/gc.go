@@ -11,8 +11,12 @@ import (
 )
 
 // days is a duration flag that also takes a whole number of days ("30d"),
-// which retention and cache ages are usually written in.
-type days struct{ dst *time.Duration }
+// which retention and cache ages are usually written in. Negative values
+// are refused; with positive, so is zero.
+type days struct {
+	dst      *time.Duration
+	positive bool
+}
 
 func (d days) String() string {
 	if d.dst == nil {
@@ -29,7 +33,30 @@ func (d days) Set(s string) error {
 	if err != nil {
 		return err
 	}
+	if d.positive && v == 0 {
+		return fmt.Errorf("%q: must be positive", s)
+	}
 	*d.dst = v
+	return nil
+}
+
+// byteCount is a size flag in bytes (as --cache-spool-bytes), refusing
+// negative values; its errors quote the value, whichever layer gave it.
+type byteCount struct{ dst *int64 }
+
+func (b byteCount) String() string {
+	if b.dst == nil {
+		return "0"
+	}
+	return strconv.FormatInt(*b.dst, 10)
+}
+
+func (b byteCount) Set(s string) error {
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 {
+		return fmt.Errorf("%q: want a number of bytes, 0 or more", s)
+	}
+	*b.dst = v
 	return nil
 }
 
@@ -63,8 +90,13 @@ func parseRetention(s string) (oci.Retention, error) {
 		return oci.Retention{}, fmt.Errorf("%q: %q is not a repository pattern (lowercase names, / between components, * for any run)", s, pattern)
 	}
 	r := oci.Retention{Repositories: pattern}
+	given := map[string]bool{}
 	for _, rule := range splitRules(rules) {
 		name, value, _ := strings.Cut(rule, "=")
+		if given[name] {
+			return oci.Retention{}, fmt.Errorf("%q: %s is given twice", s, name)
+		}
+		given[name] = true
 		switch name {
 		case "keep-last":
 			n, err := strconv.Atoi(value)
@@ -73,8 +105,11 @@ func parseRetention(s string) (oci.Retention, error) {
 			}
 			r.KeepLast = n
 		case "keep-tags":
+			if value == "" {
+				return oci.Retention{}, fmt.Errorf("%q: keep-tags is empty (an empty expression would keep every tag: write .* for that)", s)
+			}
 			re, err := regexp.Compile(value)
-			if err != nil || value == "" {
+			if err != nil {
 				return oci.Retention{}, fmt.Errorf("%q: keep-tags=%s: not a regular expression: %v", s, value, err)
 			}
 			r.KeepTags = re
@@ -119,7 +154,7 @@ func formatRetention(r oci.Retention) string {
 		rules = append(rules, "keep-tags="+r.KeepTags.String())
 	}
 	if r.UntaggedAfter > 0 {
-		rules = append(rules, "untagged-after="+days{&r.UntaggedAfter}.String())
+		rules = append(rules, "untagged-after="+days{dst: &r.UntaggedAfter}.String())
 	}
 	return r.Repositories + "=" + strings.Join(rules, ",")
 }

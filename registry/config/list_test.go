@@ -98,7 +98,7 @@ func TestListPrecedenceIsFlagThenEnvThenFileWithoutMerging(t *testing.T) {
 // A repeatable flag (the kind --oci-upstream and --retention are) never
 // splits: its values keep their commas and regular expressions in every layer.
 func TestRepeatableListKeepsCommasAndRegularExpressions(t *testing.T) {
-	values := []string{`library/.*=keep:10,max-age:30d`, `^(team-[a-z]{2,5})/app$=keep:1`}
+	values := []string{`ci/*=keep-last=10,keep-tags=^v[0-9]{1,3},untagged-after=30d`, `team/*=keep-tags=^(main|release-[a-z]{2,5})$`}
 	newFlags := func() (*flag.FlagSet, *[]string) {
 		var got []string
 		fs := flag.NewFlagSet("test", flag.ContinueOnError)
@@ -107,7 +107,7 @@ func TestRepeatableListKeepsCommasAndRegularExpressions(t *testing.T) {
 		fs.Var(repeatable(&got, stringValue, nil), "retention", "")
 		return fs, &got
 	}
-	file := writeConfig(t, "retention:\n  - 'library/.*=keep:10,max-age:30d'\n  - '^(team-[a-z]{2,5})/app$=keep:1'\n")
+	file := writeConfig(t, "retention:\n  - 'ci/*=keep-last=10,keep-tags=^v[0-9]{1,3},untagged-after=30d'\n  - 'team/*=keep-tags=^(main|release-[a-z]{2,5})$'\n")
 	cases := []struct {
 		name string
 		args []string
