@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"encoding/json"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -8,8 +10,10 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	uniregv1 "github.com/unireg/unireg/api/v1alpha1"
 	"github.com/unireg/unireg/registry/config"
@@ -76,5 +80,75 @@ func TestBadRetentionIsReportedNotRolledOut(t *testing.T) {
 	}}
 	if err := k8sClient.Create(t.Context(), empty); err == nil || !strings.Contains(err.Error(), "needs keepLast, keepTags or untaggedAfter") {
 		t.Fatalf("a retention rule without rules: %v", err)
+	}
+}
+
+// What the API server admits in spec.gc and spec.retention is what the
+// server's flag parser accepts from the operator's args: a value the CRD
+// let through and the server refused would roll out pods that cannot
+// start. A value the operator cannot even decode (a duration in days) must
+// be refused too, or the Registry could not be reconciled at all.
+func TestGCAndRetentionTheAPIAdmitsAreWhatTheServerAccepts(t *testing.T) {
+	ns := namespace(t)
+	rule := func(repositories string, rules map[string]any) map[string]any {
+		r := map[string]any{"repositories": repositories}
+		for k, v := range rules {
+			r[k] = v
+		}
+		return map[string]any{"retention": []any{r}}
+	}
+	keep := map[string]any{"keepLast": int64(3)}
+	cases := map[string]map[string]any{
+		"glob ci/*":           rule("ci/*", keep),
+		"glob *":              rule("*", keep),
+		"glob team-*/app":     rule("team-*/app", keep),
+		"glob separators":     rule("a.b_c__d--e/*", keep),
+		"glob upper case":     rule("CI/*", keep),
+		"glob empty segment":  rule("ci//*", keep),
+		"glob trailing slash": rule("ci/*/", keep),
+		"glob leading dash":   rule("-ci/*", keep),
+		"glob double dot":     rule("ci..x/*", keep),
+		"glob three unders":   rule("ci___x", keep),
+		"glob trailing dot":   rule("*.", keep),
+		"glob space":          rule("ci x", keep),
+		"glob empty":          rule("", keep),
+		"keepLast 0":          rule("ci/*", map[string]any{"keepLast": int64(0)}),
+		"untaggedAfter 168h":  rule("ci/*", map[string]any{"untaggedAfter": "168h"}),
+		"untaggedAfter 1h30m": rule("ci/*", map[string]any{"untaggedAfter": "1h30m"}),
+		"untaggedAfter 0s":    rule("ci/*", map[string]any{"untaggedAfter": "0s"}),
+		"untaggedAfter -1h":   rule("ci/*", map[string]any{"untaggedAfter": "-1h"}),
+		"untaggedAfter 7d":    rule("ci/*", map[string]any{"untaggedAfter": "7d"}),
+		"interval 0s":         {"gc": map[string]any{"interval": "0s"}},
+		"interval 30m":        {"gc": map[string]any{"interval": "30m"}},
+		"interval -5m":        {"gc": map[string]any{"interval": "-5m"}},
+		"interval 1d":         {"gc": map[string]any{"interval": "1d"}},
+		"grace 2h":            {"gc": map[string]any{"grace": "2h"}},
+		"grace 0s":            {"gc": map[string]any{"grace": "0s"}},
+		"grace -1h":           {"gc": map[string]any{"grace": "-1h"}},
+	}
+	i := 0
+	for name, spec := range cases {
+		t.Run(name, func(t *testing.T) {
+			i++
+			u := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
+			u.SetGroupVersionKind(uniregv1.GroupVersion.WithKind("Registry"))
+			u.SetNamespace(ns)
+			u.SetName(fmt.Sprintf("v%d", i))
+			apiErr := k8sClient.Create(t.Context(), u, client.DryRunAll)
+
+			var reg uniregv1.Registry
+			raw, _ := json.Marshal(u.Object)
+			if err := json.Unmarshal(raw, &reg); err != nil {
+				if apiErr == nil {
+					t.Fatalf("the API admits %v, which the operator cannot decode: %v", spec, err)
+				}
+				return
+			}
+			args := gcArgs(&reg)
+			_, serverErr := config.Load(args, func(string) string { return "" }, io.Discard)
+			if (apiErr == nil) != (serverErr == nil) {
+				t.Fatalf("spec %v: the API says %v, the server says %v to %q", spec, apiErr, serverErr, args)
+			}
+		})
 	}
 }

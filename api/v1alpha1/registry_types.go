@@ -324,10 +324,13 @@ func init() { SchemeBuilder.Register(&Registry{}, &RegistryList{}) }
 // GCSpec configures the garbage collector.
 type GCSpec struct {
 	// Interval is how often a collection runs; "0s" never (default 1h).
+	// A Go duration ("30m", "24h"): no day unit.
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="interval must be a duration of 0s or more, in h, m or s (no d)"
 	// +optional
 	Interval *metav1.Duration `json:"interval,omitempty"`
 	// Grace protects what was uploaded, linked or mounted within it,
-	// referenced or not (default 1h).
+	// referenced or not (default 1h). Must be positive.
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="grace must be a positive duration, in h, m or s (no d)"
 	// +optional
 	Grace *metav1.Duration `json:"grace,omitempty"`
 }
@@ -337,10 +340,12 @@ type GCSpec struct {
 // +kubebuilder:validation:XValidation:rule="has(self.keepLast) || has(self.keepTags) || has(self.untaggedAfter)",message="a retention rule needs keepLast, keepTags or untaggedAfter"
 type RetentionRule struct {
 	// Repositories is a glob over repository names, as in scopes
-	// ("ci/*", "*").
+	// ("ci/*", "*"): a repository name in which `*` stands for any run of
+	// characters, `/` included. The pattern is the OCI name grammar with
+	// `*` allowed wherever a letter is, which is what the server checks.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
-	// +kubebuilder:validation:Pattern=`^[a-z0-9*]([a-z0-9._/*-]*[a-z0-9*])?$`
+	// +kubebuilder:validation:Pattern=`^[a-z0-9*]+((\.|_|__|-+)[a-z0-9*]+)*(/[a-z0-9*]+((\.|_|__|-+)[a-z0-9*]+)*)*$`
 	Repositories string `json:"repositories"`
 	// KeepLast keeps the N most recently pushed tags.
 	// +kubebuilder:validation:Minimum=1
@@ -352,7 +357,9 @@ type RetentionRule struct {
 	// +optional
 	KeepTags string `json:"keepTags,omitempty"`
 	// UntaggedAfter deletes manifests no kept tag points at once they are
-	// older than this, counted from their push.
+	// older than this, counted from their push. A positive Go duration
+	// ("168h" for a week): no day unit.
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="untaggedAfter must be a positive duration, in h, m or s (no d: a week is 168h)"
 	// +optional
 	UntaggedAfter *metav1.Duration `json:"untaggedAfter,omitempty"`
 }
