@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -151,4 +153,38 @@ func TestGCAndRetentionTheAPIAdmitsAreWhatTheServerAccepts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A running Registry whose spec gains a keepTags that does not compile
+// keeps its Deployment as it was (its pods would not start with it), and
+// Ready says which field is at fault; fixing the field rolls the fix out.
+func TestBadKeepTagsLeavesTheRunningDeploymentAlone(t *testing.T) {
+	ns := namespace(t)
+	create(t, &uniregv1.Registry{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "running"}, Spec: uniregv1.RegistrySpec{
+		Retention: []uniregv1.RetentionRule{{Repositories: "ci/*", KeepTags: "^v"}},
+	}})
+	before := deployment(t, ns, "running")
+	reg := &uniregv1.Registry{}
+	update(t, ns, "running", reg, func() { reg.Spec.Retention[0].KeepTags = "^(v" })
+	eventually(t, "Ready=False naming spec.retention[0].keepTags", func() (bool, error) {
+		got := &uniregv1.Registry{}
+		if err := get(ns, "running", got); err != nil {
+			return false, err
+		}
+		c := meta.FindStatusCondition(got.Status.Conditions, uniregv1.ConditionReady)
+		return c != nil && c.Status == metav1.ConditionFalse && c.ObservedGeneration == got.Generation &&
+			strings.Contains(c.Message, "spec.retention[0].keepTags"), nil
+	})
+	after := deployment(t, ns, "running")
+	if after.Generation != before.Generation || !slices.Equal(after.Spec.Template.Spec.Containers[0].Args, before.Spec.Template.Spec.Containers[0].Args) {
+		t.Fatalf("the Deployment changed for a spec the server refuses: generation %d -> %d, args %q", before.Generation, after.Generation, after.Spec.Template.Spec.Containers[0].Args)
+	}
+	update(t, ns, "running", reg, func() { reg.Spec.Retention[0].KeepTags = "^(v|rc)" })
+	eventually(t, "the fixed rule rolled out", func() (bool, error) {
+		dep := &appsv1.Deployment{}
+		if err := get(ns, "running", dep); err != nil {
+			return false, err
+		}
+		return slices.Contains(dep.Spec.Template.Spec.Containers[0].Args, "--retention=ci/*=keep-tags=^(v|rc)"), nil
+	})
 }
