@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -435,7 +436,7 @@ func runGCStress(t *testing.T, store storage.Driver, cfg gcStress) {
 	bg.Wait()
 
 	// Quiet now: past the grace, two collections leave what live tags hold.
-	time.Sleep(cfg.grace + 200*time.Millisecond)
+	time.Sleep(cfg.grace + gc.TimeSpare + 200*time.Millisecond)
 	var final []gc.Report
 	for range 2 {
 		rep, err := w.reg.Collect(context.Background(), false)
@@ -518,7 +519,7 @@ func (w *stressWorld) write(id int, rng *mrand.Rand, deadline time.Time) {
 	}
 	for time.Now().Before(deadline) {
 		switch op := rng.IntN(20); {
-		case op < 10: // a new image
+		case op < 9: // a new image
 			base := rng.IntN(4)
 			if rng.IntN(8) == 0 {
 				base = 4 + rng.IntN(2) // a rare base
@@ -535,7 +536,7 @@ func (w *stressWorld) write(id int, rng *mrand.Rand, deadline time.Time) {
 			if old, ok := w.push(id, r, tag(), stressImage(layers), "new"); ok {
 				bury(r, old)
 			}
-		case op < 13: // an image it holds, under another tag, maybe in another repository
+		case op < 11: // an image it holds, under another tag, maybe in another repository
 			src := w.pickEntry(id, rng)
 			if src == nil {
 				continue
@@ -554,7 +555,15 @@ func (w *stressWorld) write(id int, rng *mrand.Rand, deadline time.Time) {
 			i := rng.IntN(len(graveyard))
 			g := graveyard[i]
 			graveyard = slices.Delete(graveyard, i, i+1)
-			if old, ok := w.push(id, g.repo, tag(), g.img, "again"); ok {
+			// Either as a client that checks its blobs first (HEADs, then
+			// uploads what is missing), or as one that only sends the
+			// manifest, relying on its blobs still being in the repository:
+			// then the registry may refuse it cleanly, or must keep them.
+			how := "again"
+			if op >= 14 {
+				how = "again-manifest-only"
+			}
+			if old, ok := w.push(id, g.repo, tag(), g.img, how); ok {
 				bury(g.repo, old)
 			}
 		default: // delete an image by digest, and with it its tags
@@ -609,15 +618,37 @@ func (w *stressWorld) push(id int, repo, tag string, img v1.Image, how string) (
 	rs := &stressRequests{}
 	ctx := context.WithValue(context.Background(), stressRequestsKey{}, rs)
 	start := time.Now()
-	err := remote.Write(w.ref(key), img, w.opts(ctx)...)
+	manifestOnly := how == "again-manifest-only"
+	var err error
+	if manifestOnly {
+		err = w.putManifest(ctx, repo, tag, img)
+	} else {
+		err = remote.Write(w.ref(key), img, w.opts(ctx)...)
+	}
 	took := time.Since(start)
 	l.note(d, "w%d push %s (%s) began %s, took %s: %v", id, key, how, start.Sub(l.start).Round(time.Millisecond), took.Round(time.Millisecond), err)
+	refused := manifestOnly && errors.Is(err, errBlobUnknown)
+	if refused && !hadOld {
+		// A refused push leaves no tag behind.
+		if _, herr := remote.Head(w.ref(key), w.opts(context.Background())...); herr == nil {
+			l.fail("writer %d: the refused push of %s@%s left its tag", id, key, d)
+		}
+	}
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.maxPush = max(l.maxPush, took)
 	e.busy = false
 	l.bump(e)
+	if refused {
+		// Its blobs were collected after it was deleted: a clean refusal.
+		// The tag stays as it was, which the verifier checks.
+		l.counts["refused "+how]++
+		if !hadOld {
+			delete(l.entries, key)
+		}
+		return v1.Hash{}, false
+	}
 	if err != nil {
 		e.suspect = true
 		l.counts["failed push"]++
@@ -635,6 +666,37 @@ func (w *stressWorld) push(id int, repo, tag string, img v1.Image, how string) (
 		}
 	}
 	return old, true
+}
+
+// errBlobUnknown is a manifest push refused with MANIFEST_BLOB_UNKNOWN.
+var errBlobUnknown = errors.New("MANIFEST_BLOB_UNKNOWN")
+
+// putManifest pushes img's manifest alone, as a client that uploaded its
+// blobs long ago and does not check them again.
+func (w *stressWorld) putManifest(ctx context.Context, repo, tag string, img v1.Image) error {
+	raw, err := img.RawManifest()
+	if err != nil {
+		return err
+	}
+	mt, _ := img.MediaType()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, w.srv.URL+"/v2/"+repo+"/manifests/"+tag, bytes.NewReader(raw))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", string(mt))
+	resp, err := (&http.Client{Transport: w.client}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	switch {
+	case resp.StatusCode == http.StatusCreated:
+		return nil
+	case resp.StatusCode == http.StatusBadRequest && strings.Contains(string(body), "MANIFEST_BLOB_UNKNOWN"):
+		return fmt.Errorf("%w: %s", errBlobUnknown, body)
+	}
+	return fmt.Errorf("PUT manifest: %s: %s", resp.Status, body)
 }
 
 // pushFailure describes a failed push: the error, the blobs the registry

@@ -97,7 +97,7 @@ func (w *gcWorld) deleteRef(ref string) {
 }
 
 // age waits until everything written so far is past the grace.
-func (w *gcWorld) age() { time.Sleep(2 * testGrace) }
+func (w *gcWorld) age() { time.Sleep(testGrace + gc.TimeSpare + 50*time.Millisecond) }
 
 func (w *gcWorld) collect(dryRun bool) gc.Report {
 	w.t.Helper()

@@ -11,6 +11,10 @@ import (
 // after its last upload, link or mount, when Options.Grace is zero.
 const DefaultGrace = time.Hour
 
+// TimeSpare is added to every grace: storage times may be truncated to the
+// second (S3's are), so an object can look up to a second older than it is.
+const TimeSpare = time.Second
+
 // Options are what one collection does.
 type Options struct {
 	// Grace protects what was uploaded, linked or mounted within it
@@ -83,8 +87,8 @@ type Deletion struct {
 type Run struct {
 	// Start is when the run began, on the collector's clock.
 	Start time.Time
-	// Cutoff is Start minus the grace: an object whose last upload, link
-	// or mount is after Cutoff is young and stays.
+	// Cutoff is Start minus the grace and TimeSpare: an object whose last
+	// upload, link or mount is after Cutoff is young and stays.
 	Cutoff       time.Time
 	DryRun       bool
 	CacheMaxIdle time.Duration
@@ -100,7 +104,9 @@ func NewRun(now time.Time, opts Options) *Run {
 	if grace <= 0 {
 		grace = DefaultGrace
 	}
-	return &Run{Start: now, Cutoff: now.Add(-grace), DryRun: opts.DryRun, CacheMaxIdle: opts.CacheMaxIdle, evicted: map[string]bool{}}
+	// Storage times may be truncated to the second (S3's are): count the
+	// grace with a second to spare, so nothing goes within it.
+	return &Run{Start: now, Cutoff: now.Add(-grace - TimeSpare), DryRun: opts.DryRun, CacheMaxIdle: opts.CacheMaxIdle, evicted: map[string]bool{}}
 }
 
 // Young reports whether t (an object's last upload, link or mount) is
