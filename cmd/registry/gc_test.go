@@ -69,7 +69,7 @@ func TestGCCommandDryRunThenCollect(t *testing.T) {
 	dataDir := t.TempDir()
 	s := startServer(t, dataDir, "--anonymous", "*", "--gc-interval", "0")
 	ld := pushDeletedImage(t, s.url, "team/app")
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(1300 * time.Millisecond) // past --gc-grace and the collector's second to spare (gc.TimeSpare)
 	stdout, stderr, err := runGCCommand(t, dataDir, "--dry-run", "--json", "--gc-grace", "10ms")
 	if err != nil {
 		t.Fatalf("registry gc --dry-run --json: %v\n%s", err, stderr)
