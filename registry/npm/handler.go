@@ -66,6 +66,11 @@ type Settings struct {
 	// LocalScopes are scopes ("@acme") whose packages are never looked up
 	// upstream, whether or not they exist here.
 	LocalScopes []string
+	// AllowCaseVariants lets a new package take a name that differs from a
+	// package held here only by case (jsonstream beside JSONStream), for
+	// migrations of trees that hold both. Without it such a publish is
+	// refused, as the public registry refuses it.
+	AllowCaseVariants bool
 }
 
 // Options configure a Handler: its Settings and the parts it is wired to.

@@ -7,18 +7,25 @@ import (
 	"strings"
 )
 
-// maxNameLength is npm's limit on package names.
+// maxNameLength is npm's limit on package names. npm lets old packages
+// exceed it; unireg keeps it for them too, since a name is a storage key's
+// path segment.
 const maxNameLength = 214
 
-// The characters npm allows in new package names: lowercase, URL-safe, no
-// leading dot or underscore (validate-npm-package-name).
+// The characters of a package name: those encodeURIComponent leaves alone,
+// which is what npm's rule for existing packages allows (validate-npm-
+// package-name's validForOldPackages: capitals and ~'!()* are only refused
+// for new packages). Scopes are the public registry's user and
+// organisation names, always lowercase.
 var (
-	unscopedRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._~-]*$`)
-	scopeRE    = regexp.MustCompile(`^@[a-z0-9][a-z0-9._~-]*$`)
+	nameRE  = regexp.MustCompile(`^[A-Za-z0-9._~!'()*-]+$`)
+	scopeRE = regexp.MustCompile(`^@[a-z0-9][a-z0-9._~-]*$`)
 )
 
-// ValidName checks a package name against npm's naming rules and says what
-// is wrong.
+// ValidName checks a package name against npm's rules for the names of
+// existing packages, which the public registry still serves (JSONStream),
+// and says what is wrong. Whether a new package may take a name that
+// differs from another only by case is decided at publish (casevariants.go).
 func ValidName(name string) error {
 	if name == "" {
 		return fmt.Errorf("package name is empty")
@@ -29,6 +36,10 @@ func ValidName(name string) error {
 	if strings.TrimSpace(name) != name {
 		return fmt.Errorf("package name has leading or trailing spaces")
 	}
+	switch strings.ToLower(name) {
+	case "node_modules", "favicon.ico":
+		return fmt.Errorf("package name %q is reserved", name)
+	}
 	base := name
 	if strings.HasPrefix(name, "@") {
 		scope, rest, ok := strings.Cut(name, "/")
@@ -38,17 +49,18 @@ func ValidName(name string) error {
 		if !scopeRE.MatchString(scope) {
 			return fmt.Errorf("scope %q may contain only lowercase letters, digits and - . _ ~, and must not start with . or _", scope)
 		}
+		if strings.HasPrefix(rest, ".") {
+			return fmt.Errorf("package name %q must not start with . after its scope", name)
+		}
 		base = rest
+	} else if strings.ContainsAny(name[:1], ".-_") {
+		return fmt.Errorf("package name %q must not start with . - or _", name)
 	}
 	if strings.ContainsRune(base, '/') {
 		return fmt.Errorf("package name %q contains a slash", name)
 	}
-	if !unscopedRE.MatchString(base) {
-		return fmt.Errorf("package name %q may contain only lowercase letters, digits and - . _ ~, and must not start with . or _", name)
-	}
-	switch base {
-	case "node_modules", "favicon.ico":
-		return fmt.Errorf("package name %q is reserved", name)
+	if !nameRE.MatchString(base) {
+		return fmt.Errorf("package name %q may contain only letters, digits and - . _ ~ ! ' ( ) *", name)
 	}
 	return nil
 }

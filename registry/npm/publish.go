@@ -203,6 +203,9 @@ func (h *Handler) publish(q *request, incoming packument, att attachment, st *st
 		return err
 	}
 	ctx := q.R.Context()
+	if err := h.refuseNewCaseVariant(ctx, name); err != nil {
+		return err
+	}
 	sum := hex.EncodeToString(st.sha512)
 	final := tarballKey(name, sum)
 	// A tarball stored already (a crashed publish's, being retried) may be

@@ -319,11 +319,11 @@ func TestPublishRefusalsLeaveNothingBehind(t *testing.T) {
 		{"attachment without data", "", 400, "has no data", func(p *publishReq) {
 			delete(p.atts[0].att, "data")
 		}},
-		{"invalid package name", "/X", 400, "invalid package name", func(p *publishReq) {
-			p.doc["name"] = "X"
-			p.doc["_id"] = "X"
-			p.manifest()["name"] = "X"
-			p.atts[0].name = "X-1.1.0.tgz"
+		{"invalid package name", "/_x", 400, "invalid package name", func(p *publishReq) {
+			p.doc["name"] = "_x"
+			p.doc["_id"] = "_x"
+			p.manifest()["name"] = "_x"
+			p.atts[0].name = "_x-1.1.0.tgz"
 		}},
 	}
 	for _, tt := range tests {

@@ -383,7 +383,7 @@ func TestUnknownPathsAre404(t *testing.T) {
 
 func TestInvalidNameInURLIs400(t *testing.T) {
 	hs := newHarness(t, defaultUsers())
-	for _, path := range []string{"/Upper", "/.x", "/-/package/Upper/dist-tags", "/node_modules/-/node_modules-1.0.0.tgz"} {
+	for _, path := range []string{"/_upper", "/.x", "/@Acme%2fx", "/-/package/-dash/dist-tags", "/node_modules/-/node_modules-1.0.0.tgz"} {
 		expectError(t, hs.get("admin", path), http.StatusBadRequest, "invalid package name")
 	}
 }

@@ -200,7 +200,7 @@ func TestGranularTokenIsNarrowedToItsPackages(t *testing.T) {
 		{"a scope the creator lacks", map[string]any{"scopes": []any{"@other"}}, 403, nil},
 		{"a longer scope the creator lacks", map[string]any{"scopes": []any{"@acmex"}}, 403, nil},
 		{"a package the creator lacks", map[string]any{"packages": []any{"@other/x"}}, 403, nil},
-		{"an invalid package name", map[string]any{"packages": []any{"Bad"}}, 400, nil},
+		{"an invalid package name", map[string]any{"packages": []any{"_bad"}}, 400, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
