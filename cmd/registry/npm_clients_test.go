@@ -26,12 +26,22 @@ import (
 
 func npmClient(t *testing.T, name string) []string {
 	t.Helper()
+	c, err := findNPMClient(name)
+	if err != nil {
+		t.Skip(err)
+	}
+	return c
+}
+
+// findNPMClient returns the command line that runs a client, or why it
+// cannot be run here.
+func findNPMClient(name string) ([]string, error) {
 	if name == "npm" {
 		p, err := exec.LookPath("npm")
 		if err != nil {
-			t.Skip("npm (Node.js) is not installed")
+			return nil, fmt.Errorf("npm (Node.js) is not installed")
 		}
-		return []string{p}
+		return []string{p}, nil
 	}
 	rel := map[string]string{
 		"pnpm":       "pnpm/bin/pnpm.cjs",
@@ -40,9 +50,9 @@ func npmClient(t *testing.T, name string) []string {
 	}[name]
 	p, _ := filepath.Abs(filepath.Join("..", "..", "tools", "npm-clients", "node_modules", rel))
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("%s not installed: run hack/install-npm-clients.sh (make test does)", name)
+		return nil, fmt.Errorf("%s not installed: run hack/install-npm-clients.sh (make test does)", name)
 	}
-	return []string{"node", p}
+	return []string{"node", p}, nil
 }
 
 // npmWorld is one user's machine: a HOME with the client configuration and

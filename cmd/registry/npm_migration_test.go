@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -52,4 +54,95 @@ func TestNPMLegacyNamesPublishAndInstall(t *testing.T) {
 			t.Fatalf("%s exists after a refused publish: %d", variant, got)
 		}
 	}
+}
+
+// TestNPMOwnerAddRemove: npm owner add/rm change the maintainers that npm
+// owner ls shows; who may change them is who may write the package.
+func TestNPMOwnerAddRemove(t *testing.T) {
+	npm := npmClient(t, "npm")
+	s := startServer(t, "")
+	w := newNPMWorld(t, s, s.adminToken())
+	w.run(w.pkg("lib", "@acme/owned", "1.0.0", nil), npm, "publish")
+	app := w.project("app")
+
+	if out := w.run(app, npm, "owner", "add", "bob", "@acme/owned"); !strings.Contains(out, "+ bob (@acme/owned)") {
+		t.Fatalf("npm owner add: %s", out)
+	}
+	if out := w.run(app, npm, "owner", "ls", "@acme/owned"); !strings.Contains(out, "admin") || !strings.Contains(out, "bob") {
+		t.Fatalf("npm owner ls after add: %q", out)
+	}
+	w.run(app, npm, "owner", "rm", "admin", "@acme/owned")
+	if out := w.run(app, npm, "owner", "ls", "@acme/owned"); strings.Contains(out, "admin") || !strings.Contains(out, "bob") {
+		t.Fatalf("npm owner ls after rm: %q", out)
+	}
+
+	ro := newNPMWorld(t, s, readOnlyToken(t, s))
+	if out := ro.fail(ro.project("app"), npm, "owner", "add", "mallory", "@acme/owned"); !strings.Contains(out, "403") {
+		t.Fatalf("npm owner add with a read-only token: %s", out)
+	}
+	if out := w.run(app, npm, "owner", "ls", "@acme/owned"); strings.Contains(out, "mallory") {
+		t.Fatalf("a read-only token changed the owners: %q", out)
+	}
+}
+
+// TestNPMDistTagsThePublicRegistryAccepts: a tag such as 1.x (publishConfig
+// of brace-expansion@1) is kept and leaves latest alone; a tag npm would
+// take as a version is refused with the reason, and moves nothing.
+func TestNPMDistTagsThePublicRegistryAccepts(t *testing.T) {
+	npm := npmClient(t, "npm")
+	s := startServer(t, "")
+	w := newNPMWorld(t, s, s.adminToken())
+	lib := w.pkg("lib", "brace-like", "1.1.21", nil)
+	w.run(lib, npm, "publish")
+	w.pkg("lib", "brace-like", "2.0.1", nil)
+	w.run(lib, npm, "publish")
+	w.pkg("lib", "brace-like", "1.1.22", map[string]any{"publishConfig": map[string]any{"tag": "1.x"}})
+	w.run(lib, npm, "publish")
+	app := w.project("app")
+	tags := func() string { return w.run(app, npm, "dist-tag", "ls", "brace-like") }
+	if out := tags(); !strings.Contains(out, "1.x: 1.1.22") || !strings.Contains(out, "latest: 2.0.1") {
+		t.Fatalf("dist-tags after a publish with tag 1.x: %s", out)
+	}
+
+	w.pkg("lib", "brace-like", "1.1.23", map[string]any{"publishConfig": map[string]any{"tag": "v1.1.23"}})
+	if out := w.fail(lib, npm, "publish"); !strings.Contains(out, `invalid dist-tag "v1.1.23"`) {
+		t.Fatalf("publish with tag v1.1.23: %s", out)
+	}
+	if out := tags(); !strings.Contains(out, "latest: 2.0.1") || strings.Contains(out, "1.1.23") {
+		t.Fatalf("dist-tags after a refused tag: %s", out)
+	}
+	if out := w.fail(app, npm, "view", "brace-like@1.1.23", "version"); !strings.Contains(out, "404") && !strings.Contains(out, "No match") {
+		t.Fatalf("1.1.23 published with a refused tag: %s", out)
+	}
+
+	// npm itself refuses to send a range as a tag (`npm dist-tag add` and
+	// `npm publish --tag`); other clients do not, and the server takes it.
+	w.run(app, npm, "dist-tag", "add", "brace-like@2.0.1", "stable")
+	if yarn, err := findNPMClient("yarn"); err == nil {
+		w.run(app, yarn, "tag", "add", "brace-like@2.0.1", "2.x")
+		if out := tags(); !strings.Contains(out, "2.x: 2.0.1") || !strings.Contains(out, "stable: 2.0.1") {
+			t.Fatalf("dist-tags after yarn tag add 2.x: %s", out)
+		}
+	}
+	for tag, want := range map[string]int{"3.x": 201, "v2.0.1": 400, "2.0.1": 400, "a%2Fb": 400} {
+		resp := s.request("PUT", "/npm/-/package/brace-like/dist-tags/"+tag, s.adminToken(), strings.NewReader(`"2.0.1"`))
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || (want == 400 && !strings.Contains(string(b), "invalid dist-tag")) {
+			t.Fatalf("PUT dist-tag %s: %d %s, want %d", tag, resp.StatusCode, b, want)
+		}
+	}
+}
+
+// readOnlyToken makes a token of the admin that may only read.
+func readOnlyToken(t *testing.T, s *server) string {
+	t.Helper()
+	resp := s.request("POST", "/npm/-/npm/v1/tokens", s.adminToken(), strings.NewReader(`{"readonly":true}`))
+	defer resp.Body.Close()
+	var created struct{ Token string }
+	json.NewDecoder(resp.Body).Decode(&created)
+	if created.Token == "" {
+		t.Fatalf("no read-only token: %d", resp.StatusCode)
+	}
+	return created.Token
 }

@@ -10,14 +10,28 @@ import (
 
 // changePackage applies a document sent back by a client (after GET
 // ?write=true): version removals (unpublish of one version, needs delete),
-// deprecation messages, maintainers and dist-tags (need write), or a star
-// (`users`, needs read). Version contents themselves never change.
+// deprecation messages, maintainers and dist-tags (need write). A body
+// without versions changes only maintainers (`npm owner add/rm`, needs
+// write) and the caller's star (`users`, needs read). Version contents
+// themselves never change.
 func (h *Handler) changePackage(q *request, incoming packument) error {
 	name := q.route.pkg
 	if n := incoming.name(); n != "" && n != name {
 		return newError(http.StatusBadRequest, "document name %q does not match the URL's package %q", n, name)
 	}
-	starOnly := incoming["versions"] == nil
+	if id := str(incoming["_id"]); id != "" && id != name {
+		return newError(http.StatusBadRequest, "document _id %q does not match the URL's package %q", id, name)
+	}
+	partial := incoming["versions"] == nil
+	var maintainers []any
+	if m, ok := incoming["maintainers"]; ok && (partial || len(asSlice(m)) > 0) {
+		// A whole document without maintainers (one stored without
+		// them) leaves them alone; `npm owner` always sends some.
+		var err error
+		if maintainers, err = normalizeMaintainers(m); err != nil {
+			return err
+		}
+	}
 	var removed []string
 	var removedSums []string
 	next, err := h.packages.update(q.R.Context(), name, func(cur packument) (packument, error) {
@@ -25,8 +39,8 @@ func (h *Handler) changePackage(q *request, incoming packument) error {
 			return nil, newError(http.StatusNotFound, "package %s not found", name)
 		}
 		removed, removedSums = nil, nil
-		if starOnly {
-			return h.applyStar(q, cur, incoming)
+		if partial {
+			return h.applyPartial(q, cur, incoming, maintainers)
 		}
 		if err := q.Require(name, auth.ActionWrite); err != nil {
 			return nil, err
@@ -61,12 +75,8 @@ func (h *Handler) changePackage(q *request, incoming packument) error {
 		if len(removed) > 0 {
 			// Versions missing from a document read before the last write
 			// may have been published since: refuse, as CouchDB does.
-			rev := str(incoming["_rev"])
-			if rev == "" {
-				rev = q.route.rev
-			}
-			if rev != "" && rev != str(cur["_rev"]) {
-				return nil, newError(http.StatusConflict, "%s changed since revision %s was read; fetch it again", name, rev)
+			if err := checkRev(q, cur, incoming); err != nil {
+				return nil, err
 			}
 			if h.opts.DisableUnpublish {
 				return nil, newError(http.StatusMethodNotAllowed, "unpublishing is disabled on this registry")
@@ -78,15 +88,13 @@ func (h *Handler) changePackage(q *request, incoming packument) error {
 				delete(cur.versions(), v)
 			}
 		}
-		if m, ok := incoming["maintainers"].([]any); ok && len(m) > 0 {
-			cur["maintainers"] = m
+		if maintainers != nil {
+			cur["maintainers"] = maintainers
 		}
 		if tags := obj(incoming["dist-tags"]); tags != nil {
-			next := map[string]any{}
-			for t, v := range tags {
-				if validTag(t) && cur.version(str(v)) != nil {
-					next[t] = str(v)
-				}
+			next, err := changedTags(cur, tags)
+			if err != nil {
+				return nil, err
 			}
 			cur["dist-tags"] = next
 		}
@@ -121,6 +129,64 @@ func (h *Handler) changePackage(q *request, incoming packument) error {
 	}
 	writeJSON(q.W, q.R, http.StatusOK, map[string]any{"ok": true, "id": name, "rev": next["_rev"]})
 	return nil
+}
+
+// changedTags is the dist-tags of a whole document sent back: tags naming a
+// version the package lacks go (an unpublished version's), a tag kept as
+// the document had it stays whatever its name, and one added or moved must
+// be a valid tag, else the change is refused.
+func changedTags(cur packument, tags map[string]any) (map[string]any, error) {
+	next := map[string]any{}
+	for t, v := range tags {
+		version := str(v)
+		if cur.version(version) == nil {
+			continue
+		}
+		if str(cur.distTags()[t]) != version {
+			if err := checkTag(t); err != nil {
+				return nil, err
+			}
+		}
+		next[t] = version
+	}
+	return next, nil
+}
+
+// checkRev refuses a change made to a document older than the current one,
+// when the client says which revision it read (in the body or the URL).
+func checkRev(q *request, cur, incoming packument) error {
+	rev := str(incoming["_rev"])
+	if rev == "" {
+		rev = q.route.rev
+	}
+	if rev != "" && rev != str(cur["_rev"]) {
+		return newError(http.StatusConflict, "%s changed since revision %s was read; fetch it again", q.route.pkg, truncate(rev))
+	}
+	return nil
+}
+
+// applyPartial applies a body without versions: maintainers from a caller
+// who may write (`npm owner add/rm`, which sends {_id, _rev, maintainers}
+// read just before, so a stale revision is a conflict: another owner
+// change would be lost), and the caller's star. dist-tags have their own
+// endpoint; anything else in the body is ignored.
+func (h *Handler) applyPartial(q *request, cur, incoming packument, maintainers []any) (packument, error) {
+	if maintainers != nil {
+		if err := q.Require(q.route.pkg, auth.ActionWrite); err != nil {
+			return nil, err
+		}
+		if err := checkRev(q, cur, incoming); err != nil {
+			return nil, err
+		}
+		cur["maintainers"] = maintainers
+		ts := now()
+		cur.times()["modified"] = ts
+		cur["_rev"] = nextRev(str(cur["_rev"]), []byte("owners"+ts))
+		if _, star := incoming["users"]; !star {
+			return cur, nil
+		}
+	}
+	return h.applyStar(q, cur, incoming)
 }
 
 // applyStar changes only the caller's entry of `users`.

@@ -221,11 +221,12 @@ func TestStarChangesOnlyTheCallersEntry(t *testing.T) {
 	}
 }
 
-// A star changes only `users`: from a caller who may write, other members
-// of a body without versions are ignored; from a caller who may only read,
-// a member that would change the package is refused (403) and nothing
+// A body without versions changes what it carries: maintainers (`npm
+// owner`, for a caller who may write) and the caller's own star; dist-tags
+// change through their endpoint only. From a caller who may only read, a
+// member that would change the package is refused (403) and nothing
 // changes.
-func TestStarIgnoresOtherFields(t *testing.T) {
+func TestBodyWithoutVersionsChangesMaintainersAndStarOnly(t *testing.T) {
 	hs := newHarness(t, defaultUsers())
 	hs.mustPublish("x", "1.0.0")
 	before := hs.packument("reader", "x")
@@ -239,8 +240,11 @@ func TestStarIgnoresOtherFields(t *testing.T) {
 	expectStatus(t, hs.do(call{method: http.MethodPut, path: "/x", body: jsonString(t, star("writer")), user: "writer"}), http.StatusOK)
 	expectError(t, hs.do(call{method: http.MethodPut, path: "/x", body: jsonString(t, star("reader")), user: "reader"}), http.StatusForbidden, "npm:package:x:write")
 	after := hs.packument("reader", "x")
-	if !reflect.DeepEqual(after["maintainers"], before["maintainers"]) || !reflect.DeepEqual(after["dist-tags"], before["dist-tags"]) {
-		t.Fatalf("a star changed maintainers %v or dist-tags %v", after["maintainers"], after["dist-tags"])
+	if want := []any{map[string]any{"name": "writer", "email": ""}}; !reflect.DeepEqual(after["maintainers"], want) {
+		t.Fatalf("maintainers = %v, want %v", after["maintainers"], want)
+	}
+	if !reflect.DeepEqual(after["dist-tags"], before["dist-tags"]) {
+		t.Fatalf("a body without versions changed dist-tags: %v", after["dist-tags"])
 	}
 	if got := after["users"]; !reflect.DeepEqual(got, map[string]any{"writer": true}) {
 		t.Fatalf("users = %v", got)

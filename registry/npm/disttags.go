@@ -14,8 +14,8 @@ func (h *Handler) setDistTag(q *request) error {
 	if err := q.Require(name, auth.ActionWrite); err != nil {
 		return err
 	}
-	if !validTag(tag) {
-		return newError(http.StatusBadRequest, "invalid dist-tag %q: it must start with a letter and must not be a version", truncate(tag))
+	if err := checkTag(tag); err != nil {
+		return err
 	}
 	b, err := io.ReadAll(io.LimitReader(q.R.Body, 1024))
 	if err != nil {

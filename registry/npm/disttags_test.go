@@ -79,7 +79,9 @@ func TestDistTagRefusals(t *testing.T) {
 		{"removing latest", http.MethodDelete, "/-/package/x/dist-tags/latest", "", "admin", 400, "latest"},
 		{"semver as tag", http.MethodPut, "/-/package/x/dist-tags/1.0.0", `"1.0.0"`, "admin", 400, "invalid dist-tag"},
 		{"prerelease semver as tag", http.MethodPut, "/-/package/x/dist-tags/2.0.0-beta.1", `"1.0.0"`, "admin", 400, "invalid dist-tag"},
-		{"tag starting with a digit", http.MethodPut, "/-/package/x/dist-tags/1beta", `"1.0.0"`, "admin", 400, "invalid dist-tag"},
+		{"semver npm reads loosely as tag", http.MethodPut, "/-/package/x/dist-tags/v1.0.0", `"1.0.0"`, "admin", 400, "invalid dist-tag"},
+		{"tag with a slash", http.MethodPut, "/-/package/x/dist-tags/a%2Fb", `"1.0.0"`, "admin", 400, "invalid dist-tag"},
+		{"tag npm cannot address", http.MethodPut, "/-/package/x/dist-tags/a%20b", `"1.0.0"`, "admin", 400, "invalid dist-tag"},
 		{"unknown version", http.MethodPut, "/-/package/x/dist-tags/beta", `"9.9.9"`, "admin", 400, "9.9.9"},
 		{"body not a JSON string", http.MethodPut, "/-/package/x/dist-tags/beta", `1.0.0`, "admin", 400, "JSON string"},
 		{"body an object", http.MethodPut, "/-/package/x/dist-tags/beta", `{"version":"1.0.0"}`, "admin", 400, "JSON string"},
@@ -106,5 +108,42 @@ func TestDistTagRefusals(t *testing.T) {
 				t.Fatalf("document changed:\n%s", got)
 			}
 		})
+	}
+}
+
+// TestDistTagsThePublicRegistryHolds: tags such as 1.x and 2.x (ranges npm
+// resolves as ranges) are set like any other.
+func TestDistTagsThePublicRegistryHolds(t *testing.T) {
+	hs := newHarness(t, defaultUsers())
+	hs.mustPublish("x", "1.0.0")
+	hs.mustPublish("x", "2.0.0")
+	for tag, v := range map[string]string{"1.x": "1.0.0", "2.x": "2.0.0", "1beta": "1.0.0", "-x": "1.0.0"} {
+		expectStatus(t, hs.do(call{method: http.MethodPut, path: "/-/package/x/dist-tags/" + tag, body: []byte(`"` + v + `"`), user: "writer"}), http.StatusCreated)
+	}
+	want := map[string]any{"latest": "2.0.0", "1.x": "1.0.0", "2.x": "2.0.0", "1beta": "1.0.0", "-x": "1.0.0"}
+	if got := distTagsOf(hs.packument("reader", "x")); !reflect.DeepEqual(got, want) {
+		t.Fatalf("dist-tags = %v, want %v", got, want)
+	}
+}
+
+// TestChangeWithAnInvalidNewTagIsRefused: a whole document sent back may
+// keep its tags, but a tag it adds or moves follows the rule of the
+// dist-tag endpoint.
+func TestChangeWithAnInvalidNewTagIsRefused(t *testing.T) {
+	hs := newHarness(t, defaultUsers())
+	hs.mustPublish("x", "1.0.0")
+	hs.mustPublish("x", "2.0.0")
+	before := hs.storedPackument("x")
+	doc := hs.writeDoc("x")
+	doc["dist-tags"].(map[string]any)["v1.0.0"] = "1.0.0"
+	expectError(t, hs.putDoc("writer", "x", doc), http.StatusBadRequest, `invalid dist-tag "v1.0.0"`)
+	if got := hs.storedPackument("x"); !bytes.Equal(got, before) {
+		t.Fatalf("document changed:\n%s", got)
+	}
+	doc = hs.writeDoc("x")
+	doc["dist-tags"].(map[string]any)["1.x"] = "1.0.0"
+	expectStatus(t, hs.putDoc("writer", "x", doc), http.StatusOK)
+	if got := distTagsOf(hs.packument("reader", "x")); !reflect.DeepEqual(got, map[string]any{"latest": "2.0.0", "1.x": "1.0.0"}) {
+		t.Fatalf("dist-tags = %v", got)
 	}
 }

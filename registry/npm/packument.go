@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"regexp"
 	"strings"
 	"time"
@@ -64,10 +65,36 @@ var semverRE = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-
 
 func validVersion(v string) bool { return len(v) <= 256 && semverRE.MatchString(v) }
 
-// validTag: a dist-tag must not look like a version or a range.
-var tagRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9._-]{0,63}$`)
+// maxTagLength bounds a dist-tag; semver reads nothing longer as a version.
+const maxTagLength = 256
 
-func validTag(t string) bool { return tagRE.MatchString(t) && !semverRE.MatchString(t) }
+// A dist-tag is what the public registry takes: anything npm can address as
+// pkg@tag (the characters encodeURIComponent leaves alone, so no slash, no
+// space) that npm would not read as a version. npm reads versions loosely
+// (semver.valid(tag, true): v1.0.0, 01.0.0, 1.0.0beta); ranges such as
+// 1.x or 2 are tags (brace-expansion@1 publishes with tag 1.x), since an
+// exact tag match comes first when npm resolves pkg@1.x.
+var (
+	tagRE          = regexp.MustCompile(`^[A-Za-z0-9._~!'()*-]+$`)
+	looseVersionRE = regexp.MustCompile(`^v*(\d+)\.(\d+)\.(\d+)(?:-?((?:\d+|\d*[a-zA-Z-][a-zA-Z0-9-]*)(?:\.(?:\d+|\d*[a-zA-Z-][a-zA-Z0-9-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$`)
+)
+
+func validTag(t string) bool { return checkTag(t) == nil }
+
+// checkTag says why t cannot be a dist-tag, as the 400 npm prints.
+func checkTag(t string) error {
+	switch {
+	case t == "":
+		return newError(http.StatusBadRequest, "invalid dist-tag \"\": a tag must not be empty")
+	case len(t) > maxTagLength:
+		return newError(http.StatusBadRequest, "invalid dist-tag %q: a tag has at most %d characters", truncate(t), maxTagLength)
+	case !tagRE.MatchString(t):
+		return newError(http.StatusBadRequest, "invalid dist-tag %q: a tag may contain only letters, digits and - . _ ~ ! ' ( ) * (npm cannot address any other as package@tag)", truncate(t))
+	case looseVersionRE.MatchString(t):
+		return newError(http.StatusBadRequest, "invalid dist-tag %q: npm would read it as a version; name the tag otherwise (1.x or v1 are tags)", truncate(t))
+	}
+	return nil
+}
 
 // nextRev returns the revision after rev, CouchDB style "N-hex".
 func nextRev(rev string, body []byte) string {

@@ -50,6 +50,7 @@ func TestParsePathRoutesEveryClientForm(t *testing.T) {
 		{"yarn audit", "/-/npm/v1/security/audits", route{kind: RouteAudit, arg: "audits"}},
 		{"legacy name", "/JSONStream", route{kind: RoutePackument, pkg: "JSONStream"}},
 		{"legacy name tarball", "/JSONStream/-/JSONStream-1.3.5.tgz", route{kind: RouteTarball, pkg: "JSONStream", arg: "JSONStream-1.3.5.tgz"}},
+		{"dist-tag like a range", "/-/package/lodash/dist-tags/1.x", route{kind: RouteDistTag, pkg: "lodash", arg: "1.x"}},
 		{"root", "/", route{kind: RouteUnknownNPM}},
 		{"empty", "", route{kind: RouteUnknownNPM}},
 		{"unknown special", "/-/nope", route{kind: RouteUnknownNPM}},
@@ -214,7 +215,17 @@ func TestValidVersionAndTag(t *testing.T) {
 		want bool
 	}{
 		{"latest", true}, {"beta", true}, {"next-2", true}, {"v1.x", true},
-		{"1.0.0", false}, {"1.0.0-beta.1", false}, {"", false}, {"-x", false}, {"a/b", false}, {strings.Repeat("a", 65), false},
+		// What the public registry holds: ranges npm resolves as ranges
+		// (brace-expansion@1 publishes with tag 1.x), anything not a version.
+		{"1.x", true}, {"2.x", true}, {"1", true}, {"1.2", true}, {"v1", true}, {"V1.0.0", true}, {"1.2.3.4", true},
+		{"-x", true}, {"next!", true}, {"a~b", true}, {strings.Repeat("a", 256), true},
+		// What npm would take as a version (semver.valid in loose mode).
+		{"1.0.0", false}, {"1.0.0-beta.1", false}, {"v1.0.0", false}, {"01.0.0", false}, {"1.0.0beta", false},
+		{"v1.2.3-rc.1", false}, {"1.0.0-x.01", false}, {"vv1.0.0", false}, {"1.0.0-.a", false}, {"v01.02.03", false},
+		{"1.0.0-a..b", true},
+		// Nothing npm cannot address as pkg@tag.
+		{"", false}, {"a/b", false}, {"a b", false}, {" x", false}, {"^1.0.0", false}, {">=1", false}, {"a@b", false},
+		{"a:b", false}, {"ü", false}, {strings.Repeat("a", 257), false},
 	}
 	for _, tt := range tags {
 		if got := validTag(tt.tag); got != tt.want {

@@ -240,8 +240,8 @@ func (h *Handler) publish(q *request, incoming packument, att attachment, st *st
 
 	tags := map[string]string{}
 	for t, v := range incoming.distTags() {
-		if s := str(v); s == version && validTag(t) {
-			tags[t] = s
+		if s := str(v); s == version {
+			tags[t] = s // checkPublish checked the names
 		}
 	}
 	if len(tags) == 0 {
@@ -327,6 +327,13 @@ func checkPublish(name string, incoming packument, att attachment, st *staged) (
 	if shasum := str(dist["shasum"]); shasum != "" && shasum != hex.EncodeToString(st.sha1) {
 		return bad("shasum mismatch: the tarball is %s, dist.shasum says %s", hex.EncodeToString(st.sha1), truncate(shasum))
 	}
+	// A tag refused here fails the publish: dropping it would publish the
+	// version under latest instead, which the publisher did not ask for.
+	for t := range incoming.distTags() {
+		if err := checkTag(t); err != nil {
+			return "", nil, err
+		}
+	}
 	return version, vm, nil
 }
 
@@ -336,7 +343,7 @@ func mergePublish(cur, incoming packument, name, version string, vm map[string]a
 	ts := now()
 	if cur == nil {
 		cur = packument{"_id": name, "name": name, "time": map[string]any{"created": ts}}
-		if m, ok := incoming["maintainers"].([]any); ok && len(m) > 0 {
+		if m, err := normalizeMaintainers(incoming["maintainers"]); err == nil {
 			cur["maintainers"] = m
 		} else {
 			cur["maintainers"] = []any{map[string]any{"name": user, "email": ""}}

@@ -189,8 +189,13 @@ func TestPublishDistTags(t *testing.T) {
 		{"no dist-tags means latest", []step{
 			{"1.0.0", map[string]any{}, map[string]any{"latest": "1.0.0"}},
 		}},
-		{"invalid tag names are ignored", []step{
-			{"1.0.0", map[string]any{"1.0.0": "1.0.0"}, map[string]any{"latest": "1.0.0"}},
+		{"a range npm resolves as a range is a tag, and a later one leaves latest", []step{
+			{"1.1.21", map[string]any{"latest": "1.1.21"}, map[string]any{"latest": "1.1.21"}},
+			{"2.0.1", map[string]any{"latest": "2.0.1"}, map[string]any{"latest": "2.0.1"}},
+			{"1.1.22", map[string]any{"1.x": "1.1.22"}, map[string]any{"latest": "2.0.1", "1.x": "1.1.22"}},
+		}},
+		{"a first publish with tag 1.x also creates latest", []step{
+			{"1.0.0", map[string]any{"1.x": "1.0.0"}, map[string]any{"latest": "1.0.0", "1.x": "1.0.0"}},
 		}},
 	}
 	for _, tt := range tests {
@@ -205,6 +210,35 @@ func TestPublishDistTags(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPublishWithAnInvalidTagIsRefused: a tag npm would take as a version,
+// or could not address, fails the publish with the reason; nothing is
+// stored and latest stays where it was.
+func TestPublishWithAnInvalidTagIsRefused(t *testing.T) {
+	for _, tag := range []string{"1.0.1", "v1.0.1", "a/b", "", "a b", "^1.0.0"} {
+		t.Run(tag, func(t *testing.T) {
+			hs := newHarness(t, defaultUsers())
+			hs.mustPublish("x", "1.0.0")
+			before := hs.storedPackument("x")
+			p := newPublish("x", "1.0.1", tarballOf("x", "1.0.1")).tag(map[string]any{tag: "1.0.1"})
+			expectError(t, hs.publishAs("writer", "", p), http.StatusBadRequest, "invalid dist-tag")
+			if got := hs.storedPackument("x"); !bytes.Equal(got, before) {
+				t.Fatalf("document changed:\n%s", got)
+			}
+			if objs := hs.objects(packageKey("x") + "/tarballs"); len(objs) != 1 {
+				t.Fatalf("tarballs after a refused publish: %v", objs)
+			}
+		})
+	}
+	t.Run("first publish", func(t *testing.T) {
+		hs := newHarness(t, defaultUsers())
+		p := newPublish("x", "1.0.0", tarballOf("x", "1.0.0")).tag(map[string]any{"v1.0.0": "1.0.0"})
+		expectError(t, hs.publishAs("writer", "", p), http.StatusBadRequest, `invalid dist-tag "v1.0.0"`)
+		if objs := hs.objects("npm"); len(objs) != 0 {
+			t.Fatalf("objects after a refused publish: %v", objs)
+		}
+	})
 }
 
 func TestPublishOverExistingVersionIs403AndKeepsTheOriginal(t *testing.T) {
