@@ -146,3 +146,87 @@ func readOnlyToken(t *testing.T, s *server) string {
 	}
 	return created.Token
 }
+
+// TestNPMAccessProfileStarsAndUnsupportedCommands: npm stars, npm access
+// get status and list packages, and npm profile get answer from unireg's
+// model (stars, scopes, the identity); npm org, npm team and the access and
+// profile commands that change things print why they are not supported.
+func TestNPMAccessProfileStarsAndUnsupportedCommands(t *testing.T) {
+	npm := npmClient(t, "npm")
+	// A first run makes the admin token; the second grants anonymous reads
+	// of @pub beside it.
+	dir := t.TempDir()
+	startServer(t, dir).stop()
+	s := startServer(t, dir, "--auth-store", filepath.Join(dir, "auth-store.yaml"), "--anonymous", "npm:package:@pub/*:read")
+	w := newNPMWorld(t, s, s.adminToken())
+	w.run(w.pkg("pub", "@pub/open", "1.0.0", nil), npm, "publish")
+	w.run(w.pkg("priv", "@acme/closed", "1.0.0", nil), npm, "publish")
+	w.run(w.pkg("plain", "plain-closed", "1.0.0", nil), npm, "publish")
+	app := w.project("app")
+
+	w.run(app, npm, "star", "@acme/closed")
+	w.run(app, npm, "star", "plain-closed")
+	if out := w.run(app, npm, "stars"); out != "@acme/closed\nplain-closed\n" {
+		t.Fatalf("npm stars: %q", out)
+	}
+	if out := w.run(app, npm, "stars", "admin"); out != "@acme/closed\nplain-closed\n" {
+		t.Fatalf("npm stars admin: %q", out)
+	}
+	if out := w.run(app, npm, "stars", "nobody"); strings.TrimSpace(out) != "" {
+		t.Fatalf("npm stars nobody: %q", out)
+	}
+
+	if out := w.run(app, npm, "access", "get", "status", "@pub/open"); strings.TrimSpace(out) != "@pub/open: public" {
+		t.Fatalf("npm access get status @pub/open: %q", out)
+	}
+	if out := w.run(app, npm, "access", "get", "status", "@acme/closed"); strings.TrimSpace(out) != "@acme/closed: private" {
+		t.Fatalf("npm access get status @acme/closed: %q", out)
+	}
+	if out := w.run(app, npm, "access", "list", "packages"); out != "@acme/closed: read-write\n@pub/open: read-write\nplain-closed: read-write\n" {
+		t.Fatalf("npm access list packages: %q", out)
+	}
+	if out := w.run(app, npm, "access", "list", "packages", "@acme"); out != "@acme/closed: read-write\n" {
+		t.Fatalf("npm access list packages @acme: %q", out)
+	}
+	ro := newNPMWorld(t, s, readOnlyToken(t, s))
+	if out := ro.run(ro.project("app"), npm, "access", "list", "packages"); out != "@acme/closed: read-only\n@pub/open: read-only\nplain-closed: read-only\n" {
+		t.Fatalf("npm access list packages with a read-only token: %q", out)
+	}
+	if out := w.run(app, npm, "profile", "get"); !strings.Contains(out, "name: admin") || !strings.Contains(out, "two-factor auth: disabled") {
+		t.Fatalf("npm profile get: %q", out)
+	}
+	if out := w.run(app, npm, "profile", "get", "name"); strings.TrimSpace(out) != "admin" {
+		t.Fatalf("npm profile get name: %q", out)
+	}
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"org", "ls", "acme"}, "npm org is not supported by this registry"},
+		{[]string{"org", "set", "acme", "bob", "developer"}, "npm org is not supported by this registry"},
+		{[]string{"team", "ls", "acme"}, "npm team is not supported by this registry"},
+		{[]string{"team", "create", "@acme:devs"}, "npm team is not supported by this registry"},
+		{[]string{"team", "ls", "@acme:devs"}, "npm team is not supported by this registry"},
+		{[]string{"access", "list", "packages", "@acme:devs"}, "npm access list packages of a team is not supported by this registry"},
+		{[]string{"access", "list", "packages", "bob"}, "is not supported by this registry"},
+		{[]string{"access", "list", "collaborators", "@acme/closed"}, "npm access list collaborators is not supported by this registry"},
+		{[]string{"access", "grant", "read-only", "@acme:devs", "@acme/closed"}, "npm access grant is not supported by this registry"},
+		{[]string{"access", "revoke", "@acme:devs", "@acme/closed"}, "npm access revoke is not supported by this registry"},
+		{[]string{"access", "set", "status=public", "@acme/closed"}, "npm access set status is not supported by this registry"},
+		{[]string{"access", "set", "mfa=publish", "@acme/closed"}, "npm access set mfa is not supported by this registry"},
+		{[]string{"profile", "set", "fullname", "Bob"}, "npm profile set is not supported by this registry"},
+		{[]string{"trust", "list", "@acme/closed"}, "npm trust is not supported by this registry"},
+		{[]string{"stage", "list"}, "npm stage is not supported by this registry"},
+	} {
+		if out := w.fail(app, npm, c.args...); !strings.Contains(out, c.want) || strings.Contains(out, "could not be found") {
+			t.Errorf("npm %s: want %q in:\n%s", strings.Join(c.args, " "), c.want, out)
+		}
+	}
+	// enable-2fa asks for the password before it sends anything.
+	twoFA := w.cmd(app, npm, "profile", "enable-2fa", "auth-only")
+	twoFA.Stdin = strings.NewReader("a password\n")
+	if out, err := twoFA.CombinedOutput(); err == nil || !strings.Contains(string(out), "npm profile enable-2fa is not supported by this registry") {
+		t.Errorf("npm profile enable-2fa: %v\n%s", err, out)
+	}
+}

@@ -238,6 +238,28 @@ func (h *Handler) dispatch(q *request) error {
 		if get {
 			return h.keys(q)
 		}
+	case RouteStars:
+		if get {
+			return h.starredByUser(q)
+		}
+	case RouteVisibility:
+		if get {
+			return h.visibility(q)
+		}
+	case RouteOrgPackages:
+		if get {
+			return h.orgPackages(q)
+		}
+	case RouteUserPackages:
+		if get {
+			return h.userPackages(q)
+		}
+	case RouteProfile:
+		if get || m == http.MethodPost {
+			return h.profile(q)
+		}
+	case RouteUnsupported:
+		return h.unsupportedCommand(q)
 	case RouteDistTags:
 		if get {
 			return h.listDistTags(q)

@@ -24,7 +24,27 @@ const (
 	RouteTarball    = "tarball"
 	RouteTarballRev = "tarball_rev"
 	RouteVersion    = "version"
-	RouteUnknownNPM = "unknown"
+	// The account commands (account.go): npm stars, npm access get status
+	// and list packages, npm profile get, and the ones answered with why
+	// they are not supported (the route's arg names which).
+	RouteStars        = "stars"
+	RouteVisibility   = "visibility"
+	RouteOrgPackages  = "org_packages"
+	RouteUserPackages = "user_packages"
+	RouteProfile      = "profile"
+	RouteUnsupported  = "unsupported"
+	RouteUnknownNPM   = "unknown"
+)
+
+// The commands a RouteUnsupported names in its arg.
+const (
+	unsupportedOrg           = "org"
+	unsupportedTeam          = "team"
+	unsupportedTeamPackages  = "team_packages"
+	unsupportedCollaborators = "collaborators"
+	unsupportedAccess        = "access"
+	unsupportedTrust         = "trust"
+	unsupportedStage         = "stage"
 )
 
 // route is a parsed request path below the npm prefix.
@@ -94,6 +114,24 @@ func parseSpecial(segs []string) route {
 		return route{kind: RouteKeys}
 	case p == "npm/v1/tokens":
 		return route{kind: RouteTokens}
+	case p == "npm/v1/user":
+		return route{kind: RouteProfile}
+	case p == "_view/starredByUser":
+		return route{kind: RouteStars}
+	case len(segs) == 3 && segs[0] == "org" && segs[2] == "package":
+		return route{kind: RouteOrgPackages, arg: segs[1]}
+	case len(segs) == 3 && segs[0] == "org" && segs[2] == "user":
+		return route{kind: RouteUnsupported, arg: unsupportedOrg}
+	case len(segs) == 3 && segs[0] == "org" && segs[2] == "team",
+		len(segs) == 3 && segs[0] == "team",
+		len(segs) == 4 && segs[0] == "team" && segs[3] == "user":
+		return route{kind: RouteUnsupported, arg: unsupportedTeam}
+	case len(segs) == 4 && segs[0] == "team" && segs[3] == "package":
+		return route{kind: RouteUnsupported, arg: unsupportedTeamPackages}
+	case len(segs) > 0 && segs[0] == "stage":
+		return route{kind: RouteUnsupported, arg: unsupportedStage}
+	case len(segs) == 3 && segs[0] == "user" && segs[1] != "token" && segs[2] == "package":
+		return route{kind: RouteUserPackages, arg: segs[1]}
 	case strings.HasPrefix(p, "npm/v1/tokens/token/") && len(segs) == 5:
 		return route{kind: RouteToken, arg: segs[4]}
 	case strings.HasPrefix(p, "npm/v1/security/"):
@@ -103,7 +141,8 @@ func parseSpecial(segs []string) route {
 	case len(segs) == 3 && segs[0] == "user" && segs[1] == "token":
 		return route{kind: RouteLogout, arg: segs[2]}
 	case len(segs) >= 3 && segs[0] == "package":
-		// /-/package/<name>/dist-tags[/<tag>], the name possibly in two segments.
+		// /-/package/<name>/dist-tags[/<tag>], /visibility, /collaborators,
+		// /access and /trust[/<id>], the name possibly in two segments.
 		name, rest := segs[1], segs[2:]
 		if strings.HasPrefix(name, "@") && !strings.Contains(name, "/") && len(rest) > 1 {
 			name, rest = name+"/"+rest[0], rest[1:]
@@ -114,6 +153,14 @@ func parseSpecial(segs []string) route {
 			r.kind = RouteDistTags
 		case len(rest) == 2 && rest[0] == "dist-tags":
 			r.kind, r.arg = RouteDistTag, rest[1]
+		case len(rest) == 1 && rest[0] == "visibility":
+			r.kind = RouteVisibility
+		case len(rest) == 1 && rest[0] == "collaborators":
+			r.kind, r.arg = RouteUnsupported, unsupportedCollaborators
+		case len(rest) == 1 && rest[0] == "access":
+			r.kind, r.arg = RouteUnsupported, unsupportedAccess
+		case len(rest) <= 2 && rest[0] == "trust":
+			r.kind, r.arg = RouteUnsupported, unsupportedTrust
 		default:
 			r.kind = RouteUnknownNPM
 		}
