@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/unireg/unireg/registry/config"
@@ -20,17 +22,9 @@ import (
 // server, without serving. It takes the storage lease as a server's
 // collector does, so it is safe beside running replicas.
 func runGC(args []string, out io.Writer) error {
-	var dryRun, asJSON bool
-	var rest []string
-	for _, a := range args {
-		switch a {
-		case "--dry-run", "-dry-run":
-			dryRun = true
-		case "--json", "-json":
-			asJSON = true
-		default:
-			rest = append(rest, a)
-		}
+	dryRun, asJSON, rest, err := gcFlags(args)
+	if err != nil {
+		return err
 	}
 	opts, err := config.Load(rest, os.Getenv, os.Stderr)
 	if err != nil {
@@ -59,22 +53,73 @@ func runGC(args []string, out io.Writer) error {
 	if errors.Is(err, gc.ErrLeaseHeld) {
 		return errors.New("gc: another replica is collecting on this storage now; try again later")
 	}
+	// A run that failed part way reports what it deleted before failing.
+	if err == nil || len(rep.Deleted) > 0 {
+		if perr := printReport(out, rep, asJSON); perr != nil && err == nil {
+			err = perr
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("gc: %w", err)
 	}
+	return nil
+}
+
+// gcFlags takes the command's own flags (--dry-run, --json, also as
+// --flag=BOOL) out of args; the rest are the server's. They are not read
+// from the environment or the config file: they say what this run does,
+// not how the registry is set up.
+func gcFlags(args []string) (dryRun, asJSON bool, rest []string, err error) {
+	for _, a := range args {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		var dst *bool
+		switch {
+		case !strings.HasPrefix(a, "-"):
+		case name == "dry-run":
+			dst = &dryRun
+		case name == "json":
+			dst = &asJSON
+		case name == "h" || name == "help":
+			fmt.Fprint(os.Stderr, "Usage: registry gc [--dry-run] [--json] [flags]\n\n"+
+				"Runs one garbage collection on the storage the flags and config file name (the\n"+
+				"server's own), prints what it deleted, or with --dry-run would delete; --json prints\n"+
+				"the whole report. The server's flags follow.\n\n")
+		}
+		if dst == nil {
+			rest = append(rest, a)
+			continue
+		}
+		*dst = true
+		if hasValue {
+			if *dst, err = strconv.ParseBool(value); err != nil {
+				return false, false, nil, fmt.Errorf("gc: %s: want true or false", a)
+			}
+		}
+	}
+	return dryRun, asJSON, rest, nil
+}
+
+func printReport(out io.Writer, rep gc.Report, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
-	printReport(out, rep)
+	printSummary(out, rep)
 	return nil
 }
 
-func printReport(out io.Writer, rep gc.Report) {
+// printSummary prints the counts and bytes by kind, the total, and every
+// tag deleted (a tag is what a user misses; blobs are only bytes).
+func printSummary(out io.Writer, rep gc.Report) {
 	verb := "deleted"
 	if rep.DryRun {
 		verb = "would delete"
+	}
+	for _, d := range rep.Deleted {
+		if d.Kind == "tag" {
+			fmt.Fprintf(out, "%s tag %s:%s (%s)\n", verb, d.Repository, d.Tag, d.Reason)
+		}
 	}
 	kinds := make([]string, 0, len(rep.ByKind))
 	for k := range rep.ByKind {

@@ -5,14 +5,22 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/unireg/unireg/registry/gc"
+	"github.com/unireg/unireg/registry/storage"
+	"github.com/unireg/unireg/registry/storage/filesystem"
+	"github.com/unireg/unireg/registry/storage/s3"
 )
 
 // runGCCommand runs `registry gc` on the storage of dataDir (the bucket
@@ -21,7 +29,7 @@ func runGCCommand(t *testing.T, dataDir string, args ...string) (stdout, stderr 
 	t.Helper()
 	all := []string{"gc", "--data-dir", dataDir, "--log-format", "json"}
 	if endpoint := os.Getenv("UNIREG_S3_ENDPOINT"); endpoint != "" {
-		all = append(all, "--s3-endpoint", endpoint, "--s3-bucket", fmt.Sprintf("t-%x", sha256.Sum256([]byte(dataDir)))[:40])
+		all = append(all, "--s3-endpoint", endpoint, "--s3-bucket", testBucket(dataDir))
 	}
 	cmd := exec.Command(registryBin, append(all, args...)...)
 	var out, errb bytes.Buffer
@@ -30,9 +38,31 @@ func runGCCommand(t *testing.T, dataDir string, args ...string) (stdout, stderr 
 	return out.String(), errb.String(), err
 }
 
+// testBucket is the bucket startServer gives dataDir in the S3 run.
+func testBucket(dataDir string) string {
+	return fmt.Sprintf("t-%x", sha256.Sum256([]byte(dataDir)))[:40]
+}
+
 // pushDeletedImage pushes a one-layer image to repo and deletes its
 // manifest; it returns the layer's digest, which nothing references then.
 func pushDeletedImage(t *testing.T, base, repo string) digest.Digest {
+	t.Helper()
+	md, ld := pushImage(t, base, repo, "1")
+	req, _ := http.NewRequest("DELETE", base+"/v2/"+repo+"/manifests/"+md.String(), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("DELETE manifest %s: %d", md, resp.StatusCode)
+	}
+	return ld
+}
+
+// pushImage pushes a one-layer image of its own to repo:tag and returns
+// the manifest's and the layer's digests.
+func pushImage(t *testing.T, base, repo, tag string) (manifestDigest, layerDigest digest.Digest) {
 	t.Helper()
 	do := func(method, path, ctype string, body []byte, want int) *http.Response {
 		req, _ := http.NewRequest(method, base+path, bytes.NewReader(body))
@@ -49,7 +79,7 @@ func pushDeletedImage(t *testing.T, base, repo string) digest.Digest {
 		}
 		return resp
 	}
-	layer := []byte("layer " + time.Now().String())
+	layer := []byte("layer " + repo + ":" + tag + " " + time.Now().String())
 	config := []byte(`{"architecture":"amd64","os":"linux"}`)
 	ld, cd := digest.FromBytes(layer), digest.FromBytes(config)
 	do("POST", "/v2/"+repo+"/blobs/uploads/?digest="+ld.String(), "application/octet-stream", layer, http.StatusCreated)
@@ -57,9 +87,8 @@ func pushDeletedImage(t *testing.T, base, repo string) digest.Digest {
 	manifest := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":%d}]}`,
 		cd, len(config), ld, len(layer))
 	md := digest.FromString(manifest)
-	do("PUT", "/v2/"+repo+"/manifests/1", "application/vnd.oci.image.manifest.v1+json", []byte(manifest), http.StatusCreated)
-	do("DELETE", "/v2/"+repo+"/manifests/"+md.String(), "", nil, http.StatusAccepted)
-	return ld
+	do("PUT", "/v2/"+repo+"/manifests/"+tag, "application/vnd.oci.image.manifest.v1+json", []byte(manifest), http.StatusCreated)
+	return md, ld
 }
 
 // `registry gc --dry-run --json` lists every key it would delete and
@@ -123,5 +152,168 @@ func TestGCCommandRefusesABadRetentionRule(t *testing.T) {
 	_, stderr, err := runGCCommand(t, t.TempDir(), "--retention", "ci/*=keep-tags=(")
 	if err == nil || !strings.Contains(stderr, "retention") || !strings.Contains(stderr, "keep-tags") {
 		t.Fatalf("registry gc with a bad rule: %v\n%s", err, stderr)
+	}
+}
+
+// storeOf opens the storage the servers of dataDir use, as the test's own
+// client of it.
+func storeOf(t *testing.T, dataDir string) storage.Driver {
+	t.Helper()
+	if endpoint := os.Getenv("UNIREG_S3_ENDPOINT"); endpoint != "" {
+		d, err := s3.New(t.Context(), s3.Options{Endpoint: endpoint, Bucket: testBucket(dataDir), Region: s3.DefaultRegion,
+			AccessKey: os.Getenv("AWS_ACCESS_KEY_ID"), SecretKey: os.Getenv("AWS_SECRET_ACCESS_KEY"), CreateBucket: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	d, err := filesystem.New(filepath.Join(dataDir, "storage"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// storeContents is every key of the store with its size and content hash.
+func storeContents(t *testing.T, store storage.Driver) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := storage.Walk(t.Context(), store, "", func(info storage.Info) error {
+		b, _, err := storage.ReadAll(t.Context(), store, info.Key)
+		if err != nil {
+			return err
+		}
+		out[info.Key] = fmt.Sprintf("%d %s", len(b), digest.FromBytes(b))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// A dry run moves and deletes nothing (every key of the store is there
+// after it, byte for byte), its JSON holds every key of the report, and
+// the human summary says it was a dry run.
+func TestGCCommandDryRunChangesNothingAndReportsEveryKey(t *testing.T) {
+	dataDir := t.TempDir()
+	s := startServer(t, dataDir, "--anonymous", "*", "--gc-interval", "0")
+	pushDeletedImage(t, s.url, "team/gone")
+	pushImage(t, s.url, "team/app", "dev")
+	pushImage(t, s.url, "team/app", "release")
+	time.Sleep(20 * time.Millisecond)
+	store := storeOf(t, dataDir)
+	before := storeContents(t, store)
+	// The retention rule and the short grace give the dry run something to
+	// report: the unreferenced blobs of team/gone and the tag team/app:dev.
+	gcArgs := []string{"--dry-run", "--gc-grace", "10ms", "--retention", "team/app=keep-tags=^release$"}
+	stdout, stderr, err := runGCCommand(t, dataDir, append(gcArgs, "--json")...)
+	if err != nil {
+		t.Fatalf("registry gc --dry-run --json: %v\n%s", err, stderr)
+	}
+	var rep map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("not a JSON report: %v\n%s", err, stdout)
+	}
+	for _, key := range []string{"start", "durationNanos", "dryRun", "total", "byKind", "deleted"} {
+		if _, ok := rep[key]; !ok {
+			t.Errorf("the JSON report lacks %q:\n%s", key, stdout)
+		}
+	}
+	var deleted []map[string]any
+	json.Unmarshal(rep["deleted"], &deleted)
+	tagged := false
+	for _, d := range deleted {
+		for _, key := range []string{"protocol", "kind", "key", "bytes", "reason"} {
+			if _, ok := d[key]; !ok {
+				t.Errorf("a deletion lacks %q: %v", key, d)
+			}
+		}
+		tagged = tagged || (d["kind"] == "tag" && d["repository"] == "team/app" && d["tag"] == "dev")
+	}
+	if string(rep["dryRun"]) != "true" || !tagged {
+		t.Fatalf("dry run report does not say it is one or lacks tag team/app:dev:\n%s", stdout)
+	}
+	if after := storeContents(t, store); !maps.Equal(before, after) {
+		t.Fatalf("the dry run changed the store:\nbefore %v\nafter  %v", before, after)
+	}
+
+	stdout, stderr, err = runGCCommand(t, dataDir, gcArgs...)
+	if err != nil {
+		t.Fatalf("registry gc --dry-run: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{"would delete tag team/app:dev (retention)", "would delete " + fmt.Sprint(len(deleted)) + " objects", "dry run: nothing deleted"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("the summary lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "team/app:release") || strings.Contains(stderr, `"msg":"listening"`) {
+		t.Errorf("the summary names the kept tag, or the command listened:\n%s\n%s", stdout, stderr)
+	}
+	if after := storeContents(t, store); !maps.Equal(before, after) {
+		t.Fatal("the second dry run changed the store")
+	}
+}
+
+// Retention through the command: a real run deletes the tags no rule
+// keeps, and only those.
+func TestGCCommandAppliesRetention(t *testing.T) {
+	dataDir := t.TempDir()
+	s := startServer(t, dataDir, "--anonymous", "*", "--gc-interval", "0")
+	for _, tag := range []string{"dev-1", "dev-2", "v1.0", "v1.1"} {
+		pushImage(t, s.url, "ci/app", tag)
+	}
+	stdout, stderr, err := runGCCommand(t, dataDir, "--retention", "ci/*=keep-tags=^v")
+	if err != nil {
+		t.Fatalf("registry gc: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{"deleted tag ci/app:dev-1 (retention)", "deleted tag ci/app:dev-2 (retention)"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("the summary lacks %q:\n%s", want, stdout)
+		}
+	}
+	resp, err := http.Get(s.url + "/v2/ci/app/tags/list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct{ Tags []string }
+	json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	if !slices.Equal(list.Tags, []string{"v1.0", "v1.1"}) {
+		t.Fatalf("tags after registry gc: %q, want the v tags only", list.Tags)
+	}
+}
+
+// While another process holds the collector's lease, a real run says so
+// and fails, deleting nothing; a dry run, which takes no lease, still runs.
+func TestGCCommandSaysWhenAnotherReplicaIsCollecting(t *testing.T) {
+	dataDir := t.TempDir()
+	s := startServer(t, dataDir, "--anonymous", "*", "--gc-interval", "0")
+	ld := pushDeletedImage(t, s.url, "team/gone")
+	store := storeOf(t, dataDir)
+	lease := &gc.Lease{Store: store, Holder: "another-replica", TTL: time.Minute}
+	if held, err := lease.Acquire(t.Context()); !held || err != nil {
+		t.Fatalf("taking the lease: %v, %v", held, err)
+	}
+	stdout, stderr, err := runGCCommand(t, dataDir, "--gc-grace", "1ms")
+	if err == nil || !strings.Contains(stderr, "another replica is collecting") {
+		t.Fatalf("registry gc beside a held lease: %v\nstdout %s\nstderr %s", err, stdout, stderr)
+	}
+	if code := s.status("GET", "/v2/team/gone/blobs/"+ld.String(), ""); code != http.StatusOK {
+		t.Fatalf("the refused run deleted the layer: GET %d", code)
+	}
+	if _, stderr, err := runGCCommand(t, dataDir, "--gc-grace", "1ms", "--dry-run=true"); err != nil {
+		t.Fatalf("a dry run beside a held lease: %v\n%s", err, stderr)
+	}
+	if err := lease.Release(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(gc.TimeSpare + 200*time.Millisecond) // past the grace and its second to spare
+	stdout, stderr, err = runGCCommand(t, dataDir, "--gc-grace", "1ms")
+	if err != nil {
+		t.Fatalf("registry gc after the lease was released: %v\n%s", err, stderr)
+	}
+	if code := s.status("GET", "/v2/team/gone/blobs/"+ld.String(), ""); code != http.StatusNotFound {
+		t.Fatalf("after the run, GET of the unreferenced layer: %d, want 404\n%s\n%s", code, stdout, stderr)
 	}
 }
