@@ -527,37 +527,53 @@ func (h *Handler) cancelUpload(q *request) error {
 // PurgeUploads removes upload sessions untouched for longer than the
 // configured UploadMaxAge. It returns how many it removed.
 func (h *Handler) PurgeUploads(ctx context.Context) (int, error) {
-	ids, err := h.store.List(ctx, uploadsKey)
-	if errors.Is(err, storage.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	cutoff := time.Now().Add(-h.opts.UploadMaxAge)
+	abandoned, err := h.abandonedUploads(ctx, time.Now().Add(-h.opts.UploadMaxAge))
 	removed := 0
-	for _, id := range ids {
-		info, err := h.store.Stat(ctx, uploadStateKey(id))
-		if errors.Is(err, storage.ErrNotFound) {
-			// A session is created data first; without state it is either
-			// being created this instant or was abandoned: judge by the data.
-			info, err = h.store.Stat(ctx, uploadDataKey(id))
-		}
-		if errors.Is(err, storage.ErrNotFound) {
-			continue // neither part yet: being created this instant
-		}
-		if err != nil {
-			return removed, err
-		}
-		if info.ModTime.After(cutoff) {
-			continue
-		}
-		if err := h.store.DeleteAll(ctx, uploadDirKey(id)); err != nil {
+	for _, u := range abandoned {
+		if err := h.store.DeleteAll(ctx, uploadDirKey(u.id)); err != nil {
 			return removed, err
 		}
 		removed++
 	}
-	return removed, nil
+	return removed, err
+}
+
+// abandonedUpload is an upload session untouched since a cutoff.
+type abandonedUpload struct {
+	id    string
+	bytes int64 // of its data
+}
+
+// abandonedUploads lists the sessions whose data and state were last
+// written before cutoff (the upload purger and the collector share it).
+// A session with neither part yet is being created this instant (its data
+// is still a temporary file) and is never listed.
+func (h *Handler) abandonedUploads(ctx context.Context, cutoff time.Time) ([]abandonedUpload, error) {
+	ids, err := h.store.List(ctx, uploadsKey)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []abandonedUpload
+	for _, id := range ids {
+		state, serr := h.store.Stat(ctx, uploadStateKey(id))
+		data, derr := h.store.Stat(ctx, uploadDataKey(id))
+		for _, err := range []error{serr, derr} {
+			if err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return out, err
+			}
+		}
+		if serr != nil && derr != nil {
+			continue
+		}
+		if state.ModTime.After(cutoff) || data.ModTime.After(cutoff) {
+			continue
+		}
+		out = append(out, abandonedUpload{id: id, bytes: data.Size})
+	}
+	return out, nil
 }
 
 // RunUploadPurger calls PurgeUploads every interval until ctx ends.

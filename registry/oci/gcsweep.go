@@ -109,38 +109,14 @@ func (h *Handler) recoverQuarantine(ctx context.Context) error {
 // purgeUploads deletes upload sessions untouched for UploadMaxAge, as the
 // upload purger does, recording them.
 func (h *Handler) purgeUploads(ctx context.Context, run *gc.Run) error {
-	ids, err := h.store.List(ctx, uploadsKey)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil
-	}
+	abandoned, err := h.abandonedUploads(ctx, run.Start.Add(-h.opts.UploadMaxAge))
 	if err != nil {
 		return err
 	}
-	cutoff := run.Start.Add(-h.opts.UploadMaxAge)
-	for _, id := range ids {
-		state, serr := h.store.Stat(ctx, uploadStateKey(id))
-		data, derr := h.store.Stat(ctx, uploadDataKey(id))
-		if serr != nil && !errors.Is(serr, storage.ErrNotFound) {
-			return serr
-		}
-		if derr != nil && !errors.Is(derr, storage.ErrNotFound) {
-			return derr
-		}
-		if serr != nil && derr != nil {
-			// Neither part yet: a session being created this instant (its
-			// data is still a temporary file). Nothing to judge its age by.
-			continue
-		}
-		latest := state.ModTime
-		if data.ModTime.After(latest) {
-			latest = data.ModTime
-		}
-		if latest.After(cutoff) {
-			continue
-		}
-		run.Deleted(gc.Deletion{Protocol: "oci", Kind: "upload", Key: uploadDirKey(id), Bytes: data.Size, Reason: "abandoned"})
+	for _, u := range abandoned {
+		run.Deleted(gc.Deletion{Protocol: "oci", Kind: "upload", Key: uploadDirKey(u.id), Bytes: u.bytes, Reason: "abandoned"})
 		if !run.DryRun {
-			if err := h.store.DeleteAll(ctx, uploadDirKey(id)); err != nil {
+			if err := h.store.DeleteAll(ctx, uploadDirKey(u.id)); err != nil {
 				return err
 			}
 		}
