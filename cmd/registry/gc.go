@@ -30,25 +30,16 @@ func runGC(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, err := opts.NewLogger(os.Stderr)
-	if err != nil {
-		return err
-	}
 	// No background work: this process collects once and exits.
 	opts.Registry.GC.Interval = 0
 	opts.Registry.OCI.UploadPurgeInterval = -1
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	built, err := opts.Build(ctx, log)
+	reg, _, closeAll, err := openRegistry(ctx, opts)
 	if err != nil {
 		return err
 	}
-	defer built.Close()
-	reg, err := built.NewRegistry(ctx)
-	if err != nil {
-		return err
-	}
-	defer reg.Close()
+	defer closeAll()
 	rep, err := reg.Collect(ctx, dryRun)
 	if errors.Is(err, gc.ErrLeaseHeld) {
 		return errors.New("gc: another replica is collecting on this storage now; try again later")

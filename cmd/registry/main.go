@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/unireg/unireg/registry"
 	"github.com/unireg/unireg/registry/config"
 )
 
@@ -40,23 +41,13 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	log, err := opts.NewLogger(os.Stderr)
-	if err != nil {
-		return err
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-
-	built, err := opts.Build(ctx, log)
+	reg, log, closeAll, err := openRegistry(ctx, opts)
 	if err != nil {
 		return err
 	}
-	defer built.Close()
-	reg, err := built.NewRegistry(ctx)
-	if err != nil {
-		return err
-	}
-	defer reg.Close()
+	defer closeAll()
 
 	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
@@ -90,6 +81,23 @@ func run(args []string) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// openRegistry builds the registry opts describe, with its logger; close
+// stops the registry and what Build started (watchers).
+func openRegistry(ctx context.Context, opts *config.Options) (reg *registry.Registry, log *slog.Logger, close func(), err error) {
+	if log, err = opts.NewLogger(os.Stderr); err != nil {
+		return nil, nil, nil, err
+	}
+	built, err := opts.Build(ctx, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if reg, err = built.NewRegistry(ctx); err != nil {
+		built.Close()
+		return nil, nil, nil, err
+	}
+	return reg, log, func() { reg.Close(); built.Close() }, nil
 }
 
 // servePprof serves the Go profiles on their own listener, apart from the
