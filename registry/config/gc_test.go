@@ -132,3 +132,15 @@ func TestBadGCSettingsNameTheSettingAndThePart(t *testing.T) {
 		})
 	}
 }
+
+func TestNPMAllowCaseVariantsFlag(t *testing.T) {
+	for args, want := range map[string]bool{"": false, "--npm-allow-case-variants": true} {
+		o, err := Load(strings.Fields(args), func(string) string { return "" }, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Registry.NPM.AllowCaseVariants != want {
+			t.Errorf("%q: AllowCaseVariants %v, want %v", args, o.Registry.NPM.AllowCaseVariants, want)
+		}
+	}
+}
