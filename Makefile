@@ -200,6 +200,10 @@ fuzz: ## Run each Go fuzz target for $(FUZZTIME) (see docs/security.md). Not par
 bench: ## Load-test a fresh registry and the bare baseline (hack/loadgen); results in bin/bench. Not part of make test.
 	hack/bench.sh
 
+.PHONY: bench-gc
+bench-gc: minio ## Time one garbage collection over 10,000 and 100,000 blobs on the filesystem and on MinIO (UNIREG_GC_BENCH_BLOBS; ~15 min, most of it populating MinIO). Not part of make test.
+	UNIREG_GC_BENCH_BLOBS=$${UNIREG_GC_BENCH_BLOBS:-10000,100000} $(GO) test ./registry/oci -run '^$$' -bench GCCollect -benchtime 1x -timeout 60m
+
 .PHONY: test
 test: check-fmt vet check-generated unit unit-s3 conformance ## Everything CI runs.
 

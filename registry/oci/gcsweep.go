@@ -369,19 +369,11 @@ func (h *Handler) deleteLinks(ctx context.Context, run *gc.Run, s *gcScan, ds []
 		repo string
 		d    digest.Digest
 	}
-	var links []link
+	var all []link
 	var keys []string
 	for _, d := range ds {
 		for _, name := range s.blobs[d].links {
-			info, err := h.store.Stat(ctx, layerLinkKey(name, d))
-			if errors.Is(err, storage.ErrNotFound) || (err == nil && run.Young(info.ModTime)) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			links = append(links, link{name, d})
-			keys = append(keys, layerLinkKey(name, d))
+			all = append(all, link{name, d})
 		}
 		if !s.blobs[d].ref.IsZero() && !s.blobs[d].data {
 			keys = append(keys, blobRefKey(d))
@@ -390,20 +382,47 @@ func (h *Handler) deleteLinks(ctx context.Context, run *gc.Run, s *gcScan, ds []
 			keys = append(keys, cachePulledKey+"/blobs/"+string(d.Algorithm())+"/"+d.Encoded())
 		}
 	}
+	// A link made again since the scan stays; each is one request, so
+	// gcWorkers at a time (on S3 a collection deletes thousands).
+	doomed := make([]bool, len(all))
+	err := parallel(ctx, len(all), func(i int) error {
+		info, err := h.store.Stat(ctx, layerLinkKey(all[i].repo, all[i].d))
+		if errors.Is(err, storage.ErrNotFound) || (err == nil && run.Young(info.ModTime)) {
+			return nil
+		}
+		doomed[i] = err == nil
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	var links []link
+	for i, l := range all {
+		if doomed[i] {
+			links = append(links, l)
+			keys = append(keys, layerLinkKey(l.repo, l.d))
+		}
+	}
 	if err := storage.DeleteMany(ctx, h.store, keys); err != nil {
 		return err
 	}
-	for _, l := range links {
+	deleted := make([]bool, len(links))
+	err = parallel(ctx, len(links), func(i int) error {
+		l := links[i]
 		if ok, err := h.ensureBlob(ctx, l.d); err == nil && ok {
 			// Uploaded again meanwhile: the repository keeps its link.
-			if _, err := h.store.Put(ctx, layerLinkKey(l.repo, l.d), bytes.NewReader(nil), storage.Condition{}); err != nil {
-				return err
-			}
-			continue
+			_, err := h.store.Put(ctx, layerLinkKey(l.repo, l.d), bytes.NewReader(nil), storage.Condition{})
+			return err
 		}
-		run.Deleted(gc.Deletion{Protocol: "oci", Kind: "link", Key: layerLinkKey(l.repo, l.d), Repository: l.repo, Digest: l.d.String(), Reason: "unreferenced"})
+		deleted[i] = true
+		return nil
+	})
+	for i, l := range links {
+		if deleted[i] {
+			run.Deleted(gc.Deletion{Protocol: "oci", Kind: "link", Key: layerLinkKey(l.repo, l.d), Repository: l.repo, Digest: l.d.String(), Reason: "unreferenced"})
+		}
 	}
-	return nil
+	return err
 }
 
 // recordLinks records, in a dry run, the links deleteLinks would delete.
