@@ -317,3 +317,106 @@ func TestGCCommandSaysWhenAnotherReplicaIsCollecting(t *testing.T) {
 		t.Fatalf("after the run, GET of the unreferenced layer: %d, want 404\n%s\n%s", code, stdout, stderr)
 	}
 }
+
+// Referrers attached by the real oras CLI (an SBOM on an image, a
+// signature on the SBOM) live while their subject lives and go with it:
+// content and all, after the grace.
+func TestGCOrasAttachedReferrersLiveAndDieWithSubject(t *testing.T) {
+	oras := clientCLI(t, "oras")
+	dataDir := t.TempDir()
+	s := startServer(t, dataDir, "--anonymous", "*", "--gc-interval", "0")
+	host := strings.TrimPrefix(s.url, "http://")
+	home := t.TempDir()
+	for name, body := range map[string]string{"app.txt": "the app\n", "sbom.json": `{"sbom":true}`, "sig.txt": "signed\n"} {
+		if err := os.WriteFile(filepath.Join(home, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	digestOf := "--format=go-template={{.digest}}"
+	subject := strings.TrimSpace(runCLI(t, home, oras, "push", "--plain-http", digestOf, host+"/team/art:v1", "app.txt:text/plain"))
+	sbom := strings.TrimSpace(runCLI(t, home, oras, "attach", "--plain-http", digestOf, "--artifact-type", "application/vnd.example.sbom",
+		host+"/team/art:v1", "sbom.json:application/json"))
+	sig := strings.TrimSpace(runCLI(t, home, oras, "attach", "--plain-http", digestOf, "--artifact-type", "application/vnd.example.signature",
+		host+"/team/art@"+sbom, "sig.txt:text/plain"))
+	for _, d := range []string{subject, sbom, sig} {
+		if _, err := digest.Parse(d); err != nil {
+			t.Fatalf("oras printed %q for a digest", d)
+		}
+	}
+	// Every blob the three manifests hold (config and layers).
+	manifestBlobs := func(d string) []string {
+		resp, err := http.Get(s.url + "/v2/team/art/manifests/" + d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m struct {
+			Config struct{ Digest string }
+			Layers []struct{ Digest string }
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET manifest %s: %d %v", d, resp.StatusCode, err)
+		}
+		out := []string{m.Config.Digest}
+		for _, l := range m.Layers {
+			out = append(out, l.Digest)
+		}
+		return out
+	}
+	referrerBlobs := append(manifestBlobs(sbom), manifestBlobs(sig)...)
+	status := func(path string) int {
+		resp, err := http.Get(s.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	collect := func() string {
+		t.Helper()
+		time.Sleep(1300 * time.Millisecond) // past --gc-grace and gc.TimeSpare
+		stdout, stderr, err := runGCCommand(t, dataDir, "--json", "--gc-grace", "10ms")
+		if err != nil {
+			t.Fatalf("registry gc: %v\n%s", err, stderr)
+		}
+		return stdout
+	}
+
+	collect()
+	if out := runCLI(t, home, oras, "discover", "--plain-http", "--format", "json", host+"/team/art:v1"); !strings.Contains(out, sbom) || !strings.Contains(out, sig) {
+		t.Fatalf("after a collection oras discover lost a referrer of the tagged image:\n%s", out)
+	}
+	pulled := filepath.Join(home, "pulled")
+	runCLI(t, home, oras, "pull", "--plain-http", "-o", pulled, host+"/team/art@"+sig)
+	if b, err := os.ReadFile(filepath.Join(pulled, "sig.txt")); err != nil || string(b) != "signed\n" {
+		t.Fatalf("the signature's content after a collection: %q %v", b, err)
+	}
+
+	// The subject goes: its referrers, and theirs, go with it.
+	runCLI(t, home, oras, "manifest", "delete", "--plain-http", "--force", host+"/team/art@"+subject)
+	var rep struct {
+		Deleted []struct{ Kind, Digest, Reason string }
+	}
+	if err := json.Unmarshal([]byte(collect()), &rep); err != nil {
+		t.Fatal(err)
+	}
+	reasons := map[string]string{}
+	for _, d := range rep.Deleted {
+		if d.Kind == "manifest" {
+			reasons[d.Digest] = d.Reason
+		}
+	}
+	if reasons[sbom] != "subject-deleted" || reasons[sig] != "subject-deleted" {
+		t.Fatalf("manifests the collection deleted, with reasons: %v; want the SBOM %s and the signature %s as subject-deleted", reasons, sbom, sig)
+	}
+	for _, d := range []string{sbom, sig} {
+		if got := status("/v2/team/art/manifests/" + d); got != http.StatusNotFound {
+			t.Errorf("GET referrer %s after its subject went: %d, want 404", d, got)
+		}
+	}
+	for _, d := range referrerBlobs {
+		if got := status("/v2/team/art/blobs/" + d); got != http.StatusNotFound {
+			t.Errorf("GET blob %s of a dead referrer: %d, want 404 once swept", d, got)
+		}
+	}
+}
