@@ -37,13 +37,19 @@ func (w *leaseWatch) Put(ctx context.Context, key string, r io.Reader, cond stor
 	var rec struct{ Expires time.Time }
 	_ = json.Unmarshal(b, &rec)
 	w.mu.Lock()
-	defer w.mu.Unlock() // held across the write: the span covers it whole
+	defer w.mu.Unlock()
+	// A span is what the replica surely held: from the end of the write
+	// that took the lease to the start of the one that released it. (The
+	// end of the release write is no bound: its answer can come back well
+	// after the other replica took the lease it freed.) Spans of the two
+	// replicas that overlap are two holders at once.
+	releaseStart := time.Now()
 	info, err := w.Driver.Put(ctx, key, bytes.NewReader(b), cond)
 	switch {
 	case err != nil:
 	case rec.Expires.IsZero() && w.holding: // released
 		w.holding = false
-		w.spans = append(w.spans, [2]time.Time{w.since, time.Now()})
+		w.spans = append(w.spans, [2]time.Time{w.since, releaseStart})
 	case !rec.Expires.IsZero() && !w.holding: // taken
 		w.holding, w.since = true, time.Now()
 	}
