@@ -3,6 +3,7 @@ package controllers
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,8 +19,10 @@ import (
 // Paths inside the registry container.
 const (
 	dataMount = "/data"
-	jwtMount  = "/etc/unireg/jwt"
-	tmpMount  = "/tmp"
+	// upstreamsMount holds the upstreams' credentials, a directory each.
+	upstreamsMount = "/etc/unireg/upstreams"
+	jwtMount       = "/etc/unireg/jwt"
+	tmpMount       = "/tmp"
 )
 
 // Size limits of the pod's emptyDirs: the kubelet evicts a pod beyond
@@ -69,10 +72,12 @@ func (r *RegistryReconciler) podTemplate(reg *uniregv1.Registry) corev1.PodTempl
 		}
 		args = append(args, "--trusted-proxies="+list)
 	}
-	if len(reg.Spec.AnonymousScopes) > 0 {
-		args = append(args, "--anonymous="+strings.Join(reg.Spec.AnonymousScopes, ","))
+	if anon := anonymousScopes(reg); len(anon) > 0 {
+		args = append(args, "--anonymous="+strings.Join(anon, ","))
 	}
 	args = append(args, gcArgs(reg)...)
+	upArgs, upVolumes, upMounts := upstreams(reg)
+	args = append(args, upArgs...)
 	var env []corev1.EnvVar
 	dataVolume := corev1.Volume{Name: "data"}
 	switch st := reg.Spec.Storage; {
@@ -134,17 +139,17 @@ func (r *RegistryReconciler) podTemplate(reg *uniregv1.Registry) corev1.PodTempl
 					AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
 					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 				},
-				VolumeMounts: []corev1.VolumeMount{
+				VolumeMounts: append([]corev1.VolumeMount{
 					{Name: "data", MountPath: dataMount},
 					{Name: "jwt", MountPath: jwtMount, ReadOnly: true},
 					{Name: "tmp", MountPath: tmpMount},
-				},
+				}, upMounts...),
 			}},
-			Volumes: []corev1.Volume{
+			Volumes: append([]corev1.Volume{
 				dataVolume,
 				secretVolume("jwt", jwtSecretName(reg)),
 				{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(tmpLimit)}}},
-			},
+			}, upVolumes...),
 		},
 	}
 }
@@ -221,4 +226,57 @@ func checkRetention(reg *uniregv1.Registry) error {
 		}
 	}
 	return nil
+}
+
+// anonymousScopes are spec.anonymousScopes and, for each OCI upstream
+// that allows it, the anonymous pull of its namespace: containerd sends no
+// credentials to a mirror.
+func anonymousScopes(reg *uniregv1.Registry) []string {
+	scopes := slices.Clone(reg.Spec.AnonymousScopes)
+	if up := reg.Spec.Upstreams; up != nil {
+		for _, u := range up.OCI {
+			if u.AnonymousPullOf() {
+				scopes = append(scopes, "oci:repository:"+u.Name+"/*:pull")
+			}
+		}
+	}
+	return scopes
+}
+
+// upstreams are the server flags of spec.upstreams, and the Secret
+// volumes of their credentials: mounted into the registry's pods only,
+// never passed in args or env, and read by the server at every login.
+func upstreams(reg *uniregv1.Registry) (args []string, volumes []corev1.Volume, mounts []corev1.VolumeMount) {
+	up := reg.Spec.Upstreams
+	if up == nil {
+		return nil, nil, nil
+	}
+	secret := func(volume, secretName string, items ...corev1.KeyToPath) {
+		volumes = append(volumes, corev1.Volume{Name: volume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: secretName, Items: items, DefaultMode: ptr.To[int32](0o400)}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: volume, MountPath: upstreamsMount + "/" + volume, ReadOnly: true})
+	}
+	for i, u := range up.OCI {
+		args = append(args, "--oci-upstream="+u.Name+"="+strings.TrimSuffix(u.URL, "/"))
+		if u.CredentialsSecretRef != nil {
+			// The volume is named by position: upstream names hold dots.
+			volume := fmt.Sprintf("oci-upstream-%d", i)
+			secret(volume, u.CredentialsSecretRef.Name, corev1.KeyToPath{Key: "username", Path: "username"}, corev1.KeyToPath{Key: "password", Path: "password"})
+			args = append(args, "--oci-upstream-credentials="+u.Name+"="+upstreamsMount+"/"+volume)
+		}
+	}
+	if n := up.NPM; n != nil {
+		args = append(args, "--npm-upstream="+n.URL)
+		if n.CredentialsSecretRef != nil {
+			secret("npm-upstream", n.CredentialsSecretRef.Name, corev1.KeyToPath{Key: "token", Path: "token"})
+			args = append(args, "--npm-upstream-credentials="+upstreamsMount+"/npm-upstream/token")
+		}
+		for _, scope := range n.LocalScopes {
+			args = append(args, "--npm-local-scope="+scope)
+		}
+		if n.MaxAge != nil {
+			args = append(args, "--npm-upstream-max-age="+n.MaxAge.Duration.String())
+		}
+	}
+	return args, volumes, mounts
 }

@@ -57,6 +57,13 @@ type RegistrySpec struct {
 	// +optional
 	Retention []RetentionRule `json:"retention,omitempty"`
 
+	// Upstreams are the registries and the npm registry the server caches
+	// (its pull-through cache, docs/cache.md): an OCI upstream's content is
+	// served under its name (docker.io/library/nginx), npm packages not held
+	// here come from the npm upstream. Changing them rolls the Deployment.
+	// +optional
+	Upstreams *UpstreamsSpec `json:"upstreams,omitempty"`
+
 	// PublicURL is the external base URL clients use (https://registry.example.com);
 	// the in-cluster Service URL when empty.
 	// +kubebuilder:validation:Pattern=`^https?://[^/\s]+/?$`
@@ -362,4 +369,79 @@ type RetentionRule struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="untaggedAfter must be a positive duration, in h, m or s (no d: a week is 168h)"
 	// +optional
 	UntaggedAfter *metav1.Duration `json:"untaggedAfter,omitempty"`
+}
+
+// UpstreamsSpec are the pull-through cache's upstreams.
+type UpstreamsSpec struct {
+	// OCI registries, each served under its name.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	OCI []OCIUpstream `json:"oci,omitempty"`
+	// NPM is the uplink npm registry.
+	// +optional
+	NPM *NPMUpstream `json:"npm,omitempty"`
+}
+
+// OCIUpstream is one --oci-upstream of the server.
+type OCIUpstream struct {
+	// Name is the namespace of the upstream's content in this registry and
+	// the host nodes pull it by (docker.io, ghcr.io): one repository name
+	// component, so no port.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$`
+	Name string `json:"name"`
+	// URL of the upstream registry: http(s)://host[:port], no path
+	// (https://registry-1.docker.io for Docker Hub).
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:Pattern=`^https?://[^/?#@\s]+/?$`
+	URL string `json:"url"`
+	// CredentialsSecretRef names a Secret of the Registry's namespace with
+	// the keys username and password to log in to the upstream with. It is
+	// mounted into the registry's pods only, and read at every login, so a
+	// rotation applies without a restart.
+	// +optional
+	CredentialsSecretRef *corev1.LocalObjectReference `json:"credentialsSecretRef,omitempty"`
+	// AnonymousPull grants oci:repository:<name>/*:pull to callers without
+	// credentials. Containerd sends no credentials to a mirror, so a node
+	// mirror (spec.nodeMirror) pulls only namespaces that allow it. Default:
+	// true for an upstream without credentials, false with them (the
+	// content of a private upstream stays private unless you say so).
+	// +optional
+	AnonymousPull *bool `json:"anonymousPull,omitempty"`
+}
+
+// NPMUpstream is the server's --npm-upstream and its settings.
+type NPMUpstream struct {
+	// URL of the uplink, e.g. https://registry.npmjs.org/.
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:Pattern=`^https?://[^?#@\s]+$`
+	URL string `json:"url"`
+	// CredentialsSecretRef names a Secret of the Registry's namespace with
+	// the key token, sent to the uplink as a bearer token.
+	// +optional
+	CredentialsSecretRef *corev1.LocalObjectReference `json:"credentialsSecretRef,omitempty"`
+	// LocalScopes are never looked up at the uplink (--npm-local-scope):
+	// your own scopes, so nobody can shadow them upstream.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:Pattern=`^@[a-z0-9-~][a-z0-9-._~]*$`
+	// +kubebuilder:validation:items:MaxLength=214
+	// +optional
+	LocalScopes []string `json:"localScopes,omitempty"`
+	// MaxAge is how long a cached upstream document is served without
+	// asking the uplink (default 2m). A Go duration.
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="maxAge must be a positive duration, in h, m or s"
+	// +optional
+	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
+}
+
+// AnonymousPullOf is whether u grants anonymous pulls: as set, else true
+// without credentials and false with them.
+func (u OCIUpstream) AnonymousPullOf() bool {
+	if u.AnonymousPull != nil {
+		return *u.AnonymousPull
+	}
+	return u.CredentialsSecretRef == nil
 }
