@@ -237,7 +237,8 @@ func TestTokenBecomesSecretAndProjection(t *testing.T) {
 		a := cfg.Auths[svc.Spec.ClusterIP+":5000"]
 		return a.Username == "ci-bot" && a.Password == token, err
 	})
-	if npmrc := string(s.Data[keyNPMRC]); !strings.Contains(npmrc, "registry=http://"+host+"/npm/") || !strings.Contains(npmrc, "//"+host+"/npm/:_authToken="+token) {
+	if npmrc := string(s.Data[keyNPMRC]); !strings.Contains(npmrc, "registry=http://"+host+"/npm/") || !strings.Contains(npmrc, "//"+host+"/npm/:_authToken="+token) ||
+		!strings.Contains(npmrc, "\n//"+host+"/npm/:always-auth=true\n") {
 		t.Fatalf(".npmrc = %q", npmrc)
 	}
 	if tok.Status.SecretName != "deploy-token" || tok.Status.TokenID == "" || strings.Contains(token, tok.Status.TokenID) {

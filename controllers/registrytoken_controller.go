@@ -412,7 +412,9 @@ func (r *RegistryTokenReconciler) writeSecret(ctx context.Context, tok *uniregv1
 		return err
 	}
 	prefix := npmPrefix(reg)
-	npmrc := fmt.Sprintf("registry=%s%s/\n//%s%s/:_authToken=%s\n", base, prefix, u.Host, prefix, token)
+	// always-auth: yarn classic sends the token on reads only with it (npm
+	// 11 warns that it does not know the key, harmlessly).
+	npmrc := fmt.Sprintf("registry=%s%s/\n//%s%s/:_authToken=%s\n//%s%s/:always-auth=true\n", base, prefix, u.Host, prefix, token, u.Host, prefix)
 	s := own
 	if s == nil {
 		s = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: tok.Namespace, Name: secretName(tok)}, Type: corev1.SecretTypeDockerConfigJson}

@@ -251,6 +251,25 @@ func (s *suite) npmInstall(t *testing.T, npmrc string) {
 	if err != nil || !strings.Contains(string(got), "hello from unireg") {
 		t.Fatalf("installed package: %q, %v", got, err)
 	}
+	// yarn classic with the projected .npmrc alone, as ~/.npmrc (no
+	// .yarnrc): it sends the token on reads only because the file says
+	// always-auth.
+	rc, err := os.ReadFile(npmrc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	home, app := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(home, ".npmrc"), rc, 0o600)
+	os.WriteFile(filepath.Join(app, "package.json"), []byte(`{"name": "app", "version": "1.0.0", "private": true}`), 0o644)
+	yarn := tool(t, "E2E_YARN", "tools/npm-clients/node_modules/yarn/bin/yarn.js")
+	out, err := command(t, app, []string{"HOME=" + home, "YARN_CACHE_FOLDER=" + filepath.Join(home, "yarn-cache")},
+		"node", yarn, "add", npmPackage+"@1.0.0", "--no-lockfile", "--non-interactive")
+	if err != nil {
+		t.Fatalf("yarn classic add with the projected .npmrc: %v\n%s", err, out)
+	}
+	if got, err := os.ReadFile(filepath.Join(app, "node_modules", npmPackage, "index.js")); err != nil || !strings.Contains(string(got), "hello from unireg") {
+		t.Fatalf("yarn classic installed %q, %v", got, err)
+	}
 }
 
 // 4. The kubelet pulls the workload from unireg with the token's Secret as
