@@ -120,7 +120,7 @@ func (r *RegistryReconciler) podTemplate(reg *uniregv1.Registry) corev1.PodTempl
 			Tolerations:                   reg.Spec.PodTemplate.Tolerations,
 			ImagePullSecrets:              reg.Spec.PodTemplate.ImagePullSecrets,
 			Affinity:                      reg.Spec.PodTemplate.Affinity,
-			TopologySpreadConstraints:     reg.Spec.PodTemplate.TopologySpreadConstraints,
+			TopologySpreadConstraints:     topologySpread(reg),
 			ServiceAccountName:            serviceAccountName(reg),
 			AutomountServiceAccountToken:  ptr.To(true), // to watch its auth-store Secret
 			TerminationGracePeriodSeconds: ptr.To[int64](40),
@@ -279,4 +279,18 @@ func upstreams(reg *uniregv1.Registry) (args []string, volumes []corev1.Volume, 
 		}
 	}
 	return args, volumes, mounts
+}
+
+// topologySpread is spec.podTemplate.topologySpreadConstraints; unset, a
+// Registry of more than one replica spreads its pods over nodes, as far
+// as the nodes allow (ScheduleAnyway: a single-node cluster still runs
+// them all).
+func topologySpread(reg *uniregv1.Registry) []corev1.TopologySpreadConstraint {
+	if c := reg.Spec.PodTemplate.TopologySpreadConstraints; len(c) > 0 || wantedReplicas(reg) <= 1 {
+		return c
+	}
+	return []corev1.TopologySpreadConstraint{{
+		MaxSkew: 1, TopologyKey: corev1.LabelHostname, WhenUnsatisfiable: corev1.ScheduleAnyway,
+		LabelSelector: &metav1.LabelSelector{MatchLabels: selectorLabels(reg)},
+	}}
 }

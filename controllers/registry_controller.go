@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -49,6 +50,7 @@ type RegistryReconciler struct {
 // +kubebuilder:rbac:groups=unireg.dev,resources=registries/status,verbs=patch
 // +kubebuilder:rbac:groups=unireg.dev,resources=registries/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create;update
@@ -145,6 +147,9 @@ func (r *RegistryReconciler) reconcile(ctx context.Context, reg *uniregv1.Regist
 	dep, waiting, err := r.reconcileDeployment(ctx, reg)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("deployment: %w", err)
+	}
+	if err := r.reconcileDisruptionBudget(ctx, reg); err != nil {
+		return ctrl.Result{}, fmt.Errorf("pod disruption budget: %w", err)
 	}
 	r.setStatus(reg, dep, waiting)
 	if waiting != "" && (result.RequeueAfter <= 0 || result.RequeueAfter > upgradeSlotRetry) {
@@ -352,12 +357,33 @@ func (r *RegistryReconciler) reconcileDeployment(ctx context.Context, reg *unire
 	return live.(*appsv1.Deployment), waiting, nil
 }
 
+// reconcileDisruptionBudget gives a Registry of more than one replica a
+// PodDisruptionBudget <name> of maxUnavailable 1, so a node drain takes
+// its pods one at a time. Scaled back to one replica, a budget made before
+// stays: maxUnavailable 1 never blocks the eviction of a single pod, and
+// it goes with the Registry.
+func (r *RegistryReconciler) reconcileDisruptionBudget(ctx context.Context, reg *uniregv1.Registry) error {
+	if wantedReplicas(reg) <= 1 {
+		return nil
+	}
+	one := intstr.FromInt32(1)
+	_, err := r.apply(ctx, reg, &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Namespace: reg.Namespace, Name: reg.Name},
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MaxUnavailable: &one,
+			Selector:       &metav1.LabelSelector{MatchLabels: selectorLabels(reg)},
+		},
+	})
+	return err
+}
+
 // SetupWithManager registers the controller: Registries and their
 // children (the auth-store Secret among them, which the pods wait for).
 func (r *RegistryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&uniregv1.Registry{}).
 		Owns(&appsv1.Deployment{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
 		Owns(&corev1.Service{}).
 		Owns(&corev1.Secret{}).
 		Owns(&corev1.PersistentVolumeClaim{}).

@@ -26,6 +26,7 @@ import (
 var neededRules = map[string][]string{
 	// Registry controller: the Registry's children, applied server-side.
 	"apps/deployments":                       {"create", "get", "list", "patch", "watch"},
+	"policy/poddisruptionbudgets":            {"create", "get", "list", "patch", "watch"},
 	"/services":                              {"create", "get", "list", "patch", "watch"},
 	"/serviceaccounts":                       {"create", "get", "list", "patch", "watch"},
 	"rbac.authorization.k8s.io/roles":        {"create", "get", "list", "patch", "watch"},
