@@ -48,6 +48,10 @@ func run(args []string) error {
 		return err
 	}
 	defer closeAll()
+	certs, err := newServingCert(opts.TLSCertFile, opts.TLSKeyFile, log)
+	if err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
@@ -63,9 +67,9 @@ func run(args []string) error {
 	if opts.PprofListen != "" {
 		go servePprof(opts.PprofListen, log)
 	}
-	log.Info("listening", "address", ln.Addr().String(), "data_dir", opts.DataDir, "version", version)
+	log.Info("listening", "address", ln.Addr().String(), "data_dir", opts.DataDir, "version", version, "tls", certs != nil)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- serve(srv, ln, certs) }()
 
 	select {
 	case err := <-serveErr:

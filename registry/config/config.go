@@ -69,6 +69,11 @@ type Options struct {
 	PprofListen       string
 	ReadHeaderTimeout time.Duration
 	MaxHeaderBytes    int
+
+	// TLSCertFile and TLSKeyFile, both or neither, make the server serve
+	// HTTPS with that pair, read again when the files change
+	// (cmd/registry/tls.go).
+	TLSCertFile, TLSKeyFile string
 }
 
 // EnvName is the environment variable of a flag: UNIREG_ and the flag name in
@@ -122,6 +127,8 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.LogFormat, "log-format", "auto", "json, text, or auto (JSON unless stderr is a terminal)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests")
 	fs.StringVar(&o.PprofListen, "pprof-listen", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off when empty")
+	fs.StringVar(&o.TLSCertFile, "tls-cert-file", "", "`PATH` of the PEM certificate chain to serve HTTPS with (with --tls-key-file); read again when it changes, e.g. a mounted kubernetes.io/tls Secret")
+	fs.StringVar(&o.TLSKeyFile, "tls-key-file", "", "`PATH` of the PEM private key of --tls-cert-file")
 	fs.DurationVar(&o.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send its request headers")
 	fs.IntVar(&o.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request line and headers, in bytes; larger requests get 431")
 	fs.DurationVar(&o.Registry.Limits.BodyRate.Idle, "body-idle-timeout", limit.DefaultIdle, "longest pause in a request body; a body that stops longer gets 408 and nothing of it is kept")
