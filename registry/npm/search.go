@@ -38,10 +38,16 @@ func (h *Handler) packageNames(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
-// search answers /-/v1/search over names, descriptions and keywords, among
-// the packages the caller may read. Every term must match. It reads every
-// packument, so a caller who could see nothing gets the empty answer without
-// a read.
+// maxSearchText bounds the text of a search: every term is matched against
+// every package, so the text's length multiplies the cost of a search.
+const maxSearchText = 1024
+
+// search answers /-/v1/search among the packages the caller may read: the
+// terms and qualifiers of the text (see searchQuery) select the packages,
+// every match is ranked (see rank), and only then is the page (from, size)
+// cut. It reads every packument the caller may read (but those a scope:
+// qualifier rules out), so a caller who could see nothing gets the empty
+// answer without a read.
 func (h *Handler) search(q *request) error {
 	if h.opts.DisableSearch {
 		return newError(http.StatusNotFound, "search is disabled on this registry")
@@ -50,7 +56,11 @@ func (h *Handler) search(q *request) error {
 		return err
 	}
 	query := q.R.URL.Query()
-	terms := strings.Fields(strings.ToLower(query.Get("text")))
+	text := query.Get("text")
+	if len(text) > maxSearchText {
+		return newError(http.StatusBadRequest, "search text is longer than %d characters", maxSearchText)
+	}
+	sq := parseSearchQuery(text)
 	size := boundedInt(query.Get("size"), 20, 1, 250)
 	from := boundedInt(query.Get("from"), 0, 0, 1<<20)
 	var names []string
@@ -60,32 +70,30 @@ func (h *Handler) search(q *request) error {
 			return err
 		}
 	}
-	var hits []map[string]any
+	var matches []searchMatch
 	for _, name := range names {
-		if !q.Allowed(name, auth.ActionRead) {
+		if !sq.inScopes(name) || !q.Allowed(name, auth.ActionRead) {
 			continue
 		}
 		c, err := h.packages.cached(q.R.Context(), name)
 		if err != nil || c == nil {
 			continue
 		}
-		if hit := searchHit(c.doc, terms); hit != nil {
-			hits = append(hits, hit)
+		if m, ok := sq.match(newSearchDoc(c.doc)); ok {
+			matches = append(matches, m)
 		}
 	}
-	sort.Slice(hits, func(i, j int) bool {
-		return str(obj(hits[i]["package"])["name"]) < str(obj(hits[j]["package"])["name"])
-	})
-	total := len(hits)
-	if from > len(hits) {
-		from = len(hits)
+	rank(matches)
+	total := len(matches)
+	page := matches[min(from, total):]
+	page = page[:min(size, len(page))]
+	hits := make([]map[string]any, 0, len(page))
+	maxStars := 0
+	for _, m := range matches {
+		maxStars = max(maxStars, m.doc.stars)
 	}
-	hits = hits[from:]
-	if len(hits) > size {
-		hits = hits[:size]
-	}
-	if hits == nil {
-		hits = []map[string]any{}
+	for i, m := range page {
+		hits = append(hits, m.hit(from+i, total, maxStars))
 	}
 	writeJSON(q.W, q.R, http.StatusOK, map[string]any{"objects": hits, "total": total, "time": now()})
 	return nil
@@ -99,48 +107,445 @@ func boundedInt(s string, def, lo, hi int) int {
 	return min(max(n, lo), hi)
 }
 
-// searchHit returns the search result for a package, or nil when a term does
-// not match its name, description or keywords.
-func searchHit(p packument, terms []string) map[string]any {
-	latest := p.version(str(p.distTags()["latest"]))
-	description := str(p["description"])
-	var keywords []any
-	if latest != nil {
-		if description == "" {
-			description = str(latest["description"])
+// searchQuery is the text of a search as the public registry reads it:
+// terms, every one of which must match a package's name, description or
+// keywords, and qualifiers, each of which filters:
+//
+//	keywords:a,b+c,-d   a keyword a, or both b and c, and never d
+//	author:NAME         the latest version's author, by name or email
+//	maintainer:NAME     a maintainer, by name or email
+//	scope:NAME          packages of @NAME
+//	is:X, not:X         X among deprecated, unstable, insecure (comma lists)
+//	boost-exact:false   an exact name ranks as a name prefix
+//
+// Matching ignores case; a value or a term may be quoted ("two words").
+// A word with any other prefix before a colon is a term.
+type searchQuery struct {
+	terms       []string
+	keywords    []keywordFilter
+	authors     []string
+	maintainers []string
+	scopes      []string
+	is, not     []string
+	boostExact  bool
+}
+
+// keywordFilter is one keywords: qualifier: a package matches when it has
+// every keyword of one of anyOf (or anyOf is empty) and none of noneOf.
+type keywordFilter struct {
+	anyOf  [][]string
+	noneOf []string
+}
+
+func parseSearchQuery(text string) searchQuery {
+	sq := searchQuery{boostExact: true}
+	for _, w := range searchWords(strings.ToLower(text)) {
+		key, value, found := strings.Cut(w.text, ":")
+		if w.quoted || !found {
+			sq.terms = append(sq.terms, w.text)
+			continue
 		}
-		keywords, _ = latest["keywords"].([]any)
-	}
-	haystack := strings.ToLower(p.name() + " " + description)
-	for _, k := range keywords {
-		haystack += " " + strings.ToLower(str(k))
-	}
-	for _, t := range terms {
-		if !strings.Contains(haystack, t) {
-			return nil
+		if value == "" && key != "" {
+			continue // a qualifier without a value filters nothing
+		}
+		switch key {
+		case "keywords":
+			sq.keywords = append(sq.keywords, parseKeywordFilter(value))
+		case "author":
+			sq.authors = append(sq.authors, value)
+		case "maintainer":
+			sq.maintainers = append(sq.maintainers, value)
+		case "scope":
+			sq.scopes = append(sq.scopes, strings.TrimSuffix(strings.TrimPrefix(value, "@"), "/"))
+		case "is":
+			sq.is = append(sq.is, splitList(value, ",")...)
+		case "not":
+			sq.not = append(sq.not, splitList(value, ",")...)
+		case "boost-exact":
+			sq.boostExact = value != "false" && value != "0" && value != "no"
+		default:
+			sq.terms = append(sq.terms, w.text)
 		}
 	}
-	maintainers := []map[string]string{}
+	return sq
+}
+
+// searchWord is a word of the text, without its quotes; quoted when it
+// started with one (so "a:b" is a term, not a qualifier).
+type searchWord struct {
+	text   string
+	quoted bool
+}
+
+// searchWords splits text at spaces outside double quotes.
+func searchWords(text string) []searchWord {
+	var words []searchWord
+	var cur strings.Builder
+	inQuote, started, quoted := false, false, false
+	flush := func() {
+		if started && cur.Len() > 0 {
+			words = append(words, searchWord{text: cur.String(), quoted: quoted})
+		}
+		cur.Reset()
+		started, quoted = false, false
+	}
+	for _, r := range text {
+		switch {
+		case r == '"':
+			if !started {
+				quoted = true
+			}
+			started = true
+			inQuote = !inQuote
+		case !inQuote && (r == ' ' || r == '\t' || r == '\n' || r == '\r'):
+			flush()
+		default:
+			started = true
+			cur.WriteRune(r)
+		}
+	}
+	flush()
+	return words
+}
+
+// parseKeywordFilter reads keywords:'s list: `,` separates alternatives,
+// `+` joins keywords that must all be there, and a leading `-` excludes.
+func parseKeywordFilter(value string) keywordFilter {
+	var f keywordFilter
+	for _, part := range splitList(value, ",") {
+		if neg, ok := strings.CutPrefix(part, "-"); ok {
+			f.noneOf = append(f.noneOf, splitList(neg, "+")...)
+			continue
+		}
+		if group := splitList(part, "+"); len(group) > 0 {
+			f.anyOf = append(f.anyOf, group)
+		}
+	}
+	return f
+}
+
+func splitList(s, sep string) []string {
+	var out []string
+	for _, p := range strings.Split(s, sep) {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// inScopes reports whether a package name passes the scope: qualifiers,
+// which needs no read of its document.
+func (sq searchQuery) inScopes(name string) bool {
+	for _, s := range sq.scopes {
+		if !strings.HasPrefix(strings.ToLower(name), "@"+s+"/") {
+			return false
+		}
+	}
+	return true
+}
+
+// searchDoc is what search looks at in a package: the latest version's
+// fields, lowercased for matching, and the document to answer with.
+type searchDoc struct {
+	p                       packument
+	name, bare, description string
+	keywords                []string
+	authors, maintainers    []string // names and emails
+	deprecated, unstable    bool
+	stars                   int
+}
+
+func newSearchDoc(p packument) *searchDoc {
+	d := &searchDoc{p: p, name: strings.ToLower(p.name())}
+	d.bare = d.name
+	if _, bare, ok := strings.Cut(d.name, "/"); ok && strings.HasPrefix(d.name, "@") {
+		d.bare = bare
+	}
+	latestVersion := str(p.distTags()["latest"])
+	latest := p.version(latestVersion)
+	d.description = strings.ToLower(searchDescription(p, latest))
+	for _, k := range searchKeywords(p, latest) {
+		d.keywords = append(d.keywords, strings.ToLower(str(k)))
+	}
+	author := p["author"]
+	if a, ok := latest["author"]; ok {
+		author = a
+	}
+	name, email := personOf(author)
+	d.authors = nonEmpty(strings.ToLower(name), strings.ToLower(email))
 	for _, m := range asSlice(p["maintainers"]) {
 		mm := obj(m)
+		d.maintainers = append(d.maintainers, nonEmpty(strings.ToLower(str(mm["name"])), strings.ToLower(str(mm["email"])))...)
+	}
+	d.deprecated = str(latest["deprecated"]) != ""
+	d.unstable = unstableVersion(latestVersion)
+	for _, starred := range obj(p["users"]) {
+		if starred == true {
+			d.stars++
+		}
+	}
+	return d
+}
+
+func searchDescription(p packument, latest map[string]any) string {
+	if d := str(p["description"]); d != "" {
+		return d
+	}
+	return str(latest["description"])
+}
+
+func searchKeywords(p packument, latest map[string]any) []any {
+	if k, ok := latest["keywords"].([]any); ok {
+		return k
+	}
+	k, _ := p["keywords"].([]any)
+	return k
+}
+
+// personOf reads a package.json person: {name, email, url} or the string
+// form "Name <email> (url)".
+func personOf(v any) (name, email string) {
+	if m, ok := v.(map[string]any); ok {
+		return strings.TrimSpace(str(m["name"])), strings.TrimSpace(str(m["email"]))
+	}
+	s := str(v)
+	if i := strings.IndexByte(s, '<'); i >= 0 {
+		if j := strings.IndexByte(s[i:], '>'); j > 0 {
+			email = strings.TrimSpace(s[i+1 : i+j])
+		}
+		s = s[:i]
+	}
+	if i := strings.IndexByte(s, '('); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSpace(s), email
+}
+
+func nonEmpty(ss ...string) []string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// unstableVersion is the public registry's "unstable": below 1.0.0, or a
+// prerelease.
+func unstableVersion(v string) bool {
+	v, _, _ = strings.Cut(v, "+")
+	core, _, pre := strings.Cut(v, "-")
+	major, _, _ := strings.Cut(core, ".")
+	return pre || major == "0" || major == ""
+}
+
+// has reports whether the package has a property named by is: and not:.
+// unireg knows no advisories, so no package is insecure; a property it does
+// not know no package has (is:other matches nothing, not:other everything).
+func (d *searchDoc) has(property string) bool {
+	switch property {
+	case "deprecated":
+		return d.deprecated
+	case "unstable":
+		return d.unstable
+	}
+	return false
+}
+
+// The tiers of a term's match, best first: what ranks a package.
+const (
+	matchNone = iota
+	matchDescription
+	matchKeyword
+	matchNameContains
+	matchNamePrefix
+	matchExactName
+)
+
+// searchMatch is a package that matched, with the sum of its terms' tiers.
+type searchMatch struct {
+	doc       *searchDoc
+	relevance int
+	terms     int
+}
+
+// match applies the query to a package.
+func (sq searchQuery) match(d *searchDoc) (searchMatch, bool) {
+	m := searchMatch{doc: d, terms: len(sq.terms)}
+	for _, f := range sq.keywords {
+		if !f.matches(d.keywords) {
+			return m, false
+		}
+	}
+	if !anyEqual(sq.authors, d.authors) || !anyEqual(sq.maintainers, d.maintainers) {
+		return m, false
+	}
+	for _, p := range sq.is {
+		if !d.has(p) {
+			return m, false
+		}
+	}
+	for _, p := range sq.not {
+		if d.has(p) {
+			return m, false
+		}
+	}
+	for _, t := range sq.terms {
+		tier := sq.termTier(d, t)
+		if tier == matchNone {
+			return m, false
+		}
+		m.relevance += tier
+	}
+	return m, true
+}
+
+// anyEqual reports whether every wanted value is one of have.
+func anyEqual(want, have []string) bool {
+	for _, w := range want {
+		found := false
+		for _, h := range have {
+			found = found || h == w
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+func (f keywordFilter) matches(keywords []string) bool {
+	has := func(k string) bool {
+		for _, x := range keywords {
+			if x == k {
+				return true
+			}
+		}
+		return false
+	}
+	for _, k := range f.noneOf {
+		if has(k) {
+			return false
+		}
+	}
+	if len(f.anyOf) == 0 {
+		return true
+	}
+	for _, group := range f.anyOf {
+		all := true
+		for _, k := range group {
+			all = all && has(k)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+// termTier is the best way a term matches a package.
+func (sq searchQuery) termTier(d *searchDoc, t string) int {
+	switch {
+	case d.name == t && sq.boostExact:
+		return matchExactName
+	case strings.HasPrefix(d.name, t) || strings.HasPrefix(d.bare, t):
+		return matchNamePrefix
+	case strings.Contains(d.name, t):
+		return matchNameContains
+	}
+	for _, k := range d.keywords {
+		if strings.Contains(k, t) {
+			return matchKeyword
+		}
+	}
+	if strings.Contains(d.description, t) {
+		return matchDescription
+	}
+	return matchNone
+}
+
+// rank orders the matches best first: by the sum of their terms' tiers
+// (an exact name beats a prefix, which beats a name containing the term,
+// then a keyword, then the description), then by name.
+func rank(matches []searchMatch) {
+	sort.Slice(matches, func(i, j int) bool {
+		if matches[i].relevance != matches[j].relevance {
+			return matches[i].relevance > matches[j].relevance
+		}
+		return matches[i].doc.p.name() < matches[j].doc.p.name()
+	})
+}
+
+// hit is the search result for the match at place i of total. score.final
+// falls with the place, from 1 for the first to 1/total for the last, so a
+// client that orders by it keeps the ranking; searchScore is how well the
+// terms matched (1: every term is the exact name, or no terms). The detail
+// is what unireg knows: quality, the share of description, keywords, readme,
+// license and repository the package has; popularity, its stars against the
+// most starred match; maintenance, 0 when the latest version is deprecated.
+func (m searchMatch) hit(i, total, maxStars int) map[string]any {
+	p := m.doc.p
+	latest := p.version(str(p.distTags()["latest"]))
+	maintainers := []map[string]string{}
+	for _, mt := range asSlice(p["maintainers"]) {
+		mm := obj(mt)
 		maintainers = append(maintainers, map[string]string{"username": str(mm["name"]), "email": str(mm["email"])})
 	}
 	publisher := map[string]string{"username": "", "email": ""}
 	if len(maintainers) > 0 {
 		publisher = maintainers[0]
 	}
+	keywords := searchKeywords(p, latest)
 	if keywords == nil {
 		keywords = []any{}
 	}
+	searchScore := 1.0
+	if m.terms > 0 {
+		searchScore = float64(m.relevance) / float64(m.terms*matchExactName)
+	}
+	popularity := 0.0
+	if maxStars > 0 {
+		popularity = float64(m.doc.stars) / float64(maxStars)
+	}
+	maintenance := 1.0
+	if m.doc.deprecated {
+		maintenance = 0
+	}
 	return map[string]any{
 		"package": map[string]any{
-			"name": p.name(), "version": str(p.distTags()["latest"]), "description": description,
+			"name": p.name(), "version": str(p.distTags()["latest"]), "description": searchDescription(p, latest),
 			"keywords": keywords, "date": p.times()["modified"], "links": map[string]any{},
 			"publisher": publisher, "maintainers": maintainers,
 		},
-		"score":       map[string]any{"final": 1, "detail": map[string]any{"quality": 1, "popularity": 1, "maintenance": 1}},
-		"searchScore": 1,
+		"score": map[string]any{"final": float64(total-i) / float64(total), "detail": map[string]any{
+			"quality": quality(p, latest), "popularity": popularity, "maintenance": maintenance,
+		}},
+		"searchScore": searchScore,
 	}
+}
+
+// quality is the share of the fields a user looks for that a package has.
+func quality(p packument, latest map[string]any) float64 {
+	fields := []string{"description", "keywords", "readme", "license", "repository"}
+	n := 0
+	for _, f := range fields {
+		v, ok := latest[f]
+		if !ok {
+			v = p[f]
+		}
+		switch v := v.(type) {
+		case nil:
+		case string:
+			n += min(len(v), 1)
+		case []any:
+			n += min(len(v), 1)
+		default:
+			n++
+		}
+	}
+	return float64(n) / float64(len(fields))
 }
 
 func asSlice(v any) []any {

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -75,7 +77,7 @@ func TestSearchMatchesNamesDescriptionsKeywords(t *testing.T) {
 		{"right-pad", []string{"right-pad"}},                                 // full name
 		{"padding", []string{"left-pad"}},                                    // keyword only
 		{"internal", []string{"@acme/secret"}},                               // description and keyword, case folded
-		{"pad", []string{"@acme/secret", "left-pad", "right-pad"}},           // sorted by name
+		{"pad", []string{"left-pad", "right-pad", "@acme/secret"}},           // names before descriptions, ties by name
 		{"strings pad", []string{"left-pad", "right-pad"}},                   // every term must match
 		{"STRING LEFT", []string{"left-pad"}},                                // case-insensitive
 		{"acme", []string{"@acme/secret"}},                                   // scope is part of the name
@@ -210,7 +212,7 @@ func TestSearchForgetsDeletedPackages(t *testing.T) {
 	hs := searchHarness(t)
 	rev := hs.writeDoc("left-pad")["_rev"].(string)
 	expectStatus(t, hs.do(call{method: http.MethodDelete, path: "/left-pad/-rev/" + rev, user: "admin"}), http.StatusOK)
-	if res := hs.search("admin", url.Values{"text": {"pad"}}); !reflect.DeepEqual(res.names, []string{"@acme/secret", "right-pad"}) {
+	if res := hs.search("admin", url.Values{"text": {"pad"}}); !reflect.DeepEqual(res.names, []string{"right-pad", "@acme/secret"}) {
 		t.Fatalf("search = %v", res.names)
 	}
 }
@@ -262,4 +264,243 @@ func TestAuditAnswersNoAdvisories(t *testing.T) {
 		})
 	}
 	expectError(t, hs.do(call{method: http.MethodPost, path: "/-/npm/v1/security/other", body: []byte(`{}`)}), http.StatusNotFound, "not found")
+}
+
+// rankHarness publishes packages that a search for express ranks in every
+// tier, and a few tagged acme-kw that differ in stability and deprecation.
+func rankHarness(t *testing.T) *harness {
+	t.Helper()
+	hs := newHarness(t, map[string][]string{
+		"admin":   {"*"},
+		"express": {"npm:package:express*:read"},
+	})
+	for _, pkg := range []struct {
+		name, version, description string
+		keywords                   []any
+		author                     any
+		maintainer                 string
+	}{
+		{"express", "4.21.0", "Fast web framework", []any{"web", "framework"}, "TJ Holowaychuk <tj@example.com> (http://tj.example)", "alice"},
+		{"express-session", "1.18.0", "Session middleware", []any{"express", "session"}, map[string]any{"name": "Doug", "email": "doug@example.com"}, "alice"},
+		{"@acme/express-utils", "1.0.0", "Helpers", nil, nil, "alice"},
+		{"body-express", "1.0.0", "Parse bodies", nil, nil, "alice"},
+		{"router", "1.3.0", "A router", []any{"Express"}, nil, "alice"},
+		{"serve", "14.0.0", "Serve files, works with express", nil, nil, "alice"},
+		{"old-thing", "1.0.0", "Old", []any{"acme-kw"}, nil, "alice"},
+		{"beta-thing", "0.3.0", "Beta", []any{"acme-kw", "beta"}, nil, "alice"},
+		{"pre-thing", "2.0.0-rc.1", "Prerelease", []any{"acme-kw"}, nil, "alice"},
+		{"@acme/tool", "3.0.0", "A tool", []any{"acme-kw", "cli"}, nil, "bob"},
+	} {
+		p := newPublish(pkg.name, pkg.version, tarballOf(pkg.name, pkg.version))
+		p.doc["description"] = pkg.description
+		p.manifest()["description"] = pkg.description
+		if pkg.keywords != nil {
+			p.manifest()["keywords"] = pkg.keywords
+		}
+		if pkg.author != nil {
+			p.manifest()["author"] = pkg.author
+		}
+		p.doc["maintainers"] = []any{map[string]any{"name": pkg.maintainer, "email": pkg.maintainer + "@example.com"}}
+		expectStatus(t, hs.publishAs("admin", "", p), http.StatusCreated)
+	}
+	doc := hs.writeDoc("old-thing")
+	versionOf(doc, "1.0.0")["deprecated"] = "use @acme/tool"
+	expectStatus(t, hs.putDoc("admin", "old-thing", doc), http.StatusOK)
+	return hs
+}
+
+func TestSearchQualifiers(t *testing.T) {
+	hs := rankHarness(t)
+	tagged := []string{"@acme/tool", "beta-thing", "old-thing", "pre-thing"}
+	tests := []struct {
+		text string
+		want []string
+	}{
+		{"keywords:acme-kw", tagged},
+		{"keywords:ACME-KW", tagged},                                                 // case folded
+		{"keywords:acme", nil},                                                       // a keyword matches whole
+		{"keywords:beta,cli", []string{"@acme/tool", "beta-thing"}},                  // , is or
+		{"keywords:acme-kw+cli", []string{"@acme/tool"}},                             // + is and
+		{"keywords:acme-kw,-beta", []string{"@acme/tool", "old-thing", "pre-thing"}}, // ,- is not
+		{"keywords:acme-kw keywords:beta", []string{"beta-thing"}},                   // qualifiers are anded
+		{"author:doug", []string{"express-session"}},                                 // object form, by name
+		{"author:tj@example.com", []string{"express"}},                               // string form, by email
+		{`author:"tj holowaychuk"`, []string{"express"}},                             // a quoted value
+		{"author:tj", nil},                                                           // names match whole
+		{"maintainer:bob", []string{"@acme/tool"}},
+		{"maintainer:bob@example.com", []string{"@acme/tool"}},
+		{"maintainer:carol", nil},
+		{"scope:acme", []string{"@acme/express-utils", "@acme/tool"}},
+		{"scope:@acme", []string{"@acme/express-utils", "@acme/tool"}},
+		{"scope:other", nil},
+		{"is:deprecated", []string{"old-thing"}},
+		{"not:deprecated keywords:acme-kw", []string{"@acme/tool", "beta-thing", "pre-thing"}},
+		{"is:unstable", []string{"beta-thing", "pre-thing"}}, // below 1.0.0, or a prerelease
+		{"not:unstable keywords:acme-kw", []string{"@acme/tool", "old-thing"}},
+		{"not:deprecated,unstable keywords:acme-kw", []string{"@acme/tool"}},
+		{"is:insecure", nil},                      // no advisories here: nothing is insecure
+		{"not:insecure keywords:acme-kw", tagged}, // so nothing is left out
+		{"is:popular", nil},                       // a property unireg does not know no package has
+		{"not:popular keywords:acme-kw", tagged},
+		{"express scope:acme", []string{"@acme/express-utils"}},
+		{"express keywords:session", []string{"express-session"}},
+		{"web framework", []string{"express"}},
+		{`"web framework"`, []string{"express"}}, // a quoted phrase is one term
+		{`"framework web"`, nil},
+		{"express serve", []string{"serve"}},
+		{"foo:bar", nil}, // an unknown prefix is a term
+		{"keywords:acme-kw tool", []string{"@acme/tool"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.text, func(t *testing.T) {
+			res := hs.search("admin", url.Values{"text": {tt.text}})
+			if !reflect.DeepEqual(res.names, tt.want) {
+				t.Fatalf("search %q = %v, want %v", tt.text, res.names, tt.want)
+			}
+			if int(res.total) != len(tt.want) {
+				t.Fatalf("total = %v, want %d", res.total, len(tt.want))
+			}
+		})
+	}
+}
+
+func TestSearchRanksExactNameThenPrefixThenContainsThenKeywordThenDescription(t *testing.T) {
+	hs := rankHarness(t)
+	res := hs.search("admin", url.Values{"text": {"express"}})
+	want := []string{
+		"express",                                // exact name
+		"@acme/express-utils", "express-session", // name prefix (of the name after the scope too), by name
+		"body-express", // name contains
+		"router",       // keyword
+		"serve",        // description
+	}
+	if !reflect.DeepEqual(res.names, want) || res.total != float64(len(want)) {
+		t.Fatalf("search express = %v (total %v), want %v", res.names, res.total, want)
+	}
+	last := 2.0
+	for i, o := range res.objects {
+		score := o["score"].(map[string]any)
+		final := score["final"].(float64)
+		if final <= 0 || final > 1 || final >= last {
+			t.Fatalf("%s (place %d): final %v after %v, want strictly decreasing within (0,1]", res.names[i], i, final, last)
+		}
+		last = final
+		for k, v := range score["detail"].(map[string]any) {
+			if f, ok := v.(float64); !ok || f < 0 || f > 1 {
+				t.Fatalf("%s: detail.%s = %v, want a number in [0,1]", res.names[i], k, v)
+			}
+		}
+	}
+	if res.objects[0]["score"].(map[string]any)["final"] != 1.0 || res.objects[0]["searchScore"] != 1.0 {
+		t.Fatalf("express: score %v, searchScore %v; want 1 and 1", res.objects[0]["score"], res.objects[0]["searchScore"])
+	}
+	for i := 1; i < len(res.objects); i++ {
+		if a, b := res.objects[i-1]["searchScore"].(float64), res.objects[i]["searchScore"].(float64); b > a {
+			t.Fatalf("searchScore rises from %v (%s) to %v (%s)", a, res.names[i-1], b, res.names[i])
+		}
+	}
+
+	// boost-exact:false ranks the exact name among the prefixes.
+	res = hs.search("admin", url.Values{"text": {"express boost-exact:false"}})
+	if want := []string{"@acme/express-utils", "express", "express-session", "body-express", "router", "serve"}; !reflect.DeepEqual(res.names, want) {
+		t.Fatalf("boost-exact:false = %v, want %v", res.names, want)
+	}
+}
+
+func TestSearchDetailSaysDeprecatedAndStarred(t *testing.T) {
+	hs := rankHarness(t)
+	doc := hs.writeDoc("pre-thing")
+	star := map[string]any{"_id": "pre-thing", "_rev": doc["_rev"], "users": map[string]any{"admin": true}}
+	expectStatus(t, hs.putDoc("admin", "pre-thing", star), http.StatusOK)
+	res := hs.search("admin", url.Values{"text": {"keywords:acme-kw"}})
+	detail := func(name string) map[string]any {
+		return res.objects[indexOf(res.names, name)]["score"].(map[string]any)["detail"].(map[string]any)
+	}
+	if d := detail("old-thing"); d["maintenance"] != 0.0 {
+		t.Fatalf("deprecated old-thing: detail %v, want maintenance 0", d)
+	}
+	if d := detail("@acme/tool"); d["maintenance"] != 1.0 || d["popularity"] != 0.0 {
+		t.Fatalf("@acme/tool: detail %v, want maintenance 1, popularity 0", d)
+	}
+	if d := detail("pre-thing"); d["popularity"] != 1.0 {
+		t.Fatalf("starred pre-thing: detail %v, want popularity 1", d)
+	}
+}
+
+func TestSearchPagesAfterRanking(t *testing.T) {
+	hs := rankHarness(t)
+	full := hs.search("admin", url.Values{"text": {"express"}})
+	var paged []string
+	var finals []any
+	for from := 0; from < 6; from += 2 {
+		res := hs.search("admin", url.Values{"text": {"express"}, "size": {"2"}, "from": {strconv.Itoa(from)}})
+		if res.total != 6 || len(res.names) != 2 {
+			t.Fatalf("from %d: %v, total %v; want 2 of 6", from, res.names, res.total)
+		}
+		if from == 0 && !reflect.DeepEqual(res.names, []string{"express", "@acme/express-utils"}) {
+			t.Fatalf("first page = %v, want the two best ranked", res.names)
+		}
+		paged = append(paged, res.names...)
+		for _, o := range res.objects {
+			finals = append(finals, o["score"].(map[string]any)["final"])
+		}
+	}
+	if !reflect.DeepEqual(paged, full.names) {
+		t.Fatalf("pages = %v, want the ranking %v cut in pages", paged, full.names)
+	}
+	for i, o := range full.objects {
+		if f := o["score"].(map[string]any)["final"]; f != finals[i] {
+			t.Fatalf("%s: final %v on its page, %v in the whole ranking", full.names[i], finals[i], f)
+		}
+	}
+}
+
+func TestSearchQualifiersOnlyShowReadablePackages(t *testing.T) {
+	hs := rankHarness(t)
+	tests := []struct {
+		text string
+		want []string
+	}{
+		{"express", []string{"express", "express-session"}},
+		{"keywords:express", []string{"express-session"}}, // router is tagged too, but not readable
+		{"maintainer:alice", []string{"express", "express-session"}},
+		{"scope:acme", nil},
+		{"is:deprecated", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.text, func(t *testing.T) {
+			res := hs.search("express", url.Values{"text": {tt.text}})
+			if !reflect.DeepEqual(res.names, tt.want) || int(res.total) != len(tt.want) {
+				t.Fatalf("search %q as express = %v (total %v), want %v", tt.text, res.names, res.total, tt.want)
+			}
+		})
+	}
+}
+
+func TestSearchRefusesOverlongText(t *testing.T) {
+	hs := newHarness(t, defaultUsers())
+	expectError(t, hs.get("admin", "/-/v1/search?text="+strings.Repeat("a", maxSearchText+1)), http.StatusBadRequest, "longer than")
+}
+
+func TestParseSearchQuery(t *testing.T) {
+	tests := []struct {
+		text string
+		want searchQuery
+	}{
+		{"", searchQuery{boostExact: true}},
+		{"  A   b ", searchQuery{terms: []string{"a", "b"}, boostExact: true}},
+		{`"a b" c`, searchQuery{terms: []string{"a b", "c"}, boostExact: true}},
+		{`"a:b"`, searchQuery{terms: []string{"a:b"}, boostExact: true}},
+		{`author:"Jane Doe" x`, searchQuery{terms: []string{"x"}, authors: []string{"jane doe"}, boostExact: true}},
+		{"keywords:a,b+c,-d+e", searchQuery{keywords: []keywordFilter{{anyOf: [][]string{{"a"}, {"b", "c"}}, noneOf: []string{"d", "e"}}}, boostExact: true}},
+		{"scope:@acme/ is:deprecated,unstable not:insecure", searchQuery{scopes: []string{"acme"}, is: []string{"deprecated", "unstable"}, not: []string{"insecure"}, boostExact: true}},
+		{"boost-exact:false", searchQuery{}},
+		{"keywords: x", searchQuery{terms: []string{"x"}, boostExact: true}}, // no value, no filter
+		{`"unterminated phrase`, searchQuery{terms: []string{"unterminated phrase"}, boostExact: true}},
+	}
+	for _, tt := range tests {
+		if got := parseSearchQuery(tt.text); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("parseSearchQuery(%q) = %+v, want %+v", tt.text, got, tt.want)
+		}
+	}
 }
