@@ -1,5 +1,8 @@
 // Command manager runs the unireg operator: controllers for Registry,
-// RegistryToken and RegistryScope (API group unireg.dev/v1alpha1).
+// RegistryToken and RegistryScope (API group unireg.dev/v1alpha1). Its
+// subcommands node-mirror and node-mirror-probe are the node mirror's agent
+// and readiness probe (nodemirror.go), so the DaemonSet needs no image of
+// its own.
 package main
 
 import (
@@ -128,6 +131,9 @@ func newManager(cfg *rest.Config, s *settings) (ctrl.Manager, error) {
 }
 
 func main() {
+	if code, ok := runSubcommand(os.Args[1:], os.Stdout, os.Stderr); ok {
+		os.Exit(code)
+	}
 	s, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
