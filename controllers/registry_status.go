@@ -25,7 +25,8 @@ import (
 // Two controllers write a Registry's status, each its own fields: the
 // registry controller the workload's (Ready, Available, Progressing,
 // Degraded, observedGeneration, url, readyReplicas,
-// pullHosts, jwtKeyRotation), the auth-store controller TokensProjected and tokens.
+// pullHosts, jwtKeyRotation), the auth-store controller TokensProjected and tokens,
+// the node mirror controller NodeMirrorReady and nodeMirror.
 // Each writes with server-side apply under its own field manager, so
 // neither can overwrite what the other wrote, whatever order they run in
 // (conditions are a map keyed by type).
@@ -65,7 +66,9 @@ func conditionsOf(conds []metav1.Condition, keep func(typ string) bool) ([]any, 
 // writeRegistryStatus applies the registry controller's fields of reg's
 // status.
 func (r *RegistryReconciler) writeRegistryStatus(ctx context.Context, reg *uniregv1.Registry) error {
-	conds, err := conditionsOf(reg.Status.Conditions, func(typ string) bool { return typ != uniregv1.ConditionTokensProjected })
+	conds, err := conditionsOf(reg.Status.Conditions, func(typ string) bool {
+		return typ != uniregv1.ConditionTokensProjected && typ != uniregv1.ConditionNodeMirrorReady
+	})
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +28,16 @@ type Options struct {
 	// Now is the clock of expiry decisions; nil means time.Now (tests
 	// inject their own).
 	Now func() time.Time
+	// Namespace is the operator's own, where node mirror DaemonSets run;
+	// empty runs no node mirror controller.
+	Namespace string
+	// ManagerImage runs the node mirror agents (the manager's image).
+	ManagerImage string
+	// NodeMirrorNamespaces may enable spec.nodeMirror; none when empty.
+	NodeMirrorNamespaces []string
+	// NodeMirrorHostsDirs are the node directories a node mirror may
+	// write; DefaultNodeMirrorHostsDirs when empty.
+	NodeMirrorHostsDirs []string
 }
 
 // managedBy is the value of labelManagedBy on everything the operator
@@ -40,10 +51,20 @@ const managedBy = "unireg-operator"
 // not make is read from the API server when it must be (a spec.secretRef
 // source, opted in by its annotation). Every Secret the operator creates
 // must carry labelManagedBy=managedBy, or the operator cannot see it.
-func CacheOptions(watchNamespaces []string) cache.Options {
+func CacheOptions(watchNamespaces []string, operatorNamespace ...string) cache.Options {
+	ours := labels.SelectorFromSet(labels.Set{labelManagedBy: managedBy})
 	o := cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{labelManagedBy: managedBy})},
+		&corev1.Secret{}: {Label: ours},
 	}}
+	// The node mirrors' DaemonSets and ConfigMaps: only the operator's,
+	// and in a namespaced install only in its own namespace.
+	for _, obj := range []client.Object{&appsv1.DaemonSet{}, &corev1.ConfigMap{}} {
+		by := cache.ByObject{Label: ours}
+		if len(watchNamespaces) > 0 && len(operatorNamespace) > 0 && operatorNamespace[0] != "" {
+			by.Namespaces = map[string]cache.Config{operatorNamespace[0]: {}}
+		}
+		o.ByObject[obj] = by
+	}
 	if len(watchNamespaces) > 0 {
 		o.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range watchNamespaces {
@@ -119,7 +140,9 @@ func (c operatorClient) Get(ctx context.Context, key client.ObjectKey, obj clien
 		if c.namespacesFromAPI {
 			return c.api.Get(ctx, key, obj, opts...)
 		}
-	case *corev1.Secret:
+	case *corev1.Secret, *corev1.ConfigMap, *appsv1.DaemonSet:
+		// The cache holds only the operator's (labelled) objects of these
+		// kinds; one it lacks may still be someone else's in the way.
 		err := c.Client.Get(ctx, key, obj, opts...)
 		if apierrors.IsNotFound(err) {
 			return c.api.Get(ctx, key, obj, opts...)
@@ -164,6 +187,14 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorderFor("registrytoken-controller"), Now: o.Now,
 	}).SetupWithManager(mgr); err != nil {
 		return err
+	}
+	if o.Namespace != "" {
+		if err := (&NodeMirrorReconciler{
+			Client: c, Scheme: mgr.GetScheme(), Namespace: o.Namespace, Image: o.ManagerImage,
+			AllowedNamespaces: o.NodeMirrorNamespaces, AllowedHostsDirs: o.NodeMirrorHostsDirs,
+		}).SetupWithManager(mgr); err != nil {
+			return err
+		}
 	}
 	return (&RegistryScopeReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("registryscope-controller")}).SetupWithManager(mgr)
 }

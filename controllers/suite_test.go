@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -48,6 +50,12 @@ func (c *fakeClock) Set(t time.Time) {
 	c.t = t
 }
 
+// operatorNamespace is the operator's namespace in the suite, where node
+// mirror DaemonSets go; mirrorNamespaces may enable a node mirror.
+const operatorNamespace = "unireg-system"
+
+var mirrorNamespaces = []string{"mirror-a", "mirror-b", "mirror-c"}
+
 func TestMain(m *testing.M) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		skipWhy = "KUBEBUILDER_ASSETS is not set: run `make test` (hack/build-envtest.sh builds etcd and kube-apiserver)"
@@ -70,7 +78,8 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	mgrCache = mgr.GetCache()
-	if err := Setup(mgr, Options{DefaultImage: "unireg/registry:test", Now: clock.Now}); err != nil {
+	if err := Setup(mgr, Options{DefaultImage: "unireg/registry:test", Now: clock.Now,
+		Namespace: operatorNamespace, ManagerImage: "unireg/manager:test", NodeMirrorNamespaces: mirrorNamespaces}); err != nil {
 		panic(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -82,6 +91,11 @@ func TestMain(m *testing.M) {
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		panic(err)
+	}
+	for _, ns := range append([]string{operatorNamespace}, mirrorNamespaces...) {
+		if err := k8sClient.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			panic(err)
+		}
 	}
 	code := m.Run()
 	cancel()

@@ -127,3 +127,16 @@ const (
 	// and not projected.
 	ReasonInvalidScope = "InvalidScope"
 )
+
+// NodeMirrorReady says whether every node pulls the OCI upstreams through
+// the Registry (spec.nodeMirror), with status.nodeMirror counting them.
+const ConditionNodeMirrorReady = "NodeMirrorReady"
+
+// Reasons of NodeMirrorReady.
+const (
+	ReasonNodesConfigured      = "NodesConfigured"
+	ReasonConfiguringNodes     = "ConfiguringNodes"
+	ReasonCleaningUp           = "CleaningUp"
+	ReasonNodeMirrorNotAllowed = "NodeMirrorNotAllowed"
+	ReasonWaitingForService    = "WaitingForService"
+)

@@ -64,6 +64,19 @@ type RegistrySpec struct {
 	// +optional
 	Upstreams *UpstreamsSpec `json:"upstreams,omitempty"`
 
+	// NodeMirror makes every node's containerd pull the OCI upstreams'
+	// hosts (docker.io, ...) through this Registry, by a DaemonSet that
+	// writes hosts.toml files (docs/operator.md "Node mirror"). The
+	// operator allows it only for the namespaces its
+	// --node-mirror-namespaces names: a node mirror decides what every
+	// pod of the cluster runs.
+	// +optional
+	NodeMirror *NodeMirrorSpec `json:"nodeMirror,omitempty"`
+
+	// TLS makes the server serve HTTPS with a certificate from a Secret.
+	// +optional
+	TLS *TLSSpec `json:"tls,omitempty"`
+
 	// PublicURL is the external base URL clients use (https://registry.example.com);
 	// the in-cluster Service URL when empty.
 	// +kubebuilder:validation:Pattern=`^https?://[^/\s]+/?$`
@@ -287,6 +300,10 @@ type RegistryStatus struct {
 	// Tokens is how many tokens are projected into the auth store.
 	// +optional
 	Tokens int32 `json:"tokens,omitempty"`
+	// NodeMirror counts the nodes of the node mirror: how many should run
+	// its agent and how many have the current configuration.
+	// +optional
+	NodeMirror *NodeMirrorStatus `json:"nodeMirror,omitempty"`
 	// JWTKeyRotation is the value of the unireg.dev/rotate-jwt-key
 	// annotation the current JWT signing key was made for.
 	// +optional
@@ -444,4 +461,41 @@ func (u OCIUpstream) AnonymousPullOf() bool {
 		return *u.AnonymousPull
 	}
 	return u.CredentialsSecretRef == nil
+}
+
+// NodeMirrorSpec configures the node mirror.
+type NodeMirrorSpec struct {
+	// Enabled runs the node mirror; turning it off removes exactly the
+	// files it wrote, on every node.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+	// HostsDir is containerd's config_path on the nodes (the default of
+	// containerd 2). The operator's --node-mirror-hosts-dirs lists the
+	// directories a Registry may name.
+	// +kubebuilder:default="/etc/containerd/certs.d"
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^(/[A-Za-z0-9._-]+)+$`
+	// +kubebuilder:validation:XValidation:rule="!self.split('/').exists(p, p == '..' || p == '.')",message="hostsDir must be an absolute path without . or .. components"
+	// +optional
+	HostsDir string `json:"hostsDir,omitempty"`
+}
+
+// TLSSpec is the certificate the server serves.
+type TLSSpec struct {
+	// SecretName is a kubernetes.io/tls Secret of the Registry's namespace
+	// (tls.crt, tls.key; ca.crt, when present, is what node mirrors and
+	// clients trust). Rotations apply without a restart. Nodes reach the
+	// Registry by its ClusterIP, so the certificate must name it (status
+	// warns when it does not).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	SecretName string `json:"secretName"`
+}
+
+// NodeMirrorStatus counts the nodes of a node mirror.
+type NodeMirrorStatus struct {
+	// Desired is how many nodes run the agent.
+	Desired int32 `json:"desired"`
+	// Ready is how many of them have the current configuration written.
+	Ready int32 `json:"ready"`
 }

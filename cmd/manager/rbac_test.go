@@ -16,8 +16,11 @@ import (
 // cache; Create; server-side apply, a Patch that also creates, so create and
 // patch; Update; Status().Update; Status().Apply, a patch) and what the API server asks of a
 // controller that sets owner references (update on the owner's finalizers,
-// for blockOwnerDeletion) or records events. There is no Delete call:
-// children go with their owner through garbage collection.
+// for blockOwnerDeletion) or records events. Children go with their owner
+// through garbage collection, except the node mirror's DaemonSet and
+// ConfigMap: they live in the operator's namespace, where no owner
+// reference can reach, so the node mirror controller deletes them (after
+// the nodes are clean) and patches its finalizer onto the Registry.
 //
 // A change that adds a client call must add the verb here and in the
 // +kubebuilder:rbac markers of controllers/*.go (then make manifests);
@@ -42,7 +45,10 @@ var neededRules = map[string][]string{
 	// The token controller: a Namespace's labels say whether a Registry's
 	// tokenPolicy admits its tokens (watched, so a label change applies).
 	"/namespaces":           {"get", "list", "watch"},
-	"unireg.dev/registries": {"get", "list", "watch"},
+	"unireg.dev/registries": {"get", "list", "patch", "watch"},
+	// The node mirror controller, in the operator's namespace.
+	"apps/daemonsets": {"create", "delete", "get", "list", "patch", "watch"},
+	"/configmaps":     {"create", "delete", "get", "list", "patch", "watch"},
 	// Two controllers write a Registry's status, each its own fields, by
 	// server-side apply (a patch).
 	"unireg.dev/registries/status":         {"patch"},
