@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -37,6 +38,8 @@ var version = "dev"
 // that do not name an image, not a push of "latest" somewhere.
 func defaultRegistryImage() string { return "docker.io/unireg/registry:" + version }
 
+func defaultManagerImage() string { return "docker.io/unireg/manager:" + version }
+
 // settings are the manager's command line.
 type settings struct {
 	metricsAddr, probeAddr, registryImage string
@@ -51,7 +54,14 @@ type settings struct {
 	// watchNamespaces, when not empty, are the only namespaces watched and
 	// reconciled (a namespaced install, see docs/operator.md).
 	watchNamespaces []string
-	zap             zap.Options
+	// namespace is the operator's own (POD_NAMESPACE), where node mirror
+	// DaemonSets run; empty runs no node mirror.
+	namespace    string
+	managerImage string
+	// nodeMirrorNamespaces may enable spec.nodeMirror; nodeMirrorHostsDirs
+	// are the node directories a node mirror may write.
+	nodeMirrorNamespaces, nodeMirrorHostsDirs []string
+	zap                                       zap.Options
 }
 
 func parseFlags(args []string, stderr io.Writer) (*settings, error) {
@@ -66,6 +76,11 @@ func parseFlags(args []string, stderr io.Writer) (*settings, error) {
 	fs.BoolVar(&s.leaderElect, "leader-elect", false, "elect a leader, so that only one manager of several replicas is active")
 	fs.StringVar(&s.registryImage, "registry-image", defaultRegistryImage(), "image of Registries that do not name one (default: the registry of this operator's version)")
 	fs.StringVar(&watch, "watch-namespaces", "", "comma-separated namespaces to watch and reconcile; empty watches every namespace")
+	var mirrorNamespaces, mirrorDirs string
+	fs.StringVar(&s.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the operator's own namespace, where node mirror DaemonSets run (default $POD_NAMESPACE; empty: no node mirror)")
+	fs.StringVar(&s.managerImage, "manager-image", defaultManagerImage(), "image of the node mirror agents: this manager's own")
+	fs.StringVar(&mirrorNamespaces, "node-mirror-namespaces", "", "comma-separated namespaces whose Registries may enable spec.nodeMirror (default none: a node mirror decides what every pod of the cluster runs)")
+	fs.StringVar(&mirrorDirs, "node-mirror-hosts-dirs", strings.Join(controllers.DefaultNodeMirrorHostsDirs, ","), "comma-separated node directories a node mirror may write (containerd's config_path)")
 	s.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -82,6 +97,24 @@ func parseFlags(args []string, stderr io.Writer) (*settings, error) {
 			return nil, fmt.Errorf("--watch-namespaces: %q is not a namespace name: %s", ns, strings.Join(errs, "; "))
 		}
 		s.watchNamespaces = append(s.watchNamespaces, ns)
+	}
+	for _, ns := range strings.Split(mirrorNamespaces, ",") {
+		if ns = strings.TrimSpace(ns); ns == "" {
+			continue
+		}
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return nil, fmt.Errorf("--node-mirror-namespaces: %q is not a namespace name: %s", ns, strings.Join(errs, "; "))
+		}
+		s.nodeMirrorNamespaces = append(s.nodeMirrorNamespaces, ns)
+	}
+	for _, dir := range strings.Split(mirrorDirs, ",") {
+		if dir = strings.TrimSpace(dir); dir == "" {
+			continue
+		}
+		if !path.IsAbs(dir) || path.Clean(dir) != dir || dir == "/" {
+			return nil, fmt.Errorf("--node-mirror-hosts-dirs: %q is not a clean absolute directory", dir)
+		}
+		s.nodeMirrorHostsDirs = append(s.nodeMirrorHostsDirs, dir)
 	}
 	if s.registryImage == "" {
 		return nil, errors.New("--registry-image must not be empty")
@@ -105,7 +138,7 @@ func managerOptions(s *settings, scheme *runtime.Scheme) ctrl.Options {
 		LeaderElection:         s.leaderElect,
 		LeaderElectionID:       "manager.unireg.dev",
 		// The watched namespaces, and of Secrets only the operator's own.
-		Cache: controllers.CacheOptions(s.watchNamespaces),
+		Cache: controllers.CacheOptions(s.watchNamespaces, s.namespace),
 	}
 }
 
@@ -118,7 +151,8 @@ func newManager(cfg *rest.Config, s *settings) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
 	}
-	if err := controllers.Setup(mgr, controllers.Options{DefaultImage: s.registryImage, WatchNamespaces: s.watchNamespaces}); err != nil {
+	if err := controllers.Setup(mgr, controllers.Options{DefaultImage: s.registryImage, WatchNamespaces: s.watchNamespaces,
+		Namespace: s.namespace, ManagerImage: s.managerImage, NodeMirrorNamespaces: s.nodeMirrorNamespaces, NodeMirrorHostsDirs: s.nodeMirrorHostsDirs}); err != nil {
 		return nil, fmt.Errorf("set up controllers: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -424,3 +424,24 @@ func TestWatchNamespacesFlag(t *testing.T) {
 		t.Errorf("without --watch-namespaces the cache is limited to %v", opts.Cache.DefaultNamespaces)
 	}
 }
+
+// The node mirror's flags: the namespaces and host directories an
+// administrator allows, checked; none allowed by default.
+func TestManagerNodeMirrorAllowlistFlags(t *testing.T) {
+	s, err := parseFlags([]string{"--namespace=unireg-system", "--node-mirror-namespaces=registries, infra", "--node-mirror-hosts-dirs=/etc/containerd/certs.d,/var/lib/k3s/certs.d"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.namespace != "unireg-system" || strings.Join(s.nodeMirrorNamespaces, ",") != "registries,infra" ||
+		strings.Join(s.nodeMirrorHostsDirs, ",") != "/etc/containerd/certs.d,/var/lib/k3s/certs.d" || s.managerImage == "" {
+		t.Fatalf("settings %+v", s)
+	}
+	if s, err := parseFlags(nil, io.Discard); err != nil || len(s.nodeMirrorNamespaces) != 0 || strings.Join(s.nodeMirrorHostsDirs, ",") != "/etc/containerd/certs.d" {
+		t.Fatalf("defaults: %+v %v", s, err)
+	}
+	for _, bad := range []string{"--node-mirror-namespaces=Bad_NS", "--node-mirror-hosts-dirs=relative/dir", "--node-mirror-hosts-dirs=/etc/../root", "--node-mirror-hosts-dirs=/"} {
+		if _, err := parseFlags([]string{bad}, io.Discard); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
