@@ -21,8 +21,10 @@ const (
 	dataMount = "/data"
 	// upstreamsMount holds the upstreams' credentials, a directory each.
 	upstreamsMount = "/etc/unireg/upstreams"
-	jwtMount       = "/etc/unireg/jwt"
-	tmpMount       = "/tmp"
+	// tlsMount holds spec.tls's certificate and key.
+	tlsMount = "/etc/unireg/tls"
+	jwtMount = "/etc/unireg/jwt"
+	tmpMount = "/tmp"
 )
 
 // Size limits of the pod's emptyDirs: the kubelet evicts a pod beyond
@@ -78,6 +80,18 @@ func (r *RegistryReconciler) podTemplate(reg *uniregv1.Registry) corev1.PodTempl
 	args = append(args, gcArgs(reg)...)
 	upArgs, upVolumes, upMounts := upstreams(reg)
 	args = append(args, upArgs...)
+	probeScheme := corev1.URISchemeHTTP
+	if t := reg.Spec.TLS; t != nil {
+		// The kubelet updates the mounted Secret when it rotates; the
+		// server reads the pair again through these paths.
+		upVolumes = append(upVolumes, corev1.Volume{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: t.SecretName, DefaultMode: ptr.To[int32](0o400),
+			Items: []corev1.KeyToPath{{Key: corev1.TLSCertKey, Path: corev1.TLSCertKey}, {Key: corev1.TLSPrivateKeyKey, Path: corev1.TLSPrivateKeyKey}},
+		}}})
+		upMounts = append(upMounts, corev1.VolumeMount{Name: "tls", MountPath: tlsMount, ReadOnly: true})
+		args = append(args, "--tls-cert-file="+tlsMount+"/"+corev1.TLSCertKey, "--tls-key-file="+tlsMount+"/"+corev1.TLSPrivateKeyKey)
+		probeScheme = corev1.URISchemeHTTPS
+	}
 	var env []corev1.EnvVar
 	dataVolume := corev1.Volume{Name: "data"}
 	switch st := reg.Spec.Storage; {
@@ -106,7 +120,7 @@ func (r *RegistryReconciler) podTemplate(reg *uniregv1.Registry) corev1.PodTempl
 	}
 	probe := func(path string) *corev1.Probe {
 		return &corev1.Probe{
-			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(containerPort)}},
+			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(containerPort), Scheme: probeScheme}},
 			PeriodSeconds: 5, TimeoutSeconds: 3, FailureThreshold: 3,
 		}
 	}

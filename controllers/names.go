@@ -51,7 +51,15 @@ func commonLabels(r *uniregv1.Registry) map[string]string {
 
 // serviceURL is the in-cluster URL of a Registry.
 func serviceURL(r *uniregv1.Registry) string {
-	return fmt.Sprintf("http://%s.%s.svc:%d", r.Name, r.Namespace, servicePort(r))
+	return fmt.Sprintf("%s://%s.%s.svc:%d", scheme(r), r.Name, r.Namespace, servicePort(r))
+}
+
+// scheme is how the Registry is served: https with spec.tls.
+func scheme(r *uniregv1.Registry) string {
+	if r.Spec.TLS != nil {
+		return "https"
+	}
+	return "http"
 }
 
 func servicePort(r *uniregv1.Registry) int32 {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -79,6 +80,9 @@ const (
 	nodeMirrorRunDir      = "/run/unireg"
 )
 
+// caRecheck is how often a node mirror reads the TLS Secret's CA again.
+const caRecheck = 5 * time.Minute
+
 func nodeMirrorName(reg *uniregv1.Registry) string { return reg.Name + "-node-mirror" }
 
 func nodeMirrorLabels(reg *uniregv1.Registry) map[string]string {
@@ -138,11 +142,14 @@ func (r *NodeMirrorReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		}
 		desired, ready, done := rolledOut(live)
 		counts := &uniregv1.NodeMirrorStatus{Desired: desired, Ready: ready}
+		// The TLS Secret is not watched (the cache holds only the
+		// operator's Secrets): a rotated CA reaches the nodes within this.
+		recheck := ctrl.Result{RequeueAfter: caRecheck}
 		if done {
-			return ctrl.Result{}, r.writeCondition(ctx, reg, metav1.ConditionTrue, uniregv1.ReasonNodesConfigured,
+			return recheck, r.writeCondition(ctx, reg, metav1.ConditionTrue, uniregv1.ReasonNodesConfigured,
 				fmt.Sprintf("%d of %d nodes pull %s through this Registry", ready, desired, strings.Join(hostNames(*cfg), ", ")), counts)
 		}
-		return ctrl.Result{}, r.writeCondition(ctx, reg, metav1.ConditionFalse, uniregv1.ReasonConfiguringNodes,
+		return recheck, r.writeCondition(ctx, reg, metav1.ConditionFalse, uniregv1.ReasonConfiguringNodes,
 			fmt.Sprintf("%d of %d nodes configured; a node whose agent stays unready found a hosts.toml it did not write (kubectl describe pod -n %s -l %s=%s shows why)",
 				ready, desired, r.Namespace, labelRegistry, reg.Name), counts)
 	}
@@ -231,10 +238,32 @@ func (r *NodeMirrorReconciler) config(ctx context.Context, reg *uniregv1.Registr
 	if ip == "" || ip == corev1.ClusterIPNone {
 		return nil, nil
 	}
-	mirror := "http://" + hostPort(ip, servicePort(reg))
+	self := hostPort(ip, servicePort(reg))
+	mirror := scheme(reg) + "://" + self
+	var ca []byte
+	if t := reg.Spec.TLS; t != nil {
+		// What the nodes trust: the Secret's ca.crt, else the certificate
+		// itself (a self-signed one).
+		sec := &corev1.Secret{}
+		if err := r.Get(ctx, types.NamespacedName{Namespace: reg.Namespace, Name: t.SecretName}, sec); err != nil {
+			return nil, fmt.Errorf("tls secret %s: %w", t.SecretName, err)
+		}
+		ca = sec.Data["ca.crt"]
+		if len(ca) == 0 {
+			ca = sec.Data[corev1.TLSCertKey]
+		}
+	}
 	cfg := &nodemirror.Config{Owner: reg.Namespace + "/" + reg.Name, HostsDir: hostsDirOf(reg, nil)}
 	for _, u := range reg.Spec.Upstreams.OCI {
-		cfg.Hosts = append(cfg.Hosts, nodemirror.Host{Name: u.Name, Server: strings.TrimSuffix(u.URL, "/"), Mirror: mirror})
+		cfg.Hosts = append(cfg.Hosts, nodemirror.Host{Name: u.Name, Server: strings.TrimSuffix(u.URL, "/"), Mirror: mirror, CA: ca})
+	}
+	if ca != nil {
+		// Pod images name the Registry by ClusterIP:port: that host needs
+		// the CA too.
+		cfg.Hosts = append(cfg.Hosts, nodemirror.Host{Name: self, Mirror: mirror, CA: ca})
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("node mirror configuration: %w", err)
 	}
 	return cfg, nil
 }

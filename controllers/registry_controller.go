@@ -2,8 +2,11 @@ package controllers
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"time"
 
@@ -139,6 +142,7 @@ func (r *RegistryReconciler) reconcile(ctx context.Context, reg *uniregv1.Regist
 		return ctrl.Result{}, fmt.Errorf("service: %w", err)
 	}
 	reg.Status.PullHosts = pullHosts(reg, svc)
+	r.checkCertificate(ctx, reg, svc)
 	if written, err := r.authStoreWritten(ctx, reg); err != nil {
 		return ctrl.Result{}, fmt.Errorf("auth store: %w", err)
 	} else if !written {
@@ -355,6 +359,46 @@ func (r *RegistryReconciler) reconcileDeployment(ctx context.Context, reg *unire
 		return nil, "", err
 	}
 	return live.(*appsv1.Deployment), waiting, nil
+}
+
+// checkCertificate sets TLSReady: whether spec.tls's Secret holds a
+// certificate that names the Service's ClusterIP, which nodes pull by.
+// The server serves whatever the Secret holds; this only warns.
+func (r *RegistryReconciler) checkCertificate(ctx context.Context, reg *uniregv1.Registry, svc *corev1.Service) {
+	t := reg.Spec.TLS
+	if t == nil {
+		meta.RemoveStatusCondition(&reg.Status.Conditions, uniregv1.ConditionTLSReady)
+		return
+	}
+	set := func(status metav1.ConditionStatus, reason, msg string) {
+		before := meta.FindStatusCondition(reg.Status.Conditions, uniregv1.ConditionTLSReady)
+		changed := before == nil || before.Reason != reason || before.Message != msg
+		setCondition(reg, uniregv1.ConditionTLSReady, status, reason, msg)
+		if status == metav1.ConditionFalse && changed { // once per distinct warning
+			r.Recorder.Event(reg, corev1.EventTypeWarning, reason, msg)
+		}
+	}
+	sec := &corev1.Secret{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: reg.Namespace, Name: t.SecretName}, sec); err != nil {
+		set(metav1.ConditionFalse, uniregv1.ReasonSecretNotFound, fmt.Sprintf("spec.tls.secretName %s: %v", t.SecretName, err))
+		return
+	}
+	block, _ := pem.Decode(sec.Data[corev1.TLSCertKey])
+	var cert *x509.Certificate
+	if block != nil {
+		cert, _ = x509.ParseCertificate(block.Bytes)
+	}
+	if cert == nil {
+		set(metav1.ConditionFalse, uniregv1.ReasonInvalidCertificate, fmt.Sprintf("Secret %s has no PEM certificate in %s", t.SecretName, corev1.TLSCertKey))
+		return
+	}
+	ip := net.ParseIP(svc.Spec.ClusterIP)
+	if ip != nil && !slices.ContainsFunc(cert.IPAddresses, ip.Equal) {
+		set(metav1.ConditionFalse, uniregv1.ReasonCertificateMissingClusterIP,
+			fmt.Sprintf("the certificate in Secret %s does not name the Service's ClusterIP %s, which nodes pull images by: add it as an IP SAN", t.SecretName, ip))
+		return
+	}
+	set(metav1.ConditionTrue, uniregv1.ReasonCertificateNamesClusterIP, "the certificate names the Service's ClusterIP "+svc.Spec.ClusterIP)
 }
 
 // reconcileDisruptionBudget gives a Registry of more than one replica a

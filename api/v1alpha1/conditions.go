@@ -140,3 +140,14 @@ const (
 	ReasonNodeMirrorNotAllowed = "NodeMirrorNotAllowed"
 	ReasonWaitingForService    = "WaitingForService"
 )
+
+// TLSReady says whether spec.tls's certificate names the Service's
+// ClusterIP, which nodes pull images by (the server serves it either way).
+const ConditionTLSReady = "TLSReady"
+
+// Reasons of TLSReady.
+const (
+	ReasonCertificateNamesClusterIP   = "CertificateNamesClusterIP"
+	ReasonCertificateMissingClusterIP = "CertificateMissingClusterIP"
+	ReasonInvalidCertificate          = "InvalidCertificate"
+)
