@@ -88,24 +88,12 @@ func parseFlags(args []string, stderr io.Writer) (*settings, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	for _, ns := range strings.Split(watch, ",") {
-		ns = strings.TrimSpace(ns)
-		if ns == "" {
-			continue
-		}
-		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-			return nil, fmt.Errorf("--watch-namespaces: %q is not a namespace name: %s", ns, strings.Join(errs, "; "))
-		}
-		s.watchNamespaces = append(s.watchNamespaces, ns)
+	var err error
+	if s.watchNamespaces, err = namespaceList("watch-namespaces", watch); err != nil {
+		return nil, err
 	}
-	for _, ns := range strings.Split(mirrorNamespaces, ",") {
-		if ns = strings.TrimSpace(ns); ns == "" {
-			continue
-		}
-		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-			return nil, fmt.Errorf("--node-mirror-namespaces: %q is not a namespace name: %s", ns, strings.Join(errs, "; "))
-		}
-		s.nodeMirrorNamespaces = append(s.nodeMirrorNamespaces, ns)
+	if s.nodeMirrorNamespaces, err = namespaceList("node-mirror-namespaces", mirrorNamespaces); err != nil {
+		return nil, err
 	}
 	for _, dir := range strings.Split(mirrorDirs, ",") {
 		if dir = strings.TrimSpace(dir); dir == "" {
@@ -120,6 +108,21 @@ func parseFlags(args []string, stderr io.Writer) (*settings, error) {
 		return nil, errors.New("--registry-image must not be empty")
 	}
 	return s, nil
+}
+
+// namespaceList parses the comma-separated namespaces of flag name.
+func namespaceList(name, value string) ([]string, error) {
+	var out []string
+	for _, ns := range strings.Split(value, ",") {
+		if ns = strings.TrimSpace(ns); ns == "" {
+			continue
+		}
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return nil, fmt.Errorf("--%s: %q is not a namespace name: %s", name, ns, strings.Join(errs, "; "))
+		}
+		out = append(out, ns)
+	}
+	return out, nil
 }
 
 // managerOptions turns settings into the manager's options.
