@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -140,22 +141,24 @@ func (h *Handler) audit(q *request) error {
 
 // keys answers /-/npm/v1/keys, the keys that sign the registry's packages
 // (`npm audit signatures` checks each package against the keys of the
-// registry that served it): the upstream's, for the packages that came
-// from it, cached like a document and served stale when the upstream
-// fails; none without an upstream.
+// registry that served it): ours (Settings.Signing), then the upstream's
+// for the packages that came from it, cached like a document and served
+// stale when the upstream fails. Public keys only: no auth is asked.
 func (h *Handler) keys(q *request) error {
-	if h.uplink == nil {
-		writeJSON(q.W, q.R, http.StatusOK, map[string]any{"keys": []any{}})
-		return nil
+	keys := append([]json.RawMessage{}, h.opts.Signing.keysJSON()...)
+	if h.uplink != nil {
+		b, err := h.uplink.keys(q.R.Context())
+		if err != nil {
+			return err
+		}
+		var up struct {
+			Keys []json.RawMessage `json:"keys"`
+		}
+		if err := json.Unmarshal(b, &up); err != nil {
+			return fmt.Errorf("upstream keys: %w", err)
+		}
+		keys = append(keys, up.Keys...)
 	}
-	b, err := h.uplink.keys(q.R.Context())
-	if err != nil {
-		return err
-	}
-	q.W.Header().Set("Content-Type", "application/json")
-	q.W.WriteHeader(http.StatusOK)
-	if q.R.Method != http.MethodHead {
-		q.W.Write(b)
-	}
+	writeJSON(q.W, q.R, http.StatusOK, map[string]any{"keys": keys})
 	return nil
 }

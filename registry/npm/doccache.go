@@ -140,6 +140,9 @@ type cachedDoc struct {
 	// abbreviatedAlready is set for an upstream's abbreviated document,
 	// which is rendered as it is.
 	abbreviatedAlready bool
+	// signing signs the versions when rendered; nil for an upstream's
+	// document, whose signatures are the upstream's and stay as they are.
+	signing *SigningKeys
 
 	// Set by the cache that holds it, under the cache's lock.
 	cache   *docCache
@@ -147,8 +150,9 @@ type cachedDoc struct {
 	elem    *list.Element
 	charged int64
 
-	mu       sync.Mutex
-	rendered map[renderKey]*rendered
+	mu         sync.Mutex
+	rendered   map[renderKey]*rendered
+	signatures map[string][]Signature // by signed message, shared by the renders
 }
 
 type renderKey struct {
@@ -183,11 +187,15 @@ func (c *cachedDoc) render(base string, abbreviated bool) (*rendered, error) {
 	if r := c.rendered[k]; r != nil {
 		return r, nil
 	}
+	if c.signing != nil && c.signatures == nil {
+		c.signatures = map[string][]Signature{}
+	}
+	sign := c.signing.signer(c.signatures)
 	var v any
 	if abbreviated && !c.abbreviatedAlready {
-		v = abbreviate(c.doc, base)
+		v = abbreviate(c.doc, base, sign)
 	} else {
-		v = withTarballURLs(c.doc, base)
+		v = withTarballURLs(c.doc, base, sign)
 	}
 	plain, err := json.Marshal(v)
 	if err != nil {

@@ -71,6 +71,10 @@ type Settings struct {
 	// migrations of trees that hold both. Without it such a publish is
 	// refused, as the public registry refuses it.
 	AllowCaseVariants bool
+	// Signing signs every version held here in the documents served, and
+	// its public keys are served at /-/npm/v1/keys (signing.go); nil:
+	// versions are served without registry signatures.
+	Signing *SigningKeys
 }
 
 // Options configure a Handler: its Settings and the parts it is wired to.
@@ -143,7 +147,7 @@ func New(o Options) (*Handler, error) {
 	h := &Handler{
 		opts:     o,
 		store:    o.Storage,
-		packages: &packages{store: o.Storage, cache: newDocCache(o.DocumentCacheSize)},
+		packages: &packages{store: o.Storage, cache: newDocCache(o.DocumentCacheSize), signing: o.Signing},
 		tokens:   o.Tokens,
 		uploads:  protocol.NewUploads(o.Uploads),
 	}

@@ -24,21 +24,22 @@ func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
 
 // withTarballURLs returns a shallow copy of the document whose tarball URLs
 // are absolute under base (the externally visible npm root, e.g.
-// "https://host/npm"), leaving the stored document untouched.
-func withTarballURLs(p packument, base string) map[string]any {
+// "https://host/npm"), leaving the stored document untouched; sign, when
+// not nil, gives each version's dist.signatures (signing.go).
+func withTarballURLs(p packument, base string, sign signFunc) map[string]any {
 	out := make(map[string]any, len(p))
 	for k, v := range p {
 		out[k] = v
 	}
 	versions := map[string]any{}
 	for v, m := range p.versions() {
-		versions[v] = versionWithURL(obj(m), base)
+		versions[v] = versionWithURL(obj(m), base, sign)
 	}
 	out["versions"] = versions
 	return out
 }
 
-func versionWithURL(vm map[string]any, base string) map[string]any {
+func versionWithURL(vm map[string]any, base string, sign signFunc) map[string]any {
 	out := make(map[string]any, len(vm))
 	for k, v := range vm {
 		out[k] = v
@@ -49,6 +50,13 @@ func versionWithURL(vm map[string]any, base string) map[string]any {
 			d[k] = v
 		}
 		d["tarball"] = base + "/" + str(dist["tarball"])
+		if sign != nil {
+			// Ours replace any a publish carried: npm finds keys by keyid
+			// among this registry's keys only.
+			if sigs := sign(vm); sigs != nil {
+				d["signatures"] = sigs
+			}
+		}
 		out["dist"] = d
 	}
 	return out
@@ -66,10 +74,10 @@ var abbreviatedFields = []string{
 // abbreviate builds the install metadata document: name, modified,
 // dist-tags, the install-relevant fields of each version, and time (pnpm
 // uses it for its minimum-release-age settings).
-func abbreviate(p packument, base string) map[string]any {
+func abbreviate(p packument, base string, sign signFunc) map[string]any {
 	versions := map[string]any{}
 	for v, m := range p.versions() {
-		full := versionWithURL(obj(m), base)
+		full := versionWithURL(obj(m), base, sign)
 		short := map[string]any{}
 		for _, f := range abbreviatedFields {
 			if x, ok := full[f]; ok {

@@ -43,6 +43,8 @@ type packages struct {
 	store storage.Driver
 	locks sync.Map // name -> *sync.Mutex
 	cache *docCache
+	// signing signs the versions of our documents as they are rendered.
+	signing *SigningKeys
 }
 
 // load returns the package's document and its storage version. A package
@@ -136,8 +138,9 @@ func (ps *packages) cachedAt(ctx context.Context, cacheKey, key string) (*cached
 	if err != nil {
 		return nil, err
 	}
-	if c := ps.cache.get(cacheKey); c != nil && c.version == info.Version {
-		return c, nil
+	prev := ps.cache.get(cacheKey)
+	if prev != nil && prev.version == info.Version {
+		return prev, nil
 	}
 	p, version, err := ps.loadKey(ctx, cacheKey, key)
 	if p.deleted() {
@@ -149,6 +152,10 @@ func (ps *packages) cachedAt(ctx context.Context, cacheKey, key string) (*cached
 	}
 	c := newCachedDoc(p, version)
 	c.abbreviatedAlready = strings.HasSuffix(key, "/abbreviated.json")
+	if key == packumentKey(cacheKey) { // a package of ours, not the upstream's
+		c.signing = ps.signing
+		c.signatures = prev.signaturesFor(ps.signing) // unchanged versions are not signed again
+	}
 	ps.cache.put(cacheKey, c)
 	return c, nil
 }
