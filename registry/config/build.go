@@ -21,6 +21,7 @@ import (
 	"github.com/unireg/unireg/registry/auth"
 	"github.com/unireg/unireg/registry/auth/k8ssecret"
 	"github.com/unireg/unireg/registry/authstore"
+	"github.com/unireg/unireg/registry/npm"
 	"github.com/unireg/unireg/registry/oci"
 	"github.com/unireg/unireg/registry/storage"
 	"github.com/unireg/unireg/registry/storage/filesystem"
@@ -33,6 +34,7 @@ const (
 	AdminTokenFileName = "admin-token"
 	AuthStoreFileName  = authstore.SecretKey
 	JWTKeyFileName     = "jwt.key"
+	NPMSigningKeyName  = "npm-signing-key.pem"
 )
 
 // NewLogger builds the slog logger the options ask for.
@@ -126,6 +128,12 @@ func (o *Options) Build(ctx context.Context, log *slog.Logger) (*Built, error) {
 	if err := attachUpstreamCredentials(cfg.OCI.Upstreams, o.UpstreamCredentials); err != nil {
 		keyFile.Close()
 		return nil, err
+	}
+	if !cfg.NPM.Disabled {
+		if cfg.NPM.Signing, err = o.npmSigningKeys(log); err != nil {
+			keyFile.Close()
+			return nil, err
+		}
 	}
 	if o.NPMUpstreamCredentials != "" {
 		if cfg.NPM.Upstream.URL == "" {
@@ -318,6 +326,37 @@ func (o *Options) jwtKeyFile(log *slog.Logger) (*auth.JWTKeyFile, error) {
 		}
 	}
 	return auth.OpenJWTKeyFile(path, auth.JWTKeyFileOptions{Logger: log, Watch: true})
+}
+
+// npmSigningKeys reads the npm signing keys, generating
+// DATA_DIR/npm-signing-key.pem when no file was named and none exists yet.
+// Read once: a rotation applies at the next start. Errors name the flag,
+// never the key.
+func (o *Options) npmSigningKeys(log *slog.Logger) (*npm.SigningKeys, error) {
+	path := o.NPMSigningKeyFile
+	if path == "" {
+		path = filepath.Join(o.DataDir, NPMSigningKeyName)
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			key, err := npm.GenerateSigningKey()
+			if err == nil {
+				err = writeSecretFile(path, string(key))
+			}
+			if err != nil {
+				return nil, fmt.Errorf("generate npm signing key: %w", err)
+			}
+			log.Info("created the npm signing key", "path", path)
+		}
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--npm-signing-key-file: %w", err)
+	}
+	keys, err := npm.ParseSigningKeys(raw)
+	if err != nil {
+		return nil, fmt.Errorf("--npm-signing-key-file: %w", err)
+	}
+	log.Info("npm versions are signed", "keyid", keys.KeyID())
+	return keys, nil
 }
 
 // bootstrapAdmin makes the first run private and usable at once: it creates

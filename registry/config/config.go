@@ -46,6 +46,9 @@ type Options struct {
 	AuthStore       string
 	AuthStoreSecret string
 	JWTKeyFile      string
+	// NPMSigningKeyFile is the PEM file of the npm registry's signing keys
+	// (npm.ParseSigningKeys); empty: DATA_DIR/npm-signing-key.pem.
+	NPMSigningKeyFile string
 
 	S3Endpoint           string
 	S3Bucket             string
@@ -142,6 +145,7 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.Registry.NPM.Upstream.URL, "npm-upstream", "", "`URL` of the npm registry packages not held here are served from, cached, e.g. https://registry.npmjs.org (docs/cache.md)")
 	fs.StringVar(&o.NPMUpstreamCredentials, "npm-upstream-credentials", "", "`PATH` of a file holding the token to send to --npm-upstream")
 	fs.DurationVar(&o.Registry.NPM.UpstreamMaxAge, "npm-upstream-max-age", npm.DefaultUpstreamMaxAge, "how long a cached upstream npm document is served without asking the upstream")
+	fs.StringVar(&o.NPMSigningKeyFile, "npm-signing-key-file", "", "`PATH` of the PEM file whose first block is the ECDSA P-256 private key that signs npm versions (PKCS #8 or SEC 1); previous public keys follow, each with an \"Expires: RFC3339\" header. Default: DATA_DIR/npm-signing-key.pem, generated when absent")
 	fs.BoolVar(&o.Registry.NPM.AllowCaseVariants, "npm-allow-case-variants", false, "let a new npm package take a name that differs from an existing one only by case (jsonstream beside JSONStream), for migrations of trees that hold both")
 	fs.Var(repeatable(&o.Registry.NPM.LocalScopes, stringValue, nil), "npm-local-scope", "`@scope` whose packages are never looked up at --npm-upstream (repeatable)")
 	fs.StringVar(&o.Registry.Cache.SpoolDir, "cache-spool-dir", "", "where blobs being downloaded from upstreams are spooled (default DATA_DIR/cache-spool)")
