@@ -80,6 +80,12 @@ func (r *RegistryReconciler) podTemplate(reg *uniregv1.Registry) corev1.PodTempl
 	args = append(args, gcArgs(reg)...)
 	upArgs, upVolumes, upMounts := upstreams(reg)
 	args = append(args, upArgs...)
+	if enabled(reg.Spec.NPM.Enabled) {
+		upVolumes = append(upVolumes, corev1.Volume{Name: "npm-signing", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: npmSigningSecretName(reg), DefaultMode: ptr.To[int32](0o400)}}})
+		upMounts = append(upMounts, corev1.VolumeMount{Name: "npm-signing", MountPath: npmSigningMount, ReadOnly: true})
+		args = append(args, "--npm-signing-key-file="+npmSigningMount+"/"+keyNPMSigning)
+	}
 	probeScheme := corev1.URISchemeHTTP
 	if t := reg.Spec.TLS; t != nil {
 		// The kubelet updates the mounted Secret when it rotates; the

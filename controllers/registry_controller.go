@@ -131,6 +131,9 @@ func (r *RegistryReconciler) reconcile(ctx context.Context, reg *uniregv1.Regist
 	if !nextKeyStep.IsZero() {
 		result.RequeueAfter = nextKeyStep.Sub(r.now()) + time.Second
 	}
+	if err := r.reconcileNPMSigningKey(ctx, reg); err != nil {
+		return ctrl.Result{}, fmt.Errorf("npm signing key: %w", err)
+	}
 	if err := r.reconcileAccess(ctx, reg); err != nil {
 		return ctrl.Result{}, fmt.Errorf("service account: %w", err)
 	}
