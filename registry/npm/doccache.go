@@ -179,6 +179,24 @@ func newCachedDoc(p packument, version string) *cachedDoc {
 	return c
 }
 
+// signerLocked signs versions of c with the signatures it made before
+// (each version is signed once per process); c.mu must be held.
+func (c *cachedDoc) signerLocked() signFunc {
+	if c.signing != nil && c.signatures == nil {
+		c.signatures = map[string][]Signature{}
+	}
+	return c.signing.signer(c.signatures)
+}
+
+// versionAt returns one version's manifest with absolute tarball URLs under
+// base and, for a package of ours, its signatures: those the document's
+// renders made, so a GET of one version signs nothing again.
+func (c *cachedDoc) versionAt(vm map[string]any, base string) map[string]any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return versionWithURL(vm, base, c.signerLocked())
+}
+
 // render returns the document for a base URL, serialising it once.
 func (c *cachedDoc) render(base string, abbreviated bool) (*rendered, error) {
 	k := renderKey{base, abbreviated}
@@ -187,10 +205,7 @@ func (c *cachedDoc) render(base string, abbreviated bool) (*rendered, error) {
 	if r := c.rendered[k]; r != nil {
 		return r, nil
 	}
-	if c.signing != nil && c.signatures == nil {
-		c.signatures = map[string][]Signature{}
-	}
-	sign := c.signing.signer(c.signatures)
+	sign := c.signerLocked()
 	var v any
 	if abbreviated && !c.abbreviatedAlready {
 		v = abbreviate(c.doc, base, sign)

@@ -102,7 +102,7 @@ func (h *Handler) getVersion(q *request) error {
 	if vm == nil {
 		return newError(http.StatusNotFound, "version %s of %s not found", q.route.arg, q.route.pkg)
 	}
-	writeJSON(q.W, q.R, http.StatusOK, versionWithURL(vm, h.npmRoot(q.R), c.signing.signer(nil)))
+	writeJSON(q.W, q.R, http.StatusOK, c.versionAt(vm, h.npmRoot(q.R)))
 	return nil
 }
 
