@@ -105,6 +105,13 @@ func (r *NodeMirrorReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if err := r.Get(ctx, req.NamespacedName, reg); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	want, why := r.wanted(reg)
+	if !want && !controllerutil.ContainsFinalizer(reg, nodeMirrorFinalizer) {
+		// Never had a node mirror (the finalizer comes before any object
+		// is made): nothing on the nodes or in the operator's namespace to
+		// look up, which for a miss would be a read from the API server.
+		return ctrl.Result{}, r.settle(ctx, reg, why)
+	}
 	ds := &appsv1.DaemonSet{}
 	err := r.Get(ctx, types.NamespacedName{Namespace: r.Namespace, Name: nodeMirrorName(reg)}, ds)
 	switch {
@@ -119,7 +126,6 @@ func (r *NodeMirrorReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 			fmt.Sprintf("DaemonSet %s/%s exists and is not this Registry's node mirror: the operator leaves it untouched", r.Namespace, ds.Name), nil)
 	}
 
-	want, why := r.wanted(reg)
 	if want {
 		if !controllerutil.ContainsFinalizer(reg, nodeMirrorFinalizer) {
 			patch := client.MergeFrom(reg.DeepCopy())
@@ -178,13 +184,19 @@ func (r *NodeMirrorReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
 	}
-	if !reg.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
+	return ctrl.Result{}, r.settle(ctx, reg, why)
+}
+
+// settle writes the status of a Registry without a node mirror: why it
+// may not have the one it asks for, or nothing.
+func (r *NodeMirrorReconciler) settle(ctx context.Context, reg *uniregv1.Registry, why string) error {
+	switch {
+	case !reg.DeletionTimestamp.IsZero():
+		return nil
+	case why != "":
+		return r.writeCondition(ctx, reg, metav1.ConditionFalse, uniregv1.ReasonNodeMirrorNotAllowed, why, nil)
 	}
-	if why != "" {
-		return ctrl.Result{}, r.writeCondition(ctx, reg, metav1.ConditionFalse, uniregv1.ReasonNodeMirrorNotAllowed, why, nil)
-	}
-	return ctrl.Result{}, r.clearCondition(ctx, reg)
+	return r.clearCondition(ctx, reg)
 }
 
 // wanted reports whether reg's node mirror should run; when it is
