@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -445,6 +446,94 @@ func TestGCManifestPushRacingTheSweepWinsOrFailsCleanly(t *testing.T) {
 			w.mustPull("team/app:again")
 		})
 	}
+}
+
+// A pusher that HEADs its blobs while the collector holds them in
+// quarantine, after the collector's first look at their refs, is told they
+// are here: from then on they are the pusher's. The collector must not
+// count them as swept nor take their refs or repository links, or the
+// manifest push that follows the HEADs is refused (the race the stress
+// test found on MinIO).
+func TestGCPusherHeadAfterTheFirstCheckKeepsItsBlobsAndLinks(t *testing.T) {
+	fs, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &hookStore{Driver: fs}
+	w := newGCWorld(t, store, Config{})
+	img, _ := random.Image(2048, 2)
+	d := w.push("team/app:1", img)
+	w.deleteRef("team/app@" + d.String())
+	w.age()
+	blobs := blobsOf(t, img)
+	mine := map[string]bool{}
+	for _, b := range blobs {
+		mine["repositories/team/app/_layers/"+b.Algorithm+"/"+b.Hex] = true
+		mine["blobs/"+b.Algorithm+"/"+b.Hex[:2]+"/"+b.Hex+"/ref"] = true
+	}
+	var once sync.Once
+	var mu sync.Mutex
+	var taken []string
+	store.mu.Lock()
+	store.onBulk = func(keys []string) {
+		if len(keys) > 0 && strings.HasPrefix(keys[0], "gc/quarantine/") {
+			once.Do(func() {
+				for _, b := range blobs {
+					req, _ := http.NewRequest(http.MethodHead, w.srv.URL+"/v2/team/app/blobs/"+b.String(), nil)
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						t.Errorf("HEAD %s: %v", b, err)
+						continue
+					}
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						t.Errorf("HEAD %s during the sweep: %d, want 200 (the blob is linked here)", b, resp.StatusCode)
+					}
+				}
+			})
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, k := range keys {
+			if mine[k] {
+				taken = append(taken, k)
+			}
+		}
+	}
+	store.mu.Unlock()
+	rep := w.collect(false)
+	for _, k := range deletedKeys(rep) {
+		for _, b := range blobs {
+			if strings.Contains(k, b.Hex) {
+				t.Errorf("the report lists %s, a blob a pusher was told is here", k)
+			}
+		}
+	}
+	mu.Lock()
+	if len(taken) > 0 {
+		t.Errorf("the collector deleted what the pusher relies on: %v", taken)
+	}
+	mu.Unlock()
+	for _, b := range blobs {
+		if !w.blobStored(b) {
+			t.Errorf("blob %s is gone after a pusher was told it is here", b)
+		}
+	}
+	raw, _ := img.RawManifest()
+	mt, _ := img.MediaType()
+	req, _ := http.NewRequest(http.MethodPut, w.srv.URL+"/v2/team/app/manifests/again", bytes.NewReader(raw))
+	req.Header.Set("Content-Type", string(mt))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("the manifest push after the HEADs: %d %s", resp.StatusCode, body)
+	}
+	w.mustPull("team/app:again")
 }
 
 // A blob upload that commits while the collector holds the same content in

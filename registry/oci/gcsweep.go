@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -287,25 +288,92 @@ func (h *Handler) sweepBlobs(ctx context.Context, run *gc.Run, s *gcScan, plan *
 		h.releaseAll(ctx, held)
 		return err
 	}
-	var gone []digest.Digest
-	var doomed []string
-	for _, d := range held {
+	// The third check, for each blob still held: its ref again. A writer
+	// that touched it after the first check (a pusher's HEAD, an upload, a
+	// mount) holds the blob.
+	var kept []digest.Digest
+	held = slices.DeleteFunc(held, func(d digest.Digest) bool {
 		if rescued[d] {
-			if _, err := h.ensureBlob(ctx, d); err != nil {
-				return err
-			}
-			continue
+			kept = append(kept, d)
 		}
-		gone = append(gone, d)
-		doomed = append(doomed, quarantineKey(d), blobRefKey(d))
+		return rescued[d]
+	})
+	touched := make([]bool, len(held))
+	err = parallel(ctx, len(held), func(i int) error {
+		info, err := h.store.Stat(ctx, blobRefKey(held[i]))
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		touched[i] = err == nil && run.Young(info.ModTime)
+		return err
+	})
+	if err != nil {
+		h.releaseAll(ctx, append(held, kept...))
+		return err
 	}
-	if err := storage.DeleteMany(ctx, h.store, doomed); err != nil {
+	var doomed []digest.Digest
+	for i, d := range held {
+		if touched[i] {
+			kept = append(kept, d)
+		} else {
+			doomed = append(doomed, d)
+		}
+	}
+	for _, d := range kept {
+		if _, err := h.ensureBlob(ctx, d); err != nil {
+			return err
+		}
+	}
+	gone, err := h.emptyQuarantine(ctx, doomed)
+	if err != nil {
+		return err
+	}
+	refs := make([]string, len(gone))
+	for i, d := range gone {
+		refs[i] = blobRefKey(d)
+	}
+	if err := storage.DeleteMany(ctx, h.store, refs); err != nil {
 		return err
 	}
 	for _, d := range gone {
 		run.Deleted(gc.Deletion{Protocol: "oci", Kind: "blob", Key: blobKey(d), Bytes: s.blobs[d].size, Digest: d.String(), Reason: "unreferenced"})
 	}
 	return h.deleteLinks(ctx, run, s, append(gone, orphans...))
+}
+
+// emptyQuarantine deletes the quarantined copies of ds and returns those
+// that are gone. A writer that touched a blob's ref after the last check
+// and found its content in quarantine moved it back before the delete (the
+// delete then finds nothing) or finds nothing after it (and uploads the
+// blob again, or fails its push cleanly): a blob whose content is in place
+// again after the delete is the writer's, and keeps its ref and links.
+func (h *Handler) emptyQuarantine(ctx context.Context, ds []digest.Digest) ([]digest.Digest, error) {
+	keys := make([]string, len(ds))
+	for i, d := range ds {
+		keys[i] = quarantineKey(d)
+	}
+	if err := storage.DeleteMany(ctx, h.store, keys); err != nil {
+		return nil, err
+	}
+	back := make([]bool, len(ds))
+	err := parallel(ctx, len(ds), func(i int) error {
+		_, err := h.store.Stat(ctx, blobKey(ds[i]))
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		back[i] = err == nil
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var gone []digest.Digest
+	for i, d := range ds {
+		if !back[i] {
+			gone = append(gone, d)
+		}
+	}
+	return gone, nil
 }
 
 // youngLink reports whether any repository linked d within the grace.
