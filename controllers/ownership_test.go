@@ -128,9 +128,14 @@ func TestRetainedDataOutlivesItsRegistryAndIsReused(t *testing.T) {
 	if err := get(ns, "reg-data", pvc); err != nil || pvc.UID != claimUID || len(pvc.OwnerReferences) != 0 {
 		t.Fatalf("the retained claim was not reused as it was: %v, uid %s (was %s), owners %+v", err, pvc.UID, claimUID, pvc.OwnerReferences)
 	}
-	if c, err := registryReady(ns, "reg"); err != nil || c == nil || c.Reason == "ChildConflict" {
-		t.Fatalf("Ready = %+v, %v", c, err)
-	}
+	// The Deployment is applied before the Registry's status is written: wait
+	// for the new Registry's first Ready condition, which must not be a
+	// conflict with its predecessor's children once those are gone.
+	eventually(t, "the new Registry reports Ready without a conflict", func() (bool, error) {
+		collectGarbage(t, ns, reg.UID)
+		c, err := registryReady(ns, "reg")
+		return c != nil && c.Reason != "ChildConflict", err
+	})
 }
 
 func TestReclaimPolicyDeleteOwnsTheClaim(t *testing.T) {
