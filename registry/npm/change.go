@@ -34,7 +34,7 @@ func (h *Handler) changePackage(q *request, incoming packument) error {
 	}
 	var removed []string
 	var removedSums []string
-	next, err := h.packages.update(q.R.Context(), name, func(cur packument) (packument, error) {
+	next, err := h.packages.update(q.R.Context(), name, func(cur *draft) (*draft, error) {
 		if cur == nil {
 			return nil, newError(http.StatusNotFound, "package %s not found", name)
 		}
@@ -50,21 +50,22 @@ func (h *Handler) changePackage(q *request, incoming packument) error {
 			in := obj(inVersions[v])
 			if in == nil {
 				removed = append(removed, v)
-				if s, ok := sha512HexOfIntegrity(str(distOf(obj(m))["integrity"])); ok {
+				if s, ok := sha512HexOfIntegrity(str(distOf(m)["integrity"])); ok {
 					removedSums = append(removedSums, s)
 				}
 				continue
 			}
-			vm := obj(m)
-			switch dep := in["deprecated"].(type) {
-			case string:
-				if dep == "" {
-					delete(vm, "deprecated")
-				} else {
-					vm["deprecated"] = dep
-				}
-			case nil:
-				delete(vm, "deprecated")
+			// Only a version whose message changes is copied: the
+			// others' segments stay as they are.
+			dep, isString := in["deprecated"].(string)
+			if !isString && in["deprecated"] != nil {
+				continue // not a message (nor null): left alone
+			}
+			switch old, had := m["deprecated"]; {
+			case dep == "" && had:
+				delete(cur.edit(v), "deprecated")
+			case dep != "" && str(old) != dep:
+				cur.edit(v)["deprecated"] = dep
 			}
 		}
 		for v := range inVersions {
@@ -85,18 +86,18 @@ func (h *Handler) changePackage(q *request, incoming packument) error {
 				return nil, err
 			}
 			for _, v := range removed {
-				delete(cur.versions(), v)
+				cur.remove(v)
 			}
 		}
 		if maintainers != nil {
-			cur["maintainers"] = maintainers
+			cur.packument["maintainers"] = maintainers
 		}
 		if tags := obj(incoming["dist-tags"]); tags != nil {
 			next, err := changedTags(cur, tags)
 			if err != nil {
 				return nil, err
 			}
-			cur["dist-tags"] = next
+			cur.packument["dist-tags"] = next
 		}
 		cur.fixDistTags()
 		if len(cur.versions()) == 0 {
@@ -104,7 +105,7 @@ func (h *Handler) changePackage(q *request, incoming packument) error {
 		}
 		ts := now()
 		cur.times()["modified"] = ts
-		cur["_rev"] = nextRev(str(cur["_rev"]), []byte("change"+ts))
+		cur.packument["_rev"] = nextRev(str(cur.packument["_rev"]), []byte("change"+ts))
 		return cur, nil
 	})
 	if err != nil {
@@ -127,7 +128,7 @@ func (h *Handler) changePackage(q *request, incoming packument) error {
 	if len(removed) == 0 {
 		h.emit(q, Event{Action: "package.changed", Package: name})
 	}
-	writeJSON(q.W, q.R, http.StatusOK, map[string]any{"ok": true, "id": name, "rev": next["_rev"]})
+	writeJSON(q.W, q.R, http.StatusOK, map[string]any{"ok": true, "id": name, "rev": next.packument["_rev"]})
 	return nil
 }
 
@@ -135,7 +136,7 @@ func (h *Handler) changePackage(q *request, incoming packument) error {
 // version the package lacks go (an unpublished version's), a tag kept as
 // the document had it stays whatever its name, and one added or moved must
 // be a valid tag, else the change is refused.
-func changedTags(cur packument, tags map[string]any) (map[string]any, error) {
+func changedTags(cur *draft, tags map[string]any) (map[string]any, error) {
 	next := map[string]any{}
 	for t, v := range tags {
 		version := str(v)
@@ -154,12 +155,12 @@ func changedTags(cur packument, tags map[string]any) (map[string]any, error) {
 
 // checkRev refuses a change made to a document older than the current one,
 // when the client says which revision it read (in the body or the URL).
-func checkRev(q *request, cur, incoming packument) error {
+func checkRev(q *request, cur *draft, incoming packument) error {
 	rev := str(incoming["_rev"])
 	if rev == "" {
 		rev = q.route.rev
 	}
-	if rev != "" && rev != str(cur["_rev"]) {
+	if rev != "" && rev != str(cur.packument["_rev"]) {
 		return newError(http.StatusConflict, "%s changed since revision %s was read; fetch it again", q.route.pkg, truncate(rev))
 	}
 	return nil
@@ -170,7 +171,7 @@ func checkRev(q *request, cur, incoming packument) error {
 // read just before, so a stale revision is a conflict: another owner
 // change would be lost), and the caller's star. dist-tags have their own
 // endpoint; anything else in the body is ignored.
-func (h *Handler) applyPartial(q *request, cur, incoming packument, maintainers []any) (packument, error) {
+func (h *Handler) applyPartial(q *request, cur *draft, incoming packument, maintainers []any) (*draft, error) {
 	if maintainers != nil {
 		if err := q.Require(q.route.pkg, auth.ActionWrite); err != nil {
 			return nil, err
@@ -178,10 +179,10 @@ func (h *Handler) applyPartial(q *request, cur, incoming packument, maintainers 
 		if err := checkRev(q, cur, incoming); err != nil {
 			return nil, err
 		}
-		cur["maintainers"] = maintainers
+		cur.packument["maintainers"] = maintainers
 		ts := now()
 		cur.times()["modified"] = ts
-		cur["_rev"] = nextRev(str(cur["_rev"]), []byte("owners"+ts))
+		cur.packument["_rev"] = nextRev(str(cur.packument["_rev"]), []byte("owners"+ts))
 		if _, star := incoming["users"]; !star {
 			return cur, nil
 		}
@@ -190,7 +191,7 @@ func (h *Handler) applyPartial(q *request, cur, incoming packument, maintainers 
 }
 
 // applyStar changes only the caller's entry of `users`.
-func (h *Handler) applyStar(q *request, cur, incoming packument) (packument, error) {
+func (h *Handler) applyStar(q *request, cur *draft, incoming packument) (*draft, error) {
 	if err := q.Require(q.route.pkg, auth.ActionRead); err != nil {
 		return nil, err
 	}
@@ -198,7 +199,7 @@ func (h *Handler) applyStar(q *request, cur, incoming packument) (packument, err
 		return nil, newError(http.StatusUnauthorized, "authentication required to star")
 	}
 	user := q.Subject()
-	users := child(cur, "users")
+	users := child(cur.packument, "users")
 	in := obj(incoming["users"])
 	if starred, _ := in[user].(bool); starred {
 		users[user] = true
@@ -206,9 +207,9 @@ func (h *Handler) applyStar(q *request, cur, incoming packument) (packument, err
 		delete(users, user)
 	}
 	if reflect.DeepEqual(users, map[string]any{}) {
-		delete(cur, "users")
+		delete(cur.packument, "users")
 	}
-	cur["_rev"] = nextRev(str(cur["_rev"]), []byte("star"+user+now()))
+	cur.packument["_rev"] = nextRev(str(cur.packument["_rev"]), []byte("star"+user+now()))
 	return cur, nil
 }
 
@@ -224,13 +225,13 @@ func (h *Handler) unpublishPackage(q *request) error {
 	}
 	found := false
 	var sums []string
-	_, err := h.packages.update(q.R.Context(), name, func(cur packument) (packument, error) {
+	_, err := h.packages.update(q.R.Context(), name, func(cur *draft) (*draft, error) {
 		found, sums = cur != nil, nil
 		if cur == nil {
 			return nil, nil
 		}
 		for _, v := range cur.versions() {
-			if s, ok := sha512HexOfIntegrity(str(distOf(obj(v))["integrity"])); ok {
+			if s, ok := sha512HexOfIntegrity(str(distOf(v)["integrity"])); ok {
 				sums = append(sums, s)
 			}
 		}

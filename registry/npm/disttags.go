@@ -25,7 +25,7 @@ func (h *Handler) setDistTag(q *request) error {
 	if err := json.Unmarshal(b, &version); err != nil {
 		return newError(http.StatusBadRequest, "the body must be a JSON string naming a version")
 	}
-	next, err := h.packages.update(q.R.Context(), name, func(cur packument) (packument, error) {
+	next, err := h.packages.update(q.R.Context(), name, func(cur *draft) (*draft, error) {
 		if cur == nil {
 			return nil, newError(http.StatusNotFound, "package %s not found", name)
 		}
@@ -35,7 +35,7 @@ func (h *Handler) setDistTag(q *request) error {
 		cur.distTags()[tag] = version
 		ts := now()
 		cur.times()["modified"] = ts
-		cur["_rev"] = nextRev(str(cur["_rev"]), []byte(tag+version+ts))
+		cur.packument["_rev"] = nextRev(str(cur.packument["_rev"]), []byte(tag+version+ts))
 		return cur, nil
 	})
 	if err != nil {
@@ -57,7 +57,7 @@ func (h *Handler) removeDistTag(q *request) error {
 	if tag == "latest" {
 		return newError(http.StatusBadRequest, "the latest dist-tag cannot be removed; point it at another version instead")
 	}
-	next, err := h.packages.update(q.R.Context(), name, func(cur packument) (packument, error) {
+	next, err := h.packages.update(q.R.Context(), name, func(cur *draft) (*draft, error) {
 		if cur == nil {
 			return nil, newError(http.StatusNotFound, "package %s not found", name)
 		}
@@ -67,7 +67,7 @@ func (h *Handler) removeDistTag(q *request) error {
 		delete(cur.distTags(), tag)
 		ts := now()
 		cur.times()["modified"] = ts
-		cur["_rev"] = nextRev(str(cur["_rev"]), []byte("rm"+tag+ts))
+		cur.packument["_rev"] = nextRev(str(cur.packument["_rev"]), []byte("rm"+tag+ts))
 		return cur, nil
 	})
 	if err != nil {

@@ -15,10 +15,12 @@ import (
 //
 //	npm/staging/<id>                              abandoned uploads (and publish markers), older than the grace
 //	npm/packages/<name>/tarballs/<sha512 hex>     tarballs no version of the document names, older than the grace
+//	npm/packages/<name>/versions/<id>.json        segments the document does not list, older than the grace
 //	gc/quarantine/npm/<name>/<sha512 hex>         tarballs being verified, or left by a collection that stopped
 //	npm/cache/...                                 the uplink's cache: idle, or beyond the byte budget
 //
-// Documents, tombstones and their time.<version> records always stay.
+// Documents, the segments they list, tombstones and their time.<version>
+// records always stay.
 //
 // Storage has no conditional delete, so a tarball is never deleted in
 // place: it is moved to quarantine, then the collector looks for anything
@@ -216,27 +218,34 @@ func isSHA512Hex(s string) bool {
 
 // marked is what the mark read of one package's document found.
 type marked struct {
-	refs    map[string]bool // sha512 hex of every version's tarball
-	version string          // the document's storage version, "" when there is none
-	ok      bool            // false: the document cannot be read; nothing of the package goes
+	refs     map[string]bool // sha512 hex of every version's tarball
+	segments map[string]bool // the storage keys of the segments the document lists
+	version  string          // the document's storage version, "" when there is none
+	ok       bool            // false: the document cannot be read; nothing of the package goes
 }
 
-// mark reads the package's document (a tombstone names no tarball).
+// mark reads the package's document and the segments it lists (a
+// tombstone names no tarball and lists no segment).
 func (h *Handler) mark(ctx context.Context, name string) (marked, error) {
-	b, info, err := storage.ReadAll(ctx, h.store, packumentKey(name))
-	if errors.Is(err, storage.ErrNotFound) {
-		return marked{refs: map[string]bool{}, ok: true}, nil
+	st, err := h.packages.loadStored(ctx, name)
+	if errors.Is(err, errCorrupt) {
+		h.opts.Logger.Warn("gc: the document of a package cannot be read; its tarballs and segments stay", "package", name, "error", err)
+		return marked{}, nil
 	}
 	if err != nil {
 		return marked{}, err
 	}
-	m := marked{refs: map[string]bool{}, version: info.Version}
-	doc, err := decodePackument(b)
-	if err != nil {
-		h.opts.Logger.Warn("gc: the document of a package is not JSON; its tarballs stay", "package", name, "error", err)
+	m := marked{refs: map[string]bool{}, segments: map[string]bool{}, version: st.version}
+	for _, s := range st.segs {
+		if s.id != "" {
+			m.segments[segmentKey(name, s.id)] = true
+		}
+	}
+	if st.top == nil || st.top.deleted() {
+		m.ok = true
 		return m, nil
 	}
-	for v, vm := range doc.versions() {
+	for v, vm := range st.assemble().versions() {
 		sum, ok := sha512HexOfIntegrity(str(distOf(obj(vm))["integrity"]))
 		if !ok {
 			h.opts.Logger.Warn("gc: a version has no sha512 integrity; the package's tarballs stay", "package", name, "version", v)
@@ -260,17 +269,26 @@ type candidate struct {
 func (h *Handler) sweepTarballs(ctx context.Context, s *sweeper) error {
 	return walkPackages(ctx, h.store, packagesKey, func(name string, objs []packageObject) error {
 		var old []candidate
+		var segments []storage.Info
 		for _, o := range objs {
-			sum, ok := strings.CutPrefix(o.sub, "tarballs/")
-			if ok && isSHA512Hex(sum) && !s.run.Young(o.ModTime) {
+			if s.run.Young(o.ModTime) {
+				continue
+			}
+			if sum, ok := strings.CutPrefix(o.sub, "tarballs/"); ok && isSHA512Hex(sum) {
 				old = append(old, candidate{sum: sum, bytes: o.Size})
 			}
+			if id, ok := strings.CutPrefix(o.sub, "versions/"); ok && segmentID(strings.TrimSuffix(id, ".json")) {
+				segments = append(segments, o.Info)
+			}
 		}
-		if len(old) == 0 {
+		if len(old) == 0 && len(segments) == 0 {
 			return nil // nothing to judge: the document need not be read
 		}
 		m, err := h.mark(ctx, name)
 		if err != nil || !m.ok {
+			return err
+		}
+		if err := h.sweepSegments(ctx, s, name, m, segments); err != nil {
 			return err
 		}
 		var cands []candidate
@@ -281,6 +299,24 @@ func (h *Handler) sweepTarballs(ctx context.Context, s *sweeper) error {
 		}
 		return h.judge(ctx, s, name, m.version, cands)
 	})
+}
+
+// sweepSegments deletes the segments older than the grace that the
+// document does not list: left by an update that stopped between its
+// segments and its index. No later index can list them (segments.go), so
+// they go without the tarballs' quarantine; a younger one may be an
+// update's in flight, and stays.
+func (h *Handler) sweepSegments(ctx context.Context, s *sweeper, name string, m marked, old []storage.Info) error {
+	for _, info := range old {
+		if m.segments[info.Key] {
+			continue
+		}
+		d := gc.Deletion{Kind: "staging", Key: info.Key, Bytes: info.Size, Repository: name, Reason: "abandoned"}
+		if err := s.drop(ctx, info.Key, d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // resolveQuarantine settles the tarballs a collection that stopped left in

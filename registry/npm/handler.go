@@ -147,7 +147,7 @@ func New(o Options) (*Handler, error) {
 	h := &Handler{
 		opts:     o,
 		store:    o.Storage,
-		packages: &packages{store: o.Storage, cache: newDocCache(o.DocumentCacheSize), signing: o.Signing},
+		packages: &packages{store: o.Storage, cache: newDocCache(o.DocumentCacheSize), segments: newSegmentCache(o.DocumentCacheSize), signing: o.Signing},
 		tokens:   o.Tokens,
 		uploads:  protocol.NewUploads(o.Uploads),
 	}

@@ -113,31 +113,3 @@ func fnv32(b []byte) uint32 {
 }
 
 func now() string { return time.Now().UTC().Format("2006-01-02T15:04:05.000Z") }
-
-// latestRemaining picks the version that `latest` should point at when the
-// one it named is gone: the most recently published remaining version.
-func (p packument) latestRemaining() string {
-	best, bestTime := "", ""
-	times := p.times()
-	for v := range p.versions() {
-		t := str(times[v])
-		if best == "" || t > bestTime || (t == bestTime && v > best) {
-			best, bestTime = v, t
-		}
-	}
-	return best
-}
-
-// fixDistTags drops tags pointing at missing versions and makes sure
-// `latest` exists while any version does (yarn and pnpm require it).
-func (p packument) fixDistTags() {
-	tags, versions := p.distTags(), p.versions()
-	for t, v := range tags {
-		if _, ok := versions[str(v)]; !ok {
-			delete(tags, t)
-		}
-	}
-	if _, ok := tags["latest"]; !ok && len(versions) > 0 {
-		tags["latest"] = p.latestRemaining()
-	}
-}

@@ -248,7 +248,7 @@ func (h *Handler) publish(q *request, incoming packument, att attachment, st *st
 		tags["latest"] = version
 	}
 	user := q.Subject()
-	next, err := h.packages.update(ctx, name, func(cur packument) (packument, error) {
+	next, err := h.packages.update(ctx, name, func(cur *draft) (*draft, error) {
 		return mergePublish(cur, incoming, name, version, vm, tags, user)
 	})
 	if err != nil {
@@ -256,7 +256,7 @@ func (h *Handler) publish(q *request, incoming packument, att attachment, st *st
 	}
 	committed = true
 	h.emitPublished(q, name, version, tags)
-	writeJSON(q.W, q.R, http.StatusCreated, map[string]any{"ok": true, "id": name, "rev": next["_rev"]})
+	writeJSON(q.W, q.R, http.StatusCreated, map[string]any{"ok": true, "id": name, "rev": next.packument["_rev"]})
 	return nil
 }
 
@@ -338,15 +338,17 @@ func checkPublish(name string, incoming packument, att attachment, st *staged) (
 }
 
 // mergePublish adds a version to the current document (nil for a new
-// package). It is called again on every compare-and-swap retry.
-func mergePublish(cur, incoming packument, name, version string, vm map[string]any, tags map[string]string, user string) (packument, error) {
+// package). It is called again on every compare-and-swap retry. The
+// readme is kept once, at the top level, where the latest version's goes
+// (as the public registry does): the versions carry none.
+func mergePublish(cur *draft, incoming packument, name, version string, vm map[string]any, tags map[string]string, user string) (*draft, error) {
 	ts := now()
 	if cur == nil {
-		cur = packument{"_id": name, "name": name, "time": map[string]any{"created": ts}}
+		cur = newDraft(packument{"_id": name, "name": name, "time": map[string]any{"created": ts}})
 		if m, err := normalizeMaintainers(incoming["maintainers"]); err == nil {
-			cur["maintainers"] = m
+			cur.packument["maintainers"] = m
 		} else {
-			cur["maintainers"] = []any{map[string]any{"name": user, "email": ""}}
+			cur.packument["maintainers"] = []any{map[string]any{"name": user, "email": ""}}
 		}
 	}
 	if cur.version(version) != nil {
@@ -359,6 +361,8 @@ func mergePublish(cur, incoming packument, name, version string, vm map[string]a
 	for k, v := range vm {
 		stored[k] = v
 	}
+	delete(stored, "readme")
+	delete(stored, "readmeFilename")
 	stored["_id"] = name + "@" + version
 	dist := map[string]any{}
 	for k, v := range distOf(vm) {
@@ -366,7 +370,7 @@ func mergePublish(cur, incoming packument, name, version string, vm map[string]a
 	}
 	dist["tarball"] = name + "/-/" + tarballFileName(name, version)
 	stored["dist"] = dist
-	cur.versions()[version] = stored
+	cur.add(version, stored)
 	for t, v := range tags {
 		cur.distTags()[t] = v
 	}
@@ -378,13 +382,13 @@ func mergePublish(cur, incoming packument, name, version string, vm map[string]a
 	if str(cur.distTags()["latest"]) == version {
 		for _, f := range []string{"description", "readme", "readmeFilename", "keywords", "license", "homepage", "repository", "bugs", "author"} {
 			if v, ok := incoming[f]; ok {
-				cur[f] = v
+				cur.packument[f] = v
 			} else if v, ok := vm[f]; ok {
-				cur[f] = v
+				cur.packument[f] = v
 			}
 		}
 	}
-	cur["_rev"] = nextRev(str(cur["_rev"]), []byte(version+ts))
+	cur.packument["_rev"] = nextRev(str(cur.packument["_rev"]), []byte(version+ts))
 	return cur, nil
 }
 
