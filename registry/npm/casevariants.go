@@ -27,7 +27,7 @@ func (h *Handler) refuseNewCaseVariant(ctx context.Context, name string) error {
 	if h.opts.AllowCaseVariants {
 		return nil
 	}
-	if cur, _, err := h.packages.load(ctx, name); err != nil || cur != nil {
+	if found, err := h.packages.exists(ctx, name); err != nil || found {
 		return err // an existing package takes new versions
 	}
 	dir, base := packagesKey, name
@@ -50,11 +50,11 @@ func (h *Handler) refuseNewCaseVariant(ctx context.Context, name string) error {
 		if dir != packagesKey {
 			other = strings.TrimPrefix(dir, packagesKey+"/") + "/" + e
 		}
-		doc, _, err := h.packages.load(ctx, other)
+		found, err := h.packages.exists(ctx, other)
 		if err != nil {
 			return err
 		}
-		if doc != nil {
+		if found {
 			return newError(http.StatusConflict, "package name %s differs only in case from the existing package %s; "+
 				"publish to %s, or start the registry with --npm-allow-case-variants to hold both", name, other, other)
 		}

@@ -134,30 +134,34 @@ func mergeTail(segs []*segment) []*segment {
 // changed, then one segment of what d added, and merges of the last ones.
 func planSegments(base []*segment, d *draft) []*segment {
 	dirty := make([]bool, len(base))
-	where := map[string]int{}
 	times := d.times()
 	for i, s := range base {
 		for v, m := range s.versions {
-			where[v] = i
 			if !sameObject(d.vs[v], m) {
 				dirty[i] = true // edited or removed
+				break
 			}
 		}
 		for v, t := range s.times {
-			where[v] = i
-			if !reflect.DeepEqual(times[v], t) {
-				dirty[i] = true
+			if dirty[i] {
+				break
 			}
+			dirty[i] = !sameValue(times[v], t)
 		}
 	}
+	// A version the draft did not add or edit is a stored one: only the
+	// others need looking for in the segments.
 	added := newSegment()
-	for v, m := range d.vs {
-		if _, ok := where[v]; !ok {
-			added.versions[v] = m
+	for v := range d.owned {
+		if !named(base, v) {
+			added.versions[v] = d.vs[v]
 		}
 	}
 	for v, t := range times {
-		if _, ok := where[v]; !ok && validVersion(v) {
+		if _, stored := d.vs[v]; stored && !d.owned[v] {
+			continue
+		}
+		if validVersion(v) && !named(base, v) {
 			added.times[v] = t
 		}
 	}
@@ -174,6 +178,16 @@ func planSegments(base []*segment, d *draft) []*segment {
 		out = append(out, added)
 	}
 	return mergeTail(out)
+}
+
+// named reports whether one of segs names version v.
+func named(segs []*segment, v string) bool {
+	for _, s := range segs {
+		if s.has(v) {
+			return true
+		}
+	}
+	return false
 }
 
 // rebuild is a new segment of the versions s names, as d has them.
@@ -199,6 +213,16 @@ func anyMap(m map[string]map[string]any) map[string]any {
 		out[k] = v
 	}
 	return out
+}
+
+// sameValue reports whether a and b are equal JSON values; publish times
+// are strings, compared as such.
+func sameValue(a, b any) bool {
+	if sa, ok := a.(string); ok {
+		sb, ok := b.(string)
+		return ok && sa == sb
+	}
+	return reflect.DeepEqual(a, b)
 }
 
 // sameObject reports whether a and b are the same map, not only equal.
@@ -305,6 +329,12 @@ func (c *segmentCache) get(key string) *segment {
 func (c *segmentCache) put(key string, s *segment) {
 	if c == nil {
 		return
+	}
+	c.mu.Lock()
+	_, ok := c.entries[key]
+	c.mu.Unlock()
+	if ok {
+		return // every commit puts the segments it lists: most are cached
 	}
 	size := decodedSize(anyMap(s.versions)) + decodedSize(s.times)
 	c.mu.Lock()

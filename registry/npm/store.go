@@ -112,9 +112,14 @@ func (st *stored) draft() *draft {
 		return nil
 	}
 	d := newDraft(st.top) // decoded for this update alone: the draft's own
-	times := maps.Clone(obj(st.top["time"]))
-	if times == nil {
-		times = map[string]any{}
+	n := 0
+	for _, s := range st.segs {
+		n += s.n
+	}
+	d.vs = make(map[string]map[string]any, n+1)
+	times := make(map[string]any, n+8)
+	for k, t := range obj(st.top["time"]) {
+		times[k] = t
 	}
 	for _, s := range st.segs {
 		for v, m := range s.versions {
@@ -140,6 +145,23 @@ func (ps *packages) load(ctx context.Context, name string) (packument, string, e
 		return nil, st.version, nil
 	}
 	return st.assemble(), st.version, nil
+}
+
+// exists reports whether the package exists (and was not deleted),
+// reading its index alone.
+func (ps *packages) exists(ctx context.Context, name string) (bool, error) {
+	b, _, err := storage.ReadAll(ctx, ps.store, packumentKey(name))
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	p, err := decodePackument(b)
+	if err != nil {
+		return false, fmt.Errorf("%w: packument of %s: %v", errCorrupt, name, err)
+	}
+	return !p.deleted(), nil
 }
 
 // loadStored reads the package's index and its segments, the tombstone of
@@ -390,7 +412,7 @@ func indexDoc(d *draft, segs []*segment) packument {
 	delete(doc, "versions")
 	times := map[string]any{}
 	for k, t := range d.times() {
-		if !validVersion(k) {
+		if _, isVersion := d.vs[k]; !isVersion && !named(segs, k) { // created, modified: planSegments put every version's in a segment
 			times[k] = t
 		}
 	}
