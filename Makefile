@@ -93,7 +93,7 @@ E2E_KUBECTL ?= $$(hack/build-kube.sh kubectl)/kubectl
 LOCAL_CLUSTER := hack/local-cluster/cluster.sh
 
 .PHONY: test-e2e
-test-e2e: images client-tools npm-clients minio ## The e2e suite against the cluster in KUBECONFIG (which must already have the images: see test-e2e-local).
+test-e2e: images client-tools npm-clients minio distribution ## The e2e suite against the cluster in KUBECONFIG (which must already have the images: see test-e2e-local).
 	E2E_KUBECTL="$(E2E_KUBECTL)" E2E_REGISTRY_IMAGE=$(REGISTRY_IMG) E2E_MANAGER_IMAGE=$(IMG) \
 		$(GO) test -tags e2e -count=1 -timeout 40m -v ./test/e2e/
 
@@ -109,6 +109,7 @@ local-cluster-down: ## Stop the local cluster and remove everything it created.
 .PHONY: test-e2e-local
 test-e2e-local: local-cluster-up ## Bring the local cluster up, run the e2e suite on it, tear it down.
 	KUBECONFIG=$$($(LOCAL_CLUSTER) kubeconfig) E2E_NODE_TRUST="$(CURDIR)/$(LOCAL_CLUSTER) trust" \
+		E2E_NODE_HOSTS_DIR=$$($(LOCAL_CLUSTER) hosts-dir) E2E_NODE_CTR="$(CURDIR)/$(LOCAL_CLUSTER) ctr" \
 		$(MAKE) test-e2e; rc=$$?; $(LOCAL_CLUSTER) down; exit $$rc
 
 KIND ?= kind

@@ -413,5 +413,7 @@ case "${1:-}" in
   trust) shift; cmd_trust "$@" ;;
   import) shift; cmd_import "$@" ;;
   kubeconfig) echo "$kubeconfig" ;;
-  *) echo "usage: $0 up|down|trust HOST:PORT|import FILE...|kubeconfig" >&2; exit 2 ;;
+  hosts-dir) echo "$state/containerd/certs.d" ;; # containerd's config_path
+  ctr) shift; exec ctr --address "$sock" "$@" ;;
+  *) echo "usage: $0 up|down|trust HOST:PORT|import FILE...|kubeconfig|hosts-dir|ctr ARGS..." >&2; exit 2 ;;
 esac

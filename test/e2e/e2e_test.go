@@ -50,7 +50,9 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal("E2E_MANAGER_IMAGE and E2E_REGISTRY_IMAGE must name the images under test (make test-e2e sets them)")
 	}
 	ns := "unireg-e2e-" + time.Now().UTC().Format("150405")
-	s := &suite{k: k, ns: ns, managerImage: managerImage, registryImage: registryImage}
+	s := &suite{k: k, ns: ns, managerImage: managerImage, registryImage: registryImage,
+		hostsDir: os.Getenv("E2E_NODE_HOSTS_DIR"), mirrorNS: ns + "-mirror"}
+	s.extraNamespaces = append(s.extraNamespaces, s.mirrorNS)
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, n := range append([]string{ns}, s.extraNamespaces...) {
@@ -75,6 +77,8 @@ func TestEndToEnd(t *testing.T) {
 		{"5-revocation", s.revocation},
 		{"7-upgrade", s.upgrade},
 		{"8-team-tokens-under-a-policy", s.teamTokensUnderPolicy},
+		{"9-node-mirror", s.nodeMirror},
+		{"10-node-mirror-tls", s.nodeMirrorTLS},
 	}
 	for _, step := range steps {
 		if !t.Run(step.name, step.run) {
@@ -100,6 +104,13 @@ type suite struct {
 	s3Pods         map[string]string
 	// Namespaces of the steps besides ns, deleted with it.
 	extraNamespaces []string
+
+	// The node mirror steps: the node's containerd config_path, the
+	// namespace the operator lets enable a node mirror, the stand-in for
+	// Docker Hub and the digest of the image it holds.
+	hostsDir, mirrorNS string
+	upstream           *upstream
+	mirrorDigest       string
 }
 
 func (s *suite) cleanup() {
@@ -125,8 +136,20 @@ func (s *suite) deployOperator(t *testing.T) {
 		}
 		manifests = strings.ReplaceAll(manifests, from, to)
 	}
+	if s.hostsDir != "" {
+		// The node mirror's namespace and the node's config_path: nothing
+		// else may enable a node mirror, and it writes nowhere else.
+		manifests = addArgs(t, manifests, "- --manager-image=",
+			"--node-mirror-namespaces="+s.mirrorNS, "--node-mirror-hosts-dirs="+s.hostsDir)
+	}
 	s.operatorManifests = manifests
 	s.k.mustRun(manifests, "apply", "-f", "-")
+	if s.hostsDir != "" {
+		// What docs/operator.md asks of a cluster that enables node
+		// mirrors: their DaemonSets write a hostPath as root, which only
+		// the privileged Pod Security level admits.
+		s.k.mustRun("", "label", "--overwrite", "namespace", operatorNamespace, "pod-security.kubernetes.io/enforce=privileged")
+	}
 	for _, crd := range []string{"registries.unireg.dev", "registrytokens.unireg.dev", "registryscopes.unireg.dev"} {
 		eventually(t, time.Minute, "CRD "+crd+" established", func() (bool, string) {
 			c := &apiextensionsv1.CustomResourceDefinition{}
@@ -323,9 +346,14 @@ func (s *suite) kubeletPulls(t *testing.T) {
 
 func (s *suite) createWorkload(t *testing.T, name, image, pullSecret string) {
 	t.Helper()
+	s.createWorkloadIn(t, s.ns, name, image, pullSecret)
+}
+
+func (s *suite) createWorkloadIn(t *testing.T, ns, name, image, pullSecret string) {
+	t.Helper()
 	labels := map[string]string{"app": name}
 	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: name},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To[int32](1),
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
@@ -609,6 +637,24 @@ func (s *suite) upgrade(t *testing.T) {
 		t.Fatalf("crane copy with a token issued before the upgrade: %v\n%s", err, out)
 	}
 	s.npmInstall(t, s.keeper.npmrcFile(t, addr))
+}
+
+// addArgs adds container arguments after the line of manifests that holds
+// marker (a list item of args), at its indentation.
+func addArgs(t *testing.T, manifests, marker string, args ...string) string {
+	t.Helper()
+	i := strings.Index(manifests, marker)
+	if i < 0 {
+		t.Fatalf("config/default no longer renders %q: update the suite", marker)
+	}
+	start := strings.LastIndex(manifests[:i], "\n") + 1
+	end := i + strings.Index(manifests[i:], "\n")
+	indent := manifests[start:i]
+	var add strings.Builder
+	for _, a := range args {
+		add.WriteString("\n" + indent + "- " + a)
+	}
+	return manifests[:end] + add.String() + manifests[end:]
 }
 
 func keys[V any](m map[string]V) []string {
