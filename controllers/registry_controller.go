@@ -145,7 +145,17 @@ func (r *RegistryReconciler) reconcile(ctx context.Context, reg *uniregv1.Regist
 		return ctrl.Result{}, fmt.Errorf("service: %w", err)
 	}
 	reg.Status.PullHosts = pullHosts(reg, svc)
-	r.checkCertificate(ctx, reg, svc)
+	if reason, msg, err := r.reconcileCertificate(ctx, reg, svc); err != nil {
+		return ctrl.Result{}, fmt.Errorf("certificate: %w", err)
+	} else if reason != "" {
+		r.setTLSReady(reg, metav1.ConditionFalse, reason, msg)
+	} else {
+		r.checkCertificate(ctx, reg, svc)
+	}
+	if t := reg.Spec.TLS; t != nil && t.IssuerRef != nil && !meta.IsStatusConditionTrue(reg.Status.Conditions, uniregv1.ConditionTLSReady) {
+		// cert-manager issues (or gets installed) without an event here.
+		result.RequeueAfter = min(nonZero(result.RequeueAfter, certificateRetry), certificateRetry)
+	}
 	if written, err := r.authStoreWritten(ctx, reg); err != nil {
 		return ctrl.Result{}, fmt.Errorf("auth store: %w", err)
 	} else if !written {
@@ -373,14 +383,7 @@ func (r *RegistryReconciler) checkCertificate(ctx context.Context, reg *uniregv1
 		meta.RemoveStatusCondition(&reg.Status.Conditions, uniregv1.ConditionTLSReady)
 		return
 	}
-	set := func(status metav1.ConditionStatus, reason, msg string) {
-		before := meta.FindStatusCondition(reg.Status.Conditions, uniregv1.ConditionTLSReady)
-		changed := before == nil || before.Reason != reason || before.Message != msg
-		setCondition(reg, uniregv1.ConditionTLSReady, status, reason, msg)
-		if status == metav1.ConditionFalse && changed { // once per distinct warning
-			r.Recorder.Event(reg, corev1.EventTypeWarning, reason, msg)
-		}
-	}
+	set := func(status metav1.ConditionStatus, reason, msg string) { r.setTLSReady(reg, status, reason, msg) }
 	sec := &corev1.Secret{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: reg.Namespace, Name: t.SecretName}, sec); err != nil {
 		set(metav1.ConditionFalse, uniregv1.ReasonSecretNotFound, fmt.Sprintf("spec.tls.secretName %s: %v", t.SecretName, err))
@@ -402,6 +405,28 @@ func (r *RegistryReconciler) checkCertificate(ctx context.Context, reg *uniregv1
 		return
 	}
 	set(metav1.ConditionTrue, uniregv1.ReasonCertificateNamesClusterIP, "the certificate names the Service's ClusterIP "+svc.Spec.ClusterIP)
+}
+
+// setTLSReady sets TLSReady, with a warning event once per distinct
+// problem.
+func (r *RegistryReconciler) setTLSReady(reg *uniregv1.Registry, status metav1.ConditionStatus, reason, msg string) {
+	before := meta.FindStatusCondition(reg.Status.Conditions, uniregv1.ConditionTLSReady)
+	changed := before == nil || before.Reason != reason || before.Message != msg
+	setCondition(reg, uniregv1.ConditionTLSReady, status, reason, msg)
+	if status == metav1.ConditionFalse && changed {
+		r.Recorder.Event(reg, corev1.EventTypeWarning, reason, msg)
+	}
+}
+
+// certificateRetry is how often a Registry whose cert-manager certificate
+// is not ready yet is looked at again.
+const certificateRetry = 30 * time.Second
+
+func nonZero(d, otherwise time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return otherwise
 }
 
 // reconcileDisruptionBudget gives a Registry of more than one replica a

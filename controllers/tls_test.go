@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -123,5 +124,26 @@ func TestTLSReachesTheServerStatusAndNodeMirror(t *testing.T) {
 	}
 	if !strings.Contains(string(nodemirror.Render(cfg, cfg.Hosts[0])), `ca = "/etc/containerd/certs.d/docker.io/unireg-ca.crt"`) {
 		t.Errorf("hosts.toml does not name the CA:\n%s", nodemirror.Render(cfg, cfg.Hosts[0]))
+	}
+}
+
+// TestTLSIssuerRefWithoutCertManager: spec.tls.issuerRef on a cluster
+// without cert-manager (envtest serves no cert-manager.io kinds) says so in
+// TLSReady and fails nothing else: the Deployment is still made.
+func TestTLSIssuerRefWithoutCertManager(t *testing.T) {
+	ns := namespace(t)
+	reg := &uniregv1.Registry{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "issued"}, Spec: uniregv1.RegistrySpec{
+		TLS: &uniregv1.TLSSpec{SecretName: "issued-tls", IssuerRef: &uniregv1.CertificateIssuerRef{Name: "ca", Kind: "ClusterIssuer"}},
+	}}
+	create(t, reg)
+	eventually(t, "TLSReady False, CertManagerNotInstalled", func() (bool, error) {
+		c := meta.FindStatusCondition(getRegistry(t, ns, "issued").Status.Conditions, uniregv1.ConditionTLSReady)
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == uniregv1.ReasonCertManagerNotInstalled &&
+			strings.Contains(c.Message, "issued-tls"), nil
+	})
+	dep := &appsv1.Deployment{}
+	eventually(t, "the Deployment made all the same", func() (bool, error) { return get(ns, "issued", dep) == nil, nil })
+	if got := getRegistry(t, ns, "issued").Spec.TLS.IssuerRef.Group; got != "cert-manager.io" {
+		t.Fatalf("issuerRef.group defaulted to %q, want cert-manager.io", got)
 	}
 }

@@ -150,4 +150,9 @@ const (
 	ReasonCertificateNamesClusterIP   = "CertificateNamesClusterIP"
 	ReasonCertificateMissingClusterIP = "CertificateMissingClusterIP"
 	ReasonInvalidCertificate          = "InvalidCertificate"
+	// spec.tls.issuerRef without cert-manager's Certificate kind served.
+	ReasonCertManagerNotInstalled = "CertManagerNotInstalled"
+	// spec.tls.issuerRef, and spec.tls.secretName names a Secret that the
+	// Registry's Certificate did not issue: it is left alone.
+	ReasonSecretNotIssued = "SecretNotIssuedByCertificate"
 )

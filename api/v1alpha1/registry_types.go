@@ -490,6 +490,33 @@ type TLSSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	SecretName string `json:"secretName"`
+	// IssuerRef, where cert-manager is installed, has the operator create a
+	// cert-manager Certificate <name>-tls that writes SecretName, for the
+	// Service's DNS names and ClusterIP (and no other name: the operator
+	// asks the issuer for nothing the Registry's author could choose).
+	// Without cert-manager, TLSReady says so and nothing else fails. A
+	// Secret of that name that the Certificate did not issue is never
+	// overwritten.
+	// +optional
+	IssuerRef *CertificateIssuerRef `json:"issuerRef,omitempty"`
+}
+
+// CertificateIssuerRef names a cert-manager issuer.
+type CertificateIssuerRef struct {
+	// Name of the Issuer (in the Registry's namespace) or ClusterIssuer.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Kind is Issuer or ClusterIssuer.
+	// +kubebuilder:validation:Enum=Issuer;ClusterIssuer
+	// +kubebuilder:default=Issuer
+	// +optional
+	Kind string `json:"kind,omitempty"`
+	// Group of the issuer's API (an external issuer's group, for one).
+	// +kubebuilder:default=cert-manager.io
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Group string `json:"group,omitempty"`
 }
 
 // NodeMirrorStatus counts the nodes of a node mirror.

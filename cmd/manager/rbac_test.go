@@ -42,6 +42,9 @@ var neededRules = map[string][]string{
 	// spec.storage.filesystem.reclaimPolicy (update).
 	"/persistentvolumeclaims": {"create", "get", "list", "update", "watch"},
 	"/events":                 {"create", "patch"},
+	// spec.tls.issuerRef: the Registry's cert-manager Certificate, read
+	// uncached (cert-manager is optional, so it is not watched) and applied.
+	"cert-manager.io/certificates": {"create", "get", "patch"},
 	// The token controller: a Namespace's labels say whether a Registry's
 	// tokenPolicy admits its tokens (watched, so a label change applies).
 	"/namespaces":           {"get", "list", "watch"},
