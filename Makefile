@@ -198,8 +198,12 @@ fuzz: ## Run each Go fuzz target for $(FUZZTIME) (see docs/security.md). Not par
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg/ || exit 1; done
 
 .PHONY: bench
-bench: ## Load-test a fresh registry and the bare baseline (hack/loadgen); results in bin/bench. Not part of make test.
+bench: bench-npm ## Load-test a fresh registry and the bare baseline (hack/loadgen); results in bin/bench. Also runs bench-npm. Not part of make test.
 	hack/bench.sh
+
+.PHONY: bench-npm
+bench-npm: ## npm publish at 1, 100 and 1,000 versions and the 1,000-version document's size (Go benchmark, docs/performance.md). Not part of make test.
+	$(GO) test ./registry/npm -run '^$$' -bench Publish -benchtime 200x -count 5
 
 .PHONY: bench-gc
 bench-gc: minio ## Time one garbage collection over 10,000 and 100,000 blobs on the filesystem and on MinIO (UNIREG_GC_BENCH_BLOBS; ~15 min, most of it populating MinIO). Not part of make test.
