@@ -280,8 +280,14 @@ func TestTLSReloadsARotatedSecretVolumeWithoutRestartAndKeepsTheCertOnABrokenOne
 	if s.cmd.ProcessState != nil || s.cmd.Process.Pid != pid {
 		t.Fatal("the server restarted")
 	}
-	if !strings.Contains(s.logs.String(), `"serial":"5"`) {
-		t.Errorf("the reload is not logged with the new serial:\n%s", s.logs.String())
+	// The reload is logged after the new pair is in use: wait for the line
+	// rather than read the log once.
+	deadline = time.Now().Add(5 * time.Second)
+	for !strings.Contains(s.logs.String(), `"serial":"5"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the reload is not logged with the new serial:\n%s", s.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
