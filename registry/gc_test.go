@@ -41,6 +41,25 @@ type gcWorld struct {
 
 const testGrace = 50 * time.Millisecond
 
+// orphanedImage pushes an image of layers layers to team/app:1 on a
+// filesystem store with hooks, deletes its manifest and ages everything
+// past the grace: the collector's next run quarantines and sweeps its
+// blobs, unless something takes them back.
+func orphanedImage(t *testing.T, layers int64) (*gcWorld, *hookStore, v1.Image) {
+	t.Helper()
+	fs, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &hookStore{Driver: fs}
+	w := newGCWorld(t, store, Config{})
+	img, _ := random.Image(2048, layers)
+	d := w.push("team/app:1", img)
+	w.deleteRef("team/app@" + d.String())
+	w.age()
+	return w, store, img
+}
+
 func newGCWorld(t *testing.T, store storage.Driver, cfg Config) *gcWorld {
 	t.Helper()
 	if store == nil {
@@ -391,16 +410,7 @@ func (s *hookStore) Walk(ctx context.Context, prefix string, fn func(storage.Inf
 func TestGCManifestPushRacingTheSweepWinsOrFailsCleanly(t *testing.T) {
 	for _, at := range []string{"quarantine", "delete"} {
 		t.Run(at, func(t *testing.T) {
-			fs, err := filesystem.New(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			store := &hookStore{Driver: fs}
-			w := newGCWorld(t, store, Config{})
-			img, _ := random.Image(2048, 2)
-			d := w.push("team/app:1", img)
-			w.deleteRef("team/app@" + d.String())
-			w.age()
+			w, store, img := orphanedImage(t, 2)
 			var once sync.Once
 			var pushErr error
 			pushNow := func() {
@@ -455,16 +465,7 @@ func TestGCManifestPushRacingTheSweepWinsOrFailsCleanly(t *testing.T) {
 // manifest push that follows the HEADs is refused (the race the stress
 // test found on MinIO).
 func TestGCPusherHeadAfterTheFirstCheckKeepsItsBlobsAndLinks(t *testing.T) {
-	fs, err := filesystem.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := &hookStore{Driver: fs}
-	w := newGCWorld(t, store, Config{})
-	img, _ := random.Image(2048, 2)
-	d := w.push("team/app:1", img)
-	w.deleteRef("team/app@" + d.String())
-	w.age()
+	w, store, img := orphanedImage(t, 2)
 	blobs := blobsOf(t, img)
 	mine := map[string]bool{}
 	for _, b := range blobs {
@@ -539,16 +540,7 @@ func TestGCPusherHeadAfterTheFirstCheckKeepsItsBlobsAndLinks(t *testing.T) {
 // A blob upload that commits while the collector holds the same content in
 // quarantine keeps its blob.
 func TestGCUploadOfQuarantinedContentKeepsIt(t *testing.T) {
-	fs, err := filesystem.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := &hookStore{Driver: fs}
-	w := newGCWorld(t, store, Config{})
-	img, _ := random.Image(2048, 1)
-	d := w.push("team/app:1", img)
-	w.deleteRef("team/app@" + d.String())
-	w.age()
+	w, store, img := orphanedImage(t, 1)
 	layers, _ := img.Layers()
 	var once sync.Once
 	store.onBulk = func(keys []string) {
