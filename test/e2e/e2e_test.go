@@ -222,26 +222,8 @@ func (s *suite) pushAndPublish(t *testing.T) {
 
 	// The workload image of step 4: the pause binary (it sleeps until
 	// stopped) as a non-root image, written as an OCI layout for crane.
-	bin := filepath.Join(t.TempDir(), "pause")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./hack/pause")
-	build.Dir, build.Env = repoRoot(t), append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./hack/pause: %v\n%s", err, out)
-	}
-	img, err := imagebuild.FromBinary(bin, "e2e")
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := filepath.Join(s.k.root.TempDir(), "workload") // step 5 pushes it again
-	p, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.AppendImage(img); err != nil {
-		t.Fatal(err)
-	}
-	d, _ := img.Digest()
-	s.workloadDigest, s.workloadLayout = d.String(), dir
+	s.workloadDigest, s.workloadLayout = pauseImageLayout(t, "pause", "e2e", dir), dir
 	ref := s.sampleAddr + "/" + workloadRepo + ":v1"
 	if out, err := crane(t, cfg, "push", dir, ref); err != nil {
 		t.Fatalf("crane push %s: %v\n%s", ref, err, out)
@@ -637,6 +619,35 @@ func (s *suite) upgrade(t *testing.T) {
 		t.Fatalf("crane copy with a token issued before the upgrade: %v\n%s", err, out)
 	}
 	s.npmInstall(t, s.keeper.npmrcFile(t, addr))
+}
+
+// pauseImageLayout builds hack/pause as /<binName> (it sleeps until
+// stopped), makes it a non-root image and writes it as an OCI layout folder
+// at dir for crane; it returns the image's digest.
+func pauseImageLayout(t *testing.T, binName, version, dir string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), binName)
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./hack/pause")
+	build.Dir, build.Env = repoRoot(t), append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./hack/pause: %v\n%s", err, out)
+	}
+	img, err := imagebuild.FromBinary(bin, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
 }
 
 // addArgs adds container arguments after the line of manifests that holds

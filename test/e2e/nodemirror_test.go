@@ -25,8 +25,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -36,7 +34,6 @@ import (
 
 	uniregv1 "github.com/unireg/unireg/api/v1alpha1"
 	"github.com/unireg/unireg/controllers/nodemirror"
-	"github.com/unireg/unireg/hack/imagebuild"
 )
 
 // The node mirror steps run only where the suite knows the node's
@@ -359,30 +356,13 @@ func startUpstream(t, owner *testing.T, hostIP string) *upstream {
 // so its layer is not the workload's, and returns its digest.
 func (u *upstream) pushApp(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "app")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./hack/pause")
-	build.Dir, build.Env = repoRoot(t), append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./hack/pause: %v\n%s", err, out)
-	}
-	img, err := imagebuild.FromBinary(bin, "app")
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := filepath.Join(t.TempDir(), "app-layout")
-	p, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.AppendImage(img); err != nil {
-		t.Fatal(err)
-	}
+	digest := pauseImageLayout(t, "app", "app", dir)
 	ref := strings.TrimPrefix(u.direct, "http://") + "/library/app:v1"
 	if out, err := crane(t, t.TempDir(), "push", dir, ref); err != nil {
 		t.Fatalf("crane push %s: %v\n%s", ref, err, out)
 	}
-	d, _ := img.Digest()
-	return d.String()
+	return digest
 }
 
 func freePort(t *testing.T) int {
