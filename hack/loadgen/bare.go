@@ -21,11 +21,14 @@ import (
 // bareMain runs the baseline the targets are measured against: a Go server
 // that does only what any registry must. PUT /<anything> streams the body
 // into a temporary file while hashing it, then renames the file to its
-// digest; GET /<digest> serves the file (sendfile).
+// digest; GET /<digest> serves the file (sendfile). With --fsync it does the
+// durable work a registry must do before it acknowledges a push: the file is
+// synced before the rename and the folder after it.
 func bareMain(args []string) {
 	fs := flag.NewFlagSet("bare", flag.ExitOnError)
 	listen := fs.String("listen", "127.0.0.1:5001", "address to listen on")
 	dir := fs.String("dir", "", "folder for the files (default: a temporary folder)")
+	durable := fs.Bool("fsync", false, "sync each file before its rename and the folder after it, before answering")
 	fs.Parse(args)
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "loadgen-bare-")
@@ -50,12 +53,18 @@ func bareMain(args []string) {
 			}
 			h := sha256.New()
 			_, err = io.CopyBuffer(io.MultiWriter(tmp, h), r.Body, make([]byte, 1<<20))
+			if err == nil && *durable {
+				err = tmp.Sync()
+			}
 			if cerr := tmp.Close(); err == nil {
 				err = cerr
 			}
 			digest := hex.EncodeToString(h.Sum(nil))
 			if err == nil {
 				err = os.Rename(tmp.Name(), filepath.Join(*dir, digest))
+			}
+			if err == nil && *durable {
+				err = syncDir(*dir)
 			}
 			if err != nil {
 				os.Remove(tmp.Name())
@@ -151,4 +160,13 @@ var barePackument = func(ctx context.Context, e *env) (opFunc, error) {
 	body, _ := json.Marshal(map[string]any{"_id": "load-150", "name": "load-150", "versions": versions,
 		"dist-tags": map[string]string{"latest": "1.149.0"}})
 	return bareStatic(body)(ctx, e)
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
