@@ -25,6 +25,9 @@ var certificateGVK = schema.GroupVersionKind{Group: "cert-manager.io", Version: 
 // Secrets a Certificate issues.
 const certManagerCertificateName = "cert-manager.io/certificate-name"
 
+// maxCommonName is the longest common name cert-manager accepts.
+const maxCommonName = 64
+
 // +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;create;patch
 
 // certificateName is the Certificate a Registry with spec.tls.issuerRef gets.
@@ -45,12 +48,12 @@ func (r *RegistryReconciler) reconcileCertificate(ctx context.Context, reg *unir
 	if svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone {
 		return uniregv1.ReasonWaitingForService, "waiting for the Service's ClusterIP, which the certificate must name", nil
 	}
+	notInstalled := "spec.tls.issuerRef needs cert-manager (the cert-manager.io/v1 Certificate kind is not served): install it, or drop issuerRef and put a certificate in Secret " + t.SecretName
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(certificateGVK)
 	switch err := r.Get(ctx, types.NamespacedName{Namespace: reg.Namespace, Name: certificateName(reg)}, live); {
 	case meta.IsNoMatchError(err):
-		return uniregv1.ReasonCertManagerNotInstalled,
-			"spec.tls.issuerRef needs cert-manager (the cert-manager.io/v1 Certificate kind is not served): install it, or drop issuerRef and put a certificate in Secret " + t.SecretName, nil
+		return uniregv1.ReasonCertManagerNotInstalled, notInstalled, nil
 	case err == nil:
 		if err := mustControl(reg, live, "Certificate"); err != nil {
 			return "", "", err
@@ -81,23 +84,29 @@ func (r *RegistryReconciler) reconcileCertificate(ctx context.Context, reg *unir
 		group = "cert-manager.io"
 	}
 	svcName := reg.Name + "." + reg.Namespace + ".svc"
-	want := &unstructured.Unstructured{Object: map[string]any{
-		"spec": map[string]any{
-			"secretName":  t.SecretName,
-			"commonName":  svcName,
-			"dnsNames":    []any{reg.Name, reg.Name + "." + reg.Namespace, svcName, svcName + ".cluster.local"},
-			"ipAddresses": []any{svc.Spec.ClusterIP},
-			"issuerRef":   map[string]any{"name": issuer.Name, "kind": kind, "group": group},
-		},
-	}}
+	spec := map[string]any{
+		"secretName":  t.SecretName,
+		"dnsNames":    []any{reg.Name, reg.Name + "." + reg.Namespace, svcName, svcName + ".cluster.local"},
+		"ipAddresses": []any{svc.Spec.ClusterIP},
+		"issuerRef":   map[string]any{"name": issuer.Name, "kind": kind, "group": group},
+	}
+	// cert-manager's webhook refuses a common name over 64 characters;
+	// clients ignore it when the certificate has SANs, as this one does.
+	if len(svcName) <= maxCommonName {
+		spec["commonName"] = svcName
+	}
+	want := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
 	want.SetGroupVersionKind(certificateGVK)
 	want.SetNamespace(reg.Namespace)
 	want.SetName(certificateName(reg))
 	want.SetLabels(commonLabels(reg))
 	want.SetOwnerReferences([]metav1.OwnerReference{*metav1.NewControllerRef(reg, uniregv1.GroupVersion.WithKind("Registry"))})
 	if err := r.Apply(ctx, client.ApplyConfigurationFromUnstructured(want), client.FieldOwner(fieldOwner), client.ForceOwnership); err != nil {
-		if meta.IsNoMatchError(err) {
-			return uniregv1.ReasonCertManagerNotInstalled, "cert-manager's Certificate kind went away: " + err.Error(), nil
+		// A kind removed after the manager's RESTMapper learnt it
+		// answers 404 rather than no match: an apply of a served kind
+		// never does.
+		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+			return uniregv1.ReasonCertManagerNotInstalled, notInstalled, nil
 		}
 		return "", "", fmt.Errorf("apply Certificate %s: %w", certificateName(reg), err)
 	}

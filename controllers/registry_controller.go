@@ -47,6 +47,10 @@ type RegistryReconciler struct {
 	// APIReader reads from the API server: what Ready is before a failure
 	// is reported (lastReady). Nil reads through Client.
 	APIReader client.Reader
+	// CertificateRetry is how often a Registry whose spec.tls.issuerRef
+	// certificate is not ready is looked at again: cert-manager issuing,
+	// or being installed, wakes nothing here. Zero means 30 s.
+	CertificateRetry time.Duration
 }
 
 // +kubebuilder:rbac:groups=unireg.dev,resources=registries,verbs=get;list;watch
@@ -149,12 +153,18 @@ func (r *RegistryReconciler) reconcile(ctx context.Context, reg *uniregv1.Regist
 		return ctrl.Result{}, fmt.Errorf("certificate: %w", err)
 	} else if reason != "" {
 		r.setTLSReady(reg, metav1.ConditionFalse, reason, msg)
+		if reason == uniregv1.ReasonSecretNotIssued {
+			// Someone else's Secret is never served: no Deployment
+			// mounts it until it is gone or spec.tls names another.
+			return ctrl.Result{}, &childConflict{kind: "Secret", name: reg.Spec.TLS.SecretName}
+		}
 	} else {
 		r.checkCertificate(ctx, reg, svc)
 	}
 	if t := reg.Spec.TLS; t != nil && t.IssuerRef != nil && !meta.IsStatusConditionTrue(reg.Status.Conditions, uniregv1.ConditionTLSReady) {
 		// cert-manager issues (or gets installed) without an event here.
-		result.RequeueAfter = min(nonZero(result.RequeueAfter, certificateRetry), certificateRetry)
+		retry := nonZero(r.CertificateRetry, certificateRetry)
+		result.RequeueAfter = min(nonZero(result.RequeueAfter, retry), retry)
 	}
 	if written, err := r.authStoreWritten(ctx, reg); err != nil {
 		return ctrl.Result{}, fmt.Errorf("auth store: %w", err)
@@ -418,8 +428,7 @@ func (r *RegistryReconciler) setTLSReady(reg *uniregv1.Registry, status metav1.C
 	}
 }
 
-// certificateRetry is how often a Registry whose cert-manager certificate
-// is not ready yet is looked at again.
+// certificateRetry is the default of RegistryReconciler.CertificateRetry.
 const certificateRetry = 30 * time.Second
 
 func nonZero(d, otherwise time.Duration) time.Duration {

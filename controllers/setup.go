@@ -38,6 +38,10 @@ type Options struct {
 	// NodeMirrorHostsDirs are the node directories a node mirror may
 	// write; DefaultNodeMirrorHostsDirs when empty.
 	NodeMirrorHostsDirs []string
+	// CertificateRetry is how often a Registry whose spec.tls.issuerRef
+	// certificate is not ready is looked at again; 30 s when zero (tests
+	// take a shorter one).
+	CertificateRetry time.Duration
 }
 
 // managedBy is the value of labelManagedBy on everything the operator
@@ -174,7 +178,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	}
 	if err := (&RegistryReconciler{
 		Client: c, Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorderFor("registry-controller"),
-		DefaultImage: o.DefaultImage, Now: o.Now, APIReader: mgr.GetAPIReader(),
+		DefaultImage: o.DefaultImage, Now: o.Now, APIReader: mgr.GetAPIReader(), CertificateRetry: o.CertificateRetry,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

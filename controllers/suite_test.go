@@ -79,7 +79,8 @@ func TestMain(m *testing.M) {
 	}
 	mgrCache = mgr.GetCache()
 	if err := Setup(mgr, Options{DefaultImage: "unireg/registry:test", Now: clock.Now,
-		Namespace: operatorNamespace, ManagerImage: "unireg/manager:test", NodeMirrorNamespaces: mirrorNamespaces}); err != nil {
+		Namespace: operatorNamespace, ManagerImage: "unireg/manager:test", NodeMirrorNamespaces: mirrorNamespaces,
+		CertificateRetry: time.Second}); err != nil {
 		panic(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
