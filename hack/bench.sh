@@ -44,6 +44,13 @@ mkdir -p "$work/bare"
 bin/loadgen bare --listen "127.0.0.1:$bare_port" --dir "$work/bare" >"$work/bare.log" 2>&1 &
 bare_pid=$!; pids+=("$bare_pid")
 wait_http "http://127.0.0.1:$bare_port/"
+# The durable baseline: the same bare server syncing each file before its
+# rename and the folder after it (issue 21 measures push against it).
+durable_port=$(free_port)
+mkdir -p "$work/bare-fsync"
+bin/loadgen bare --fsync --listen "127.0.0.1:$durable_port" --dir "$work/bare-fsync" >"$work/bare-fsync.log" 2>&1 &
+durable_pid=$!; pids+=("$durable_pid")
+wait_http "http://127.0.0.1:$durable_port/"
 # The pull-through cache: the upstream is a second unireg with token auth;
 # the cache logs in to it with the upstream's admin token (the Docker token
 # flow) and lets anyone pull through it, as nodes do (so it pulls
@@ -68,6 +75,10 @@ bare() {
   bin/loadgen --bare --url "http://127.0.0.1:$bare_port" --pid "$bare_pid" --label bare \
     --json "$out/results.json" "$@" | tail -n +3 >>"$out/results.md"
 }
+bare_fsync() {
+  bin/loadgen --bare --url "http://127.0.0.1:$durable_port" --pid "$durable_pid" --label bare-fsync \
+    --json "$out/results.json" "$@" | tail -n +3 >>"$out/results.md"
+}
 upstream() {
   bin/loadgen --url "http://127.0.0.1:$up_port" --user admin --password-file "$work/upstream/admin-token" \
     --pid "$up_pid" --label upstream-direct --json "$out/results.json" "$@" | tail -n +3 >>"$out/results.md"
@@ -86,6 +97,7 @@ if [ -z "$only" ]; then
 # two servers, so that neither inherits the other's write-back.
 for size in 1MiB 64MiB 256MiB; do
   sync; bare --concurrency 1 --duration "$duration" --scenarios "blob-push-$size"
+  sync; bare_fsync --concurrency 1 --duration "$duration" --scenarios "blob-push-$size"
   sync; unireg --concurrency 1 --duration "$duration" --scenarios "blob-push-$size"
 done
 sync

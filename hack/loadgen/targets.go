@@ -50,6 +50,10 @@ func targetsMain(args []string) {
 		compare(what, "unireg", scenario, "the bare server", "bare", scenario, want)
 	}
 	ratio("blob push 256 MiB", "blob-push-256MiB", 0.90)
+	// Issue 21: push against a bare server doing the same durable work
+	// (loadgen bare --fsync), and chunked against monolithic.
+	compare("blob push 256 MiB", "unireg", "blob-push-256MiB", "the durable bare server", "bare-fsync", "blob-push-256MiB", 0.95)
+	compare("chunked push 256 MiB", "unireg", "blob-push-chunked-256MiB", "a monolithic push", "unireg", "blob-push-256MiB", 0.90)
 	ratio("blob pull 256 MiB (client verifies sha256)", "blob-pull-256MiB", 0.95)
 	if u, ok := get("unireg", "manifest-get-tag"); ok {
 		fmt.Printf("| manifest GET by tag, bearer token, %d connections >= 15,000 req/s | %s req/s | %s |\n", u.Concurrency, commas(u.Throughput), yes(u.Throughput >= 15000))
