@@ -171,7 +171,9 @@ func notReadyReason(res nodemirror.Result, hostsDir string, err error) string {
 }
 
 // recordReadiness writes "ok" to readyFile when why is empty; otherwise it
-// removes readyFile and writes why to readyFile.why.
+// writes why to readyFile.why and removes readyFile. Each file is written
+// before the other is removed, so a probe in between finds one of them
+// (both read as ready: the state it is leaving), never neither.
 func recordReadiness(readyFile, why string) error {
 	if err := os.MkdirAll(filepath.Dir(readyFile), 0o755); err != nil {
 		return err
@@ -183,10 +185,10 @@ func recordReadiness(readyFile, why string) error {
 		}
 		return removeIfThere(whyFile)
 	}
-	if err := removeIfThere(readyFile); err != nil {
+	if err := writeFileAtomic(whyFile, []byte(why+"\n")); err != nil {
 		return err
 	}
-	return writeFileAtomic(whyFile, []byte(why+"\n"))
+	return removeIfThere(readyFile)
 }
 
 func writeFileAtomic(name string, data []byte) error {
