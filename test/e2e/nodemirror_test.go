@@ -99,6 +99,20 @@ func (s *suite) nodeMirror(t *testing.T) {
 		return len(pods) == 1 && !old[pods[0].Name] && pods[0].DeletionTimestamp == nil, fmt.Sprintf("%d ready pods", len(pods))
 	})
 	s.k.waitRegistryReady(s.mirrorNS, mirrorRegistry, 1, 3*time.Minute)
+	// A Ready pod is not yet where the ClusterIP leads: until kube-proxy
+	// has the new endpoint, containerd's mirror is refused and it falls
+	// back to the upstream (as designed, and what the counts below would
+	// call a pull that bypassed the cache). Wait until the node reaches
+	// the new pod through the Service, as containerd will.
+	eventually(t, time.Minute, "the Service's ClusterIP answers from the node", func() (bool, string) {
+		c := http.Client{Timeout: 2 * time.Second}
+		resp, err := c.Get("http://" + mirrorHost + "/readyz")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
+	})
 
 	s.runMirrored(t, "app")
 	if m, b := up.manifests.Load(), up.blobs.Load(); m == 0 || b == 0 {
