@@ -201,7 +201,9 @@ func TestGCCommandDryRunChangesNothingAndReportsEveryKey(t *testing.T) {
 	pushDeletedImage(t, s.url, "team/gone")
 	pushImage(t, s.url, "team/app", "dev")
 	pushImage(t, s.url, "team/app", "release")
-	time.Sleep(20 * time.Millisecond)
+	// Past the grace and the collector's second to spare, so both dry runs
+	// below see the same unreferenced blobs.
+	time.Sleep(gc.TimeSpare + 200*time.Millisecond)
 	store := storeOf(t, dataDir)
 	before := storeContents(t, store)
 	// The retention rule and the short grace give the dry run something to
