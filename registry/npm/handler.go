@@ -114,6 +114,8 @@ type Handler struct {
 	uploads  *protocol.Uploads
 	uplink   *uplink // nil without an Upstream
 	pulled   *pullthrough.Pulled
+	// searchIndex answers searches without reading documents (searchindex.go).
+	searchIndex *searchIndex
 }
 
 // MountPrefix is the path a handler configured with prefix is mounted at:
@@ -151,6 +153,8 @@ func New(o Options) (*Handler, error) {
 		tokens:   o.Tokens,
 		uploads:  protocol.NewUploads(o.Uploads),
 	}
+	h.searchIndex = newSearchIndex(o.Storage, h.packageNames, h.packages.load)
+	h.packages.written = h.searchIndex.written
 	h.guard = protocol.Guard{Gate: o.Gate, Protocol: auth.ProtocolNPM, Type: auth.TypePackage, Refuse: refuse}
 	var err error
 	if h.uplink, err = newUplink(o); err != nil {

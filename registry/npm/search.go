@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/unireg/unireg/registry/auth"
 	"github.com/unireg/unireg/registry/storage"
@@ -45,9 +46,8 @@ const maxSearchText = 1024
 // search answers /-/v1/search among the packages the caller may read: the
 // terms and qualifiers of the text (see searchQuery) select the packages,
 // every match is ranked (see rank), and only then is the page (from, size)
-// cut. It reads every packument the caller may read (but those a scope:
-// qualifier rules out), so a caller who could see nothing gets the empty
-// answer without a read.
+// cut. It reads no document but the search index's (searchindex.go), and
+// a caller who could see nothing gets the empty answer without even that.
 func (h *Handler) search(q *request) error {
 	if h.opts.DisableSearch {
 		return newError(http.StatusNotFound, "search is disabled on this registry")
@@ -63,23 +63,19 @@ func (h *Handler) search(q *request) error {
 	sq := parseSearchQuery(text)
 	size := boundedInt(query.Get("size"), 20, 1, 250)
 	from := boundedInt(query.Get("from"), 0, 0, 1<<20)
-	var names []string
+	var entries []*searchEntry
 	if q.MaySeeSome(auth.ActionRead) {
 		var err error
-		if names, err = h.packageNames(q.R.Context()); err != nil {
+		if entries, err = h.searchIndex.docs(q.R.Context()); err != nil {
 			return err
 		}
 	}
 	var matches []searchMatch
-	for _, name := range names {
-		if !sq.inScopes(name) || !q.Allowed(name, auth.ActionRead) {
+	for _, e := range entries {
+		if !sq.inScopes(e.name) || !q.Allowed(e.name, auth.ActionRead) {
 			continue
 		}
-		c, err := h.packages.cached(q.R.Context(), name)
-		if err != nil || c == nil {
-			continue
-		}
-		if m, ok := sq.match(newSearchDoc(c.doc)); ok {
+		if m, ok := sq.match(e.doc); ok {
 			matches = append(matches, m)
 		}
 	}
@@ -245,27 +241,66 @@ func (sq searchQuery) inScopes(name string) bool {
 	return true
 }
 
+// The bounds of what the search index keeps of a package, so that one
+// takes at most about 16 KiB however large its document (a typical one,
+// well under 1 KiB): its description's first maxIndexedText bytes, its
+// first maxIndexedKeywords keywords and maxIndexedPeople maintainers, each
+// keyword, name and email cut at maxIndexedWord bytes. Search matches and
+// answers with what is kept. Names and versions are bounded when written.
+const (
+	maxIndexedText     = 1024
+	maxIndexedKeywords = 20
+	maxIndexedPeople   = 16
+	maxIndexedWord     = 100
+)
+
 // searchDoc is what search looks at in a package: the latest version's
-// fields, lowercased for matching, and the document to answer with.
+// fields, lowercased for matching, and what a hit answers with.
 type searchDoc struct {
-	p                       packument
 	name, bare, description string
 	keywords                []string
 	authors, maintainers    []string // names and emails
 	deprecated, unstable    bool
 	stars                   int
+	hit                     searchHit
 }
 
+// searchHit is the part of a hit that depends on the package alone.
+type searchHit struct {
+	name, version, description string
+	keywords                   []any
+	date                       any
+	maintainers                []map[string]string
+	quality                    float64
+}
+
+// newSearchDoc makes the search document of p, which it only reads (p may
+// be a document other requests hold).
 func newSearchDoc(p packument) *searchDoc {
-	d := &searchDoc{p: p, name: strings.ToLower(p.name())}
+	d := &searchDoc{name: strings.ToLower(p.name())}
 	d.bare = d.name
 	if _, bare, ok := strings.Cut(d.name, "/"); ok && strings.HasPrefix(d.name, "@") {
 		d.bare = bare
 	}
-	latestVersion := str(p.distTags()["latest"])
-	latest := p.version(latestVersion)
-	d.description = strings.ToLower(searchDescription(p, latest))
+	latestVersion := str(obj(p["dist-tags"])["latest"])
+	latest := obj(obj(p["versions"])[latestVersion])
+	d.hit = searchHit{
+		name: p.name(), version: latestVersion, description: clip(searchDescription(p, latest), maxIndexedText),
+		keywords: []any{}, date: scalar(obj(p["time"])["modified"]), maintainers: []map[string]string{},
+		quality: quality(p, latest),
+	}
+	d.description = strings.ToLower(d.hit.description)
 	for _, k := range searchKeywords(p, latest) {
+		if len(d.hit.keywords) == maxIndexedKeywords {
+			break
+		}
+		if k = scalar(k); k == nil {
+			continue
+		}
+		if s, ok := k.(string); ok {
+			k = clip(s, maxIndexedWord)
+		}
+		d.hit.keywords = append(d.hit.keywords, k)
 		d.keywords = append(d.keywords, strings.ToLower(str(k)))
 	}
 	author := p["author"]
@@ -273,10 +308,15 @@ func newSearchDoc(p packument) *searchDoc {
 		author = a
 	}
 	name, email := personOf(author)
-	d.authors = nonEmpty(strings.ToLower(name), strings.ToLower(email))
+	d.authors = nonEmpty(strings.ToLower(clip(name, maxIndexedWord)), strings.ToLower(clip(email, maxIndexedWord)))
 	for _, m := range asSlice(p["maintainers"]) {
+		if len(d.hit.maintainers) == maxIndexedPeople {
+			break
+		}
 		mm := obj(m)
-		d.maintainers = append(d.maintainers, nonEmpty(strings.ToLower(str(mm["name"])), strings.ToLower(str(mm["email"])))...)
+		name, email := clip(str(mm["name"]), maxIndexedWord), clip(str(mm["email"]), maxIndexedWord)
+		d.hit.maintainers = append(d.hit.maintainers, map[string]string{"username": name, "email": email})
+		d.maintainers = append(d.maintainers, nonEmpty(strings.ToLower(name), strings.ToLower(email))...)
 	}
 	d.deprecated = str(latest["deprecated"]) != ""
 	d.unstable = unstableVersion(latestVersion)
@@ -286,6 +326,27 @@ func newSearchDoc(p packument) *searchDoc {
 		}
 	}
 	return d
+}
+
+// clip cuts s to at most n bytes, at a character boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// scalar is v when it is a JSON scalar (a keyword or a date written as a
+// number, say), nil for an object or an array, which the index does not keep.
+func scalar(v any) any {
+	switch v.(type) {
+	case map[string]any, []any:
+		return nil
+	}
+	return v
 }
 
 func searchDescription(p packument, latest map[string]any) string {
@@ -474,7 +535,7 @@ func rank(matches []searchMatch) {
 		if matches[i].relevance != matches[j].relevance {
 			return matches[i].relevance > matches[j].relevance
 		}
-		return matches[i].doc.p.name() < matches[j].doc.p.name()
+		return matches[i].doc.hit.name < matches[j].doc.hit.name
 	})
 }
 
@@ -486,20 +547,10 @@ func rank(matches []searchMatch) {
 // license and repository the package has; popularity, its stars against the
 // most starred match; maintenance, 0 when the latest version is deprecated.
 func (m searchMatch) hit(i, total, maxStars int) map[string]any {
-	p := m.doc.p
-	latest := p.version(str(p.distTags()["latest"]))
-	maintainers := []map[string]string{}
-	for _, mt := range asSlice(p["maintainers"]) {
-		mm := obj(mt)
-		maintainers = append(maintainers, map[string]string{"username": str(mm["name"]), "email": str(mm["email"])})
-	}
+	h := m.doc.hit
 	publisher := map[string]string{"username": "", "email": ""}
-	if len(maintainers) > 0 {
-		publisher = maintainers[0]
-	}
-	keywords := searchKeywords(p, latest)
-	if keywords == nil {
-		keywords = []any{}
+	if len(h.maintainers) > 0 {
+		publisher = h.maintainers[0]
 	}
 	searchScore := 1.0
 	if m.terms > 0 {
@@ -515,12 +566,12 @@ func (m searchMatch) hit(i, total, maxStars int) map[string]any {
 	}
 	return map[string]any{
 		"package": map[string]any{
-			"name": p.name(), "version": str(p.distTags()["latest"]), "description": searchDescription(p, latest),
-			"keywords": keywords, "date": p.times()["modified"], "links": map[string]any{},
-			"publisher": publisher, "maintainers": maintainers,
+			"name": h.name, "version": h.version, "description": h.description,
+			"keywords": h.keywords, "date": h.date, "links": map[string]any{},
+			"publisher": publisher, "maintainers": h.maintainers,
 		},
 		"score": map[string]any{"final": float64(total-i) / float64(total), "detail": map[string]any{
-			"quality": quality(p, latest), "popularity": popularity, "maintenance": maintenance,
+			"quality": h.quality, "popularity": popularity, "maintenance": maintenance,
 		}},
 		"searchScore": searchScore,
 	}

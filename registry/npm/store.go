@@ -70,6 +70,9 @@ type packages struct {
 	segments *segmentCache
 	// signing signs the versions of our documents as they are rendered.
 	signing *SigningKeys
+	// written, when set, is told of every write update made: the
+	// package's new document (nil when deleted) and its index's Info.
+	written func(name string, doc packument, info storage.Info)
 }
 
 // A stored is a package's document as read: the index's top-level fields
@@ -393,12 +396,19 @@ func (ps *packages) update(ctx context.Context, name string, change func(cur *dr
 			}
 			segs = planSegments(st.segs, next)
 		}
-		err = ps.commit(ctx, name, st, segs, index)
+		info, err := ps.commit(ctx, name, st, segs, index)
 		if errors.Is(err, storage.ErrPreconditionFailed) {
 			continue
 		}
 		if err != nil {
 			return nil, err
+		}
+		if ps.written != nil { // under the package's lock: in the order of the writes
+			var doc packument
+			if next != nil {
+				doc = next.doc()
+			}
+			ps.written(name, doc, info)
 		}
 		return next, nil // nil after a deletion
 	}
@@ -425,11 +435,12 @@ func indexDoc(d *draft, segs []*segment) packument {
 // for the one index returns (once they are named) if it is still at st's
 // version. The segments st listed and doc
 // does not are deleted once it is in place; the segments written for an
-// index that did not land, at once.
-func (ps *packages) commit(ctx context.Context, name string, st *stored, segs []*segment, index func() packument) error {
+// index that did not land, at once. It returns the Info of the index written.
+func (ps *packages) commit(ctx context.Context, name string, st *stored, segs []*segment, index func() packument) (storage.Info, error) {
+	var info storage.Info
 	written, err := ps.writeSegments(ctx, name, segs)
 	if err == nil {
-		err = ps.swapIndex(ctx, name, st.version, index())
+		info, err = ps.swapIndex(ctx, name, st.version, index())
 	}
 	cleanup := context.WithoutCancel(ctx)
 	if err != nil {
@@ -437,9 +448,9 @@ func (ps *packages) commit(ctx context.Context, name string, st *stored, segs []
 			storage.DeleteMany(cleanup, ps.store, written)
 		}
 		if errors.Is(err, storage.ErrPreconditionFailed) {
-			return err
+			return info, err
 		}
-		return fmt.Errorf("write packument of %s: %w", name, err)
+		return info, fmt.Errorf("write packument of %s: %w", name, err)
 	}
 	kept := map[string]bool{}
 	for _, s := range segs {
@@ -458,19 +469,18 @@ func (ps *packages) commit(ctx context.Context, name string, st *stored, segs []
 	if len(gone) > 0 {
 		storage.DeleteMany(cleanup, ps.store, gone)
 	}
-	return nil
+	return info, nil
 }
 
 // swapIndex writes the index doc over the one at version ("" when none).
-func (ps *packages) swapIndex(ctx context.Context, name, version string, doc packument) error {
+func (ps *packages) swapIndex(ctx context.Context, name, version string, doc packument) (storage.Info, error) {
 	body, err := json.Marshal(doc)
 	if err != nil {
-		return err
+		return storage.Info{}, err
 	}
 	cond := storage.Condition{IfMatch: version}
 	if version == "" {
 		cond = storage.Condition{IfNoneMatch: true}
 	}
-	_, err = ps.store.Put(ctx, packumentKey(name), bytes.NewReader(body), cond)
-	return err
+	return ps.store.Put(ctx, packumentKey(name), bytes.NewReader(body), cond)
 }
