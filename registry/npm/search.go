@@ -1,10 +1,11 @@
 package npm
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -433,7 +434,7 @@ type searchMatch struct {
 }
 
 // match applies the query to a package.
-func (sq searchQuery) match(d *searchDoc) (searchMatch, bool) {
+func (sq *searchQuery) match(d *searchDoc) (searchMatch, bool) {
 	m := searchMatch{doc: d, terms: len(sq.terms)}
 	for _, f := range sq.keywords {
 		if !f.matches(d.keywords) {
@@ -507,7 +508,7 @@ func (f keywordFilter) matches(keywords []string) bool {
 }
 
 // termTier is the best way a term matches a package.
-func (sq searchQuery) termTier(d *searchDoc, t string) int {
+func (sq *searchQuery) termTier(d *searchDoc, t string) int {
 	switch {
 	case d.name == t && sq.boostExact:
 		return matchExactName
@@ -531,11 +532,11 @@ func (sq searchQuery) termTier(d *searchDoc, t string) int {
 // (an exact name beats a prefix, which beats a name containing the term,
 // then a keyword, then the description), then by name.
 func rank(matches []searchMatch) {
-	sort.Slice(matches, func(i, j int) bool {
-		if matches[i].relevance != matches[j].relevance {
-			return matches[i].relevance > matches[j].relevance
+	slices.SortFunc(matches, func(a, b searchMatch) int {
+		if c := cmp.Compare(b.relevance, a.relevance); c != 0 {
+			return c
 		}
-		return matches[i].doc.hit.name < matches[j].doc.hit.name
+		return strings.Compare(a.doc.hit.name, b.doc.hit.name)
 	})
 }
 

@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/unireg/unireg/registry/storage"
 	"github.com/unireg/unireg/registry/storage/inmemory"
@@ -71,7 +73,12 @@ func BenchmarkSearch10kPackages(b *testing.B) {
 // packumentCounter counts the Opens and Stats of packuments.
 type packumentCounter struct {
 	storage.Driver
-	opens, stats atomic.Int64
+	opens, stats, lists atomic.Int64
+}
+
+func (c *packumentCounter) List(ctx context.Context, prefix string) ([]string, error) {
+	c.lists.Add(1)
+	return c.Driver.List(ctx, prefix)
 }
 
 func (c *packumentCounter) Open(ctx context.Context, key string) (storage.Object, error) {
@@ -124,5 +131,120 @@ func TestSearchAgainReadsNoPackument(t *testing.T) {
 	}
 	if o, s := store.opens.Load(), store.stats.Load(); o != 0 || s != 0 {
 		t.Fatalf("second search opened %d packuments and stat'ed %d, want none", o, s)
+	}
+	h.searchIndex.setIntervals(0, 0) // every search sweeps first
+	if got := searchOn(t, h, "benchmark"); len(got) != n {
+		t.Fatalf("search after a sweep found %d packages, want %d", len(got), n)
+	}
+	if o, s := store.opens.Load(), store.stats.Load(); o != 0 || s != n {
+		t.Fatalf("search after a sweep opened %d packuments and stat'ed %d, want none and %d", o, s, n)
+	}
+}
+
+// setIntervals sets the sweep intervals of the index (see searchIndex).
+func (x *searchIndex) setIntervals(sweepEvery, maxAge time.Duration) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.sweepEvery, x.maxAge = sweepEvery, maxAge
+}
+
+// searchNamesOn searches on h as user and returns the names found.
+func (hs *harness) searchNamesOn(h http.Handler, user, text string) []string {
+	hs.t.Helper()
+	w := hs.doOn(h, call{method: http.MethodGet, path: "/-/v1/search?" + url.Values{"text": {text}}.Encode(), user: user})
+	expectStatus(hs.t, w, http.StatusOK)
+	var names []string
+	for _, o := range decodeBody(hs.t, w)["objects"].([]any) {
+		names = append(names, o.(map[string]any)["package"].(map[string]any)["name"].(string))
+	}
+	return names
+}
+
+// publishOn publishes name@1.0.0 with a description through h.
+func (hs *harness) publishOn(h http.Handler, name, description string) {
+	hs.t.Helper()
+	p := newPublish(name, "1.0.0", tarballOf(name, "1.0.0"))
+	p.doc["description"] = description
+	w := hs.doOn(h, call{method: http.MethodPut, path: "/" + escapeName(name), body: p.body(), user: "admin",
+		header: map[string]string{"Content-Type": "application/json"}})
+	expectStatus(hs.t, w, http.StatusCreated)
+}
+
+// unpublishOn deletes the whole package through h.
+func (hs *harness) unpublishOn(h http.Handler, name string) {
+	hs.t.Helper()
+	rev := hs.writeDoc(name)["_rev"].(string)
+	expectStatus(hs.t, hs.doOn(h, call{method: http.MethodDelete, path: "/" + escapeName(name) + "/-rev/" + rev, user: "admin"}), http.StatusOK)
+}
+
+func TestSearchSeesItsOwnPublishAtOnce(t *testing.T) {
+	hs := searchHarness(t)
+	if got := hs.searchNamesOn(hs.h, "admin", "pad"); len(got) != 3 {
+		t.Fatalf("search = %v", got)
+	}
+	hs.h.searchIndex.setIntervals(time.Hour, time.Hour) // no sweep from now on
+	hs.publishOn(hs.h, "center-pad", "pads in the middle")
+	if got, want := hs.searchNamesOn(hs.h, "admin", "middle"), []string{"center-pad"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("search after a publish = %v, want %v", got, want)
+	}
+	expectStatus(t, hs.do(call{method: http.MethodPut, path: "/-/package/center-pad/dist-tags/beta", user: "admin",
+		body: []byte(`"1.0.0"`), header: map[string]string{"Content-Type": "application/json"}}), http.StatusCreated)
+	hs.unpublishOn(hs.h, "center-pad")
+	if got := hs.searchNamesOn(hs.h, "admin", "middle"); len(got) != 0 {
+		t.Fatalf("search after the unpublish = %v, want nothing", got)
+	}
+}
+
+func TestSearchSeesAnotherHandlersWritesAfterTheBound(t *testing.T) {
+	hs := searchHarness(t)
+	other := hs.newHandler() // another replica over the same storage
+	if got := hs.searchNamesOn(hs.h, "admin", "pad"); len(got) != 3 {
+		t.Fatalf("search = %v", got)
+	}
+	hs.h.searchIndex.setIntervals(time.Hour, time.Hour)
+	hs.publishOn(other, "center-pad", "pads in the middle")
+	hs.unpublishOn(other, "right-pad")
+	// Within the bound, the index answers as it was: it read nothing.
+	if got, want := hs.searchNamesOn(hs.h, "admin", "pad"), []string{"left-pad", "right-pad", "@acme/secret"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("search within the bound = %v, want %v", got, want)
+	}
+	hs.h.searchIndex.setIntervals(10*time.Millisecond, 30*time.Millisecond)
+	time.Sleep(40 * time.Millisecond)
+	if got, want := hs.searchNamesOn(hs.h, "admin", "pad"), []string{"center-pad", "left-pad", "@acme/secret"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("search after the bound = %v, want %v", got, want)
+	}
+}
+
+func TestSearchForgetsPackagesWhoseFilesAreGone(t *testing.T) {
+	hs := searchHarness(t)
+	if got := hs.searchNamesOn(hs.h, "admin", "pad"); len(got) != 3 {
+		t.Fatalf("search = %v", got)
+	}
+	if err := hs.store.DeleteAll(context.Background(), packageKey("left-pad")); err != nil {
+		t.Fatal(err)
+	}
+	hs.h.searchIndex.setIntervals(0, 0) // every search sweeps first
+	if got, want := hs.searchNamesOn(hs.h, "admin", "pad"), []string{"right-pad", "@acme/secret"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("search = %v, want %v", got, want)
+	}
+}
+
+// A caller who may read nothing gets the empty answer without a look at
+// storage, or at the index.
+func TestSearchByACallerWhoMayReadNothingReadsNothing(t *testing.T) {
+	hs := newHarness(t, map[string][]string{"admin": {"*"}, "pusher": {"oci:repository:*:push"}})
+	hs.mustPublish("left-pad", "1.0.0")
+	store := &packumentCounter{Driver: hs.store}
+	h := mustNew(Options{Storage: store, Gate: hs.gate})
+	if got := hs.searchNamesOn(h, "pusher", "pad"); len(got) != 0 {
+		t.Fatalf("search = %v, want nothing", got)
+	}
+	if o, s, l := store.opens.Load(), store.stats.Load(), store.lists.Load(); o+s+l != 0 {
+		t.Fatalf("search opened %d packuments, stat'ed %d, listed %d times: want nothing", o, s, l)
+	}
+	h.searchIndex.mu.Lock()
+	defer h.searchIndex.mu.Unlock()
+	if !h.searchIndex.started.IsZero() {
+		t.Fatal("the search swept the index")
 	}
 }
