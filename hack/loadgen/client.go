@@ -119,7 +119,9 @@ func (c *client) fetchToken(challenge, scope string) (string, error) {
 	if params["service"] != "" {
 		q.Set("service", params["service"])
 	}
-	q.Set("scope", scope)
+	for _, sc := range strings.Fields(scope) { // "a b": two scopes, as a cross-repository mount asks
+		q.Add("scope", sc)
+	}
 	req, err := http.NewRequest(http.MethodGet, params["realm"]+"?"+q.Encode(), nil)
 	if err != nil {
 		return "", err

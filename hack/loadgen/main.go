@@ -57,6 +57,15 @@ type env struct {
 	pkgOnce sync.Once
 	pkgName string
 	pkgErr  error
+
+	// The growth scenarios (growth.go): their populations, shared across
+	// the run, and this scenario's report of its own.
+	growth              growth
+	populateConcurrency int
+	populateTimeout     time.Duration
+	populateStart       time.Time
+	populateDeadline    time.Time
+	pop                 populated
 }
 
 type scenario struct {
@@ -64,6 +73,11 @@ type scenario struct {
 	bytes bool // throughput in MB/s rather than req/s
 	setup setupFunc
 	bare  setupFunc // against `loadgen bare`; nil when it has no equivalent
+
+	// concurrency and requests, when set, fix the scenario's load whatever
+	// the flags say (the rollout storm).
+	concurrency int
+	requests    int
 }
 
 const (
@@ -127,6 +141,9 @@ func main() {
 		upstreamUser         = flag.String("upstream-user", "admin", "cache-pull-* scenarios: user name at the upstream's token realm")
 		upstreamPasswordFile = flag.String("upstream-password-file", "", "cache-pull-* scenarios: file holding the upstream's password or token")
 		cacheNamespace       = flag.String("cache-namespace", "", "cache-pull-* scenarios: the NAME of the upstream in the cache (--oci-upstream NAME=URL)")
+
+		populateConcurrency = flag.Int("populate-concurrency", 16, "growth scenarios: concurrent workers populating the registry")
+		populateTimeout     = flag.Duration("populate-timeout", 10*time.Minute, "growth scenarios: the most time a scenario spends populating; a capped population is reported with the count reached")
 	)
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -143,6 +160,9 @@ func main() {
 		}
 		fmt.Println("blob-push-<N>MiB, blob-push-chunked-<N>MiB, blob-pull-<N>MiB: any size")
 		fmt.Println("cache-pull-cold-<N>MiB, cache-pull-warm-<N>MiB: any size, through a pull-through cache (--upstream-url, --cache-namespace)")
+		for _, g := range growthNames {
+			fmt.Println(g)
+		}
 		return
 	}
 	if *passwordFile != "" {
@@ -162,7 +182,8 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	e := &env{c: c, npmURL: c.url(*npmPrefix), concurrency: *concurrency, requests: *requests, cacheNamespace: *cacheNamespace}
+	e := &env{c: c, npmURL: c.url(*npmPrefix), concurrency: *concurrency, requests: *requests, cacheNamespace: *cacheNamespace,
+		populateConcurrency: *populateConcurrency, populateTimeout: *populateTimeout}
 	if *upstreamURL != "" {
 		upstreamPassword := ""
 		if *upstreamPasswordFile != "" {
@@ -183,8 +204,12 @@ func main() {
 		if *bare {
 			setup = s.bare
 		}
-		log.Printf("%s: concurrency %d", s.name, *concurrency)
-		r := runScenario(ctx, e, s, setup, *concurrency, *duration, *requests, *pid)
+		conc, reqs := *concurrency, *requests
+		if s.concurrency > 0 {
+			conc, reqs = s.concurrency, s.requests
+		}
+		log.Printf("%s: concurrency %d", s.name, conc)
+		r := runScenario(ctx, e, s, setup, conc, *duration, reqs, *pid)
 		r.Label = *label
 		results = append(results, r)
 		if r.FirstError != "" {
@@ -240,6 +265,12 @@ func selectScenarios(names string, bare bool) ([]scenario, error) {
 		case cacheScenario.MatchString(name):
 			s, _ := parseCacheScenario(name)
 			out = append(out, s)
+		case growthScenario.MatchString(name) || versionsScenario.MatchString(name) || name == "rollout-storm":
+			s, ok := parseGrowthScenario(name)
+			if !ok {
+				return nil, fmt.Errorf("scenario %q: want a count above 0", name)
+			}
+			out = append(out, s...)
 		default:
 			return nil, fmt.Errorf("no scenario %q (see -list)", name)
 		}
@@ -269,6 +300,13 @@ type result struct {
 	P99ms       float64 `json:"p99_ms"`
 	IdleRSSMiB  float64 `json:"idle_rss_mib,omitempty"`
 	PeakRSSMiB  float64 `json:"peak_rss_mib,omitempty"`
+
+	// The growth scenarios' population: the items it reached (repositories,
+	// tags, packages, versions of a package), those it wanted (more when
+	// --populate-timeout capped it), and the seconds it took.
+	Populated       int     `json:"populated,omitempty"`
+	PopulateWant    int     `json:"populate_want,omitempty"`
+	PopulateSeconds float64 `json:"populate_seconds,omitempty"`
 }
 
 // runScenario sets up a scenario and runs its operation from concurrency
@@ -281,7 +319,14 @@ func runScenario(ctx context.Context, e *env, s scenario, setup setupFunc, concu
 	if s.bytes {
 		r.Unit = "MB/s"
 	}
+	e.pop = populated{}
+	e.populateStart = time.Now()
+	e.populateDeadline = e.populateStart.Add(e.populateTimeout)
 	op, err := setup(ctx, e)
+	r.Populated, r.PopulateWant, r.PopulateSeconds = e.pop.Items, e.pop.Want, e.pop.Seconds
+	if r.PopulateWant > 0 {
+		log.Printf("%s: populated %d of %d in %.1f s", s.name, r.Populated, r.PopulateWant, r.PopulateSeconds)
+	}
 	if err != nil {
 		r.Errors, r.FirstError = 1, "setup: "+err.Error()
 		return r
@@ -364,8 +409,12 @@ func writeMarkdown(w io.Writer, results []result) {
 		if r.PeakRSSMiB > 0 {
 			mem = fmt.Sprintf("%.1f MiB (%.1f MiB)", r.PeakRSSMiB-r.IdleRSSMiB, r.PeakRSSMiB)
 		}
+		name := r.Scenario
+		if r.Populated < r.PopulateWant {
+			name += fmt.Sprintf(" (populating capped at %d)", r.Populated)
+		}
 		fmt.Fprintf(w, "| %s | %s | %d | %d | %d | %s %s | %.2f ms | %.2f ms | %.2f ms | %s |\n",
-			r.Label, r.Scenario, r.Concurrency, r.Requests, r.Errors, commas(r.Throughput), r.Unit, r.P50ms, r.P90ms, r.P99ms, mem)
+			r.Label, name, r.Concurrency, r.Requests, r.Errors, commas(r.Throughput), r.Unit, r.P50ms, r.P90ms, r.P99ms, mem)
 	}
 }
 

@@ -39,8 +39,9 @@ func tarball(name, version string) []byte {
 }
 
 // publishBody is what `npm publish` sends for one version: its manifest
-// (about 1 KB of typical metadata) and the tarball as an attachment.
-func publishBody(registry, name, version string) []byte {
+// (about 1 KB of typical metadata, and the extra keywords) and the tarball
+// as an attachment.
+func publishBody(registry, name, version string, keywords ...string) []byte {
 	tgz := tarball(name, version)
 	sum512 := sha512.Sum512(tgz)
 	sum1 := sha1.Sum(tgz)
@@ -52,7 +53,7 @@ func publishBody(registry, name, version string) []byte {
 	manifest := map[string]any{
 		"name": name, "version": version, "main": "index.js", "license": "MIT",
 		"description":  "A package of the unireg load test, with metadata of a typical size.",
-		"keywords":     []string{"load", "test", "registry", "unireg"},
+		"keywords":     append([]string{"load", "test", "registry", "unireg"}, keywords...),
 		"author":       map[string]string{"name": "Load Tester", "email": "load@example.com"},
 		"repository":   map[string]string{"type": "git", "url": "git+https://example.com/load/" + name + ".git"},
 		"scripts":      map[string]string{"test": "node test.js", "build": "tsc -p ."},
@@ -75,8 +76,8 @@ func publishBody(registry, name, version string) []byte {
 	return body
 }
 
-func (e *env) publish(ctx context.Context, name, version string) error {
-	body := publishBody(e.npmURL, name, version)
+func (e *env) publish(ctx context.Context, name, version string, keywords ...string) error {
+	body := publishBody(e.npmURL, name, version, keywords...)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, e.npmURL+"/"+strings.Replace(name, "/", "%2f", 1), bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := e.c.npmDo(req)

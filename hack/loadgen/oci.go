@@ -234,37 +234,69 @@ func readVerified(resp *http.Response, wantHex string, size int64) (int64, error
 
 const manifestType = "application/vnd.oci.image.manifest.v1+json"
 
-// pushImage pushes a small image (config and one 4 KiB layer) under tags.
-func (e *env) pushImage(ctx context.Context, repo string, tags ...string) (string, error) {
-	layerID := blobIDs.Add(1)
-	layerDigest := blobDigest(layerID, 4096)
-	if err := e.pushBlob(ctx, repo, layerID, 4096, false, layerDigest); err != nil {
-		return "", err
-	}
-	config := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["` + layerDigest + `"]}}`)
-	configDigest := fmt.Sprintf("sha256:%x", sha256.Sum256(config))
-	if err := e.putBlob(ctx, repo, config, configDigest); err != nil {
-		return "", err
-	}
-	manifest, _ := json.Marshal(map[string]any{
+// image is a small image held in memory: a config and one 4 KiB layer
+// (generated from its id) and the manifest that names them.
+type image struct {
+	layerID        uint64
+	layerDigest    string
+	config         []byte
+	configDigest   string
+	manifest       []byte
+	manifestDigest string
+}
+
+// newImage makes a small image with a new layer.
+func newImage() *image {
+	img := &image{layerID: blobIDs.Add(1)}
+	img.layerDigest = blobDigest(img.layerID, 4096)
+	img.config = []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["` + img.layerDigest + `"]}}`)
+	img.configDigest = fmt.Sprintf("sha256:%x", sha256.Sum256(img.config))
+	img.manifest, _ = json.Marshal(map[string]any{
 		"schemaVersion": 2, "mediaType": manifestType,
-		"config":      map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": configDigest, "size": len(config)},
-		"layers":      []any{map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layerDigest, "size": 4096}},
+		"config":      map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": img.configDigest, "size": len(img.config)},
+		"layers":      []any{map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": img.layerDigest, "size": 4096}},
 		"annotations": map[string]string{"org.opencontainers.image.description": strings.Repeat("load test image ", 20)},
 	})
-	for _, tag := range tags {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, e.c.url("/v2/"+repo+"/manifests/"+tag), nil)
-		req.Header.Set("Content-Type", manifestType)
-		resp, err := e.c.do(req, ociScope(repo, true), func() io.Reader { return bytes.NewReader(manifest) })
-		if err != nil {
-			return "", err
-		}
-		if err := expect(resp, http.StatusCreated); err != nil {
-			return "", err
-		}
-		drain(resp)
+	img.manifestDigest = fmt.Sprintf("sha256:%x", sha256.Sum256(img.manifest))
+	return img
+}
+
+// pushBlobs uploads the image's layer and config into repo.
+func (e *env) pushBlobs(ctx context.Context, repo string, img *image) error {
+	if err := e.pushBlob(ctx, repo, img.layerID, 4096, false, img.layerDigest); err != nil {
+		return err
 	}
-	return fmt.Sprintf("sha256:%x", sha256.Sum256(manifest)), nil
+	return e.putBlob(ctx, repo, img.config, img.configDigest)
+}
+
+// putManifest uploads an image manifest under ref (a tag or its digest).
+func (e *env) putManifest(ctx context.Context, repo, ref string, manifest []byte) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, e.c.url("/v2/"+repo+"/manifests/"+ref), nil)
+	req.Header.Set("Content-Type", manifestType)
+	resp, err := e.c.do(req, ociScope(repo, true), func() io.Reader { return bytes.NewReader(manifest) })
+	if err != nil {
+		return err
+	}
+	if err := expect(resp, http.StatusCreated); err != nil {
+		return err
+	}
+	drain(resp)
+	return nil
+}
+
+// pushImage pushes a new small image (config and one 4 KiB layer) under
+// tags and returns its manifest's digest.
+func (e *env) pushImage(ctx context.Context, repo string, tags ...string) (string, error) {
+	img := newImage()
+	if err := e.pushBlobs(ctx, repo, img); err != nil {
+		return "", err
+	}
+	for _, tag := range tags {
+		if err := e.putManifest(ctx, repo, tag, img.manifest); err != nil {
+			return "", err
+		}
+	}
+	return img.manifestDigest, nil
 }
 
 // putBlob uploads a small in-memory blob monolithically.
@@ -329,7 +361,12 @@ func tagList(ctx context.Context, e *env) (opFunc, error) {
 // getOp is a GET of path whose whole body is read, with the JWT for repo
 // (fetched once through the token flow).
 func (e *env) getOp(repo, path, accept string) (opFunc, error) {
-	scope := ociScope(repo, false)
+	return e.getOpScope(ociScope(repo, false), path, accept, nil)
+}
+
+// getOpScope is getOp with the token's scope given, and check run on each
+// worker's first body.
+func (e *env) getOpScope(scope, path, accept string, check func(body []byte, encoding string) error) (opFunc, error) {
 	req, _ := http.NewRequest(http.MethodGet, e.c.url(path), nil)
 	req.Header.Set("Accept", accept)
 	resp, err := e.c.do(req, scope, nil)
@@ -344,5 +381,5 @@ func (e *env) getOp(repo, path, accept string) (opFunc, error) {
 	if tok := e.c.token(scope); tok != "" {
 		header["Authorization"] = "Bearer " + tok
 	}
-	return rawGetOp(e.concurrency, e.c.url(path), header, nil)
+	return rawGetOp(e.concurrency, e.c.url(path), header, check)
 }
