@@ -188,8 +188,9 @@ func (x *searchIndex) sweep(ctx context.Context) error {
 
 // refresh brings one package's entry up to date, reading its document
 // only when its index document's storage version changed. A document that
-// cannot be read is left out (and tried again by the next sweep), as a
-// search without the index left it out.
+// cannot be read (corrupt) is left out, as a search without the index left
+// it out, and read again once it changed; one the storage could not serve
+// now fails the sweep.
 func (x *searchIndex) refresh(ctx context.Context, name string) error {
 	x.mu.Lock()
 	seq, prev := x.seq, x.entries[name]
@@ -210,7 +211,7 @@ func (x *searchIndex) refresh(ctx context.Context, name string) error {
 		if storage.IsUnavailable(err) || ctx.Err() != nil {
 			return err
 		}
-		x.set(&searchEntry{name: name}, seq, true)
+		x.set(&searchEntry{name: name, info: info}, seq, false)
 		return nil
 	}
 	e := &searchEntry{name: name, info: storage.Info{Version: version}}

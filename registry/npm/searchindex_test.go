@@ -248,3 +248,78 @@ func TestSearchByACallerWhoMayReadNothingReadsNothing(t *testing.T) {
 		t.Fatal("the search swept the index")
 	}
 }
+
+// interposer runs a function after a List or a Stat of the store returned,
+// before the caller sees what it returned: a write racing that call.
+type interposer struct {
+	storage.Driver
+	afterList, afterStat func(key string)
+}
+
+func (s *interposer) List(ctx context.Context, prefix string) ([]string, error) {
+	names, err := s.Driver.List(ctx, prefix)
+	if s.afterList != nil {
+		s.afterList(prefix)
+	}
+	return names, err
+}
+
+func (s *interposer) Stat(ctx context.Context, key string) (storage.Info, error) {
+	info, err := s.Driver.Stat(ctx, key)
+	if s.afterStat != nil {
+		s.afterStat(key)
+	}
+	return info, err
+}
+
+// A sweep never undoes a write of this handler that raced it: neither a
+// publish between the sweep's listing and its answer (the package is not
+// listed), nor one between a package's Stat (not found) and its answer.
+func TestSearchIndexKeepsWritesThatRaceASweep(t *testing.T) {
+	hs := newHarness(t, defaultUsers())
+	store := &interposer{Driver: hs.store}
+	h := mustNew(Options{Storage: store, Gate: hs.gate})
+	putJSON(t, hs, packageKey("late")+"/tarballs/0", "a file: late is listed, without a document")
+	var listed, statted atomic.Bool
+	store.afterList = func(prefix string) {
+		if prefix == packagesKey && listed.CompareAndSwap(false, true) {
+			hs.publishOn(h, "early", "a racing package")
+		}
+	}
+	store.afterStat = func(key string) {
+		if key == packumentKey("late") && statted.CompareAndSwap(false, true) {
+			hs.publishOn(h, "late", "a racing package")
+		}
+	}
+	hs.searchNamesOn(h, "reader", "racing") // the first search, and its sweep
+	if !listed.Load() || !statted.Load() {
+		t.Fatalf("the writes did not race the sweep (listed %v, stat'ed %v)", listed.Load(), statted.Load())
+	}
+	h.searchIndex.setIntervals(time.Hour, time.Hour) // what the index holds now
+	if got, want := hs.searchNamesOn(h, "reader", "racing"), []string{"early", "late"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("search = %v, want %v", got, want)
+	}
+}
+
+func TestSearchIndexSkipsACorruptDocumentUntilItChanges(t *testing.T) {
+	store := &packumentCounter{Driver: inmemory.New()}
+	putSmallPackuments(t, store, 3)
+	ctx := context.Background()
+	if _, err := store.Put(ctx, packumentKey("pkg-00001"), strings.NewReader("{not json"), storage.Condition{}); err != nil {
+		t.Fatal(err)
+	}
+	h := mustNew(Options{Storage: store})
+	if got, want := searchOn(t, h, "benchmark"), []string{"pkg-00000", "pkg-00002"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("search = %v, want %v", got, want)
+	}
+	h.searchIndex.setIntervals(0, 0)
+	store.opens.Store(0)
+	searchOn(t, h, "benchmark")
+	if o := store.opens.Load(); o != 0 {
+		t.Fatalf("a sweep opened %d packuments, want none: the corrupt one did not change", o)
+	}
+	putSmallPackuments(t, store, 3) // repaired
+	if got := searchOn(t, h, "benchmark"); len(got) != 3 {
+		t.Fatalf("search after the repair = %v", got)
+	}
+}

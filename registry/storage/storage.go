@@ -151,6 +151,22 @@ type Walker interface {
 	Walk(ctx context.Context, prefix string, fn func(Info) error) error
 }
 
+// A Pager is implemented by backends that can list the keys under a
+// prefix from any point in key order, at a cost in proportion to the page
+// and not to what sorts before it (S3's ListObjectsV2 with StartAfter; a
+// filesystem that skips the directories wholly before it). Use the
+// function Page, which falls back to Walk on other backends. Indexes made
+// of empty marker objects (the OCI catalog) page through it.
+type Pager interface {
+	// Page returns the keys of at most limit objects under prefix (as Walk
+	// visits them: every object for prefix ""), in lexical (byte-wise)
+	// order, that sort strictly after after: "" starts at the first, the
+	// last key of a page continues after it. after need not be a key that
+	// exists, nor a valid one. A missing prefix, or limit 0 or less, is an
+	// empty page and no error. Like a walk, a page is no snapshot.
+	Page(ctx context.Context, prefix, after string, limit int) ([]string, error)
+}
+
 // A BatchDeleter is implemented by backends that delete many objects in
 // few requests (S3's DeleteObjects, 1,000 keys a call). Use the function
 // DeleteMany, which falls back to Delete on other backends.
@@ -225,6 +241,36 @@ func walkByList(ctx context.Context, d Driver, prefix string, fn func(Info) erro
 	}
 	return nil
 }
+
+// Page returns a page of the keys under prefix as Pager.Page documents:
+// through d's Page when d is a Pager, otherwise by a Walk from the start of
+// prefix, which costs what sorts before after too.
+func Page(ctx context.Context, d Driver, prefix, after string, limit int) ([]string, error) {
+	if p, ok := d.(Pager); ok {
+		return p.Page(ctx, prefix, after, limit)
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	var keys []string
+	err := Walk(ctx, d, prefix, func(info Info) error {
+		if info.Key <= after {
+			return nil
+		}
+		keys = append(keys, info.Key)
+		if len(keys) == limit {
+			return errPageFull
+		}
+		return nil
+	})
+	if err != nil && err != errPageFull {
+		return nil, err
+	}
+	return keys, nil
+}
+
+// errPageFull stops the walk of Page's fallback.
+var errPageFull = errors.New("storage: page full")
 
 // DeleteMany removes the objects at keys as BatchDeleter.DeleteMany
 // documents: through d's DeleteMany when d is a BatchDeleter, otherwise

@@ -31,7 +31,8 @@ const copyBufferSize = 1 << 20
 
 // Driver stores objects as files under Root.
 type Driver struct {
-	root string
+	root  string
+	names dirCache // for Page
 }
 
 var (

@@ -27,12 +27,16 @@ type Driver struct {
 	mu      sync.RWMutex
 	objects map[string]*object
 	counter uint64
+	// sorted are the keys of objects in order, for Page; nil when a key
+	// was added or removed since it was built.
+	sorted []string
 }
 
 var (
 	_ storage.Driver       = (*Driver)(nil)
 	_ storage.Walker       = (*Driver)(nil)
 	_ storage.BatchDeleter = (*Driver)(nil)
+	_ storage.Pager        = (*Driver)(nil)
 )
 
 // New returns an empty in-memory store.
@@ -103,6 +107,9 @@ func (d *Driver) Put(_ context.Context, key string, r io.Reader, cond storage.Co
 
 func (d *Driver) store(key string, data []byte) *object {
 	d.counter++
+	if _, ok := d.objects[key]; !ok {
+		d.sorted = nil
+	}
 	o := &object{data: data, modTime: time.Now(), version: d.counter}
 	d.objects[key] = o
 	return o
@@ -147,6 +154,7 @@ func (d *Driver) Move(_ context.Context, src, dst string) error {
 		return fmt.Errorf("%s: %w", src, storage.ErrNotFound)
 	}
 	delete(d.objects, src)
+	d.sorted = nil
 	d.store(dst, o.data)
 	return nil
 }
@@ -162,6 +170,7 @@ func (d *Driver) Delete(_ context.Context, key string) error {
 		return fmt.Errorf("%s: %w", key, storage.ErrNotFound)
 	}
 	delete(d.objects, key)
+	d.sorted = nil
 	return nil
 }
 
@@ -177,6 +186,7 @@ func (d *Driver) DeleteAll(_ context.Context, prefix string) error {
 			delete(d.objects, k)
 		}
 	}
+	d.sorted = nil
 	return nil
 }
 
@@ -252,7 +262,44 @@ func (d *Driver) DeleteMany(_ context.Context, keys []string) error {
 	for _, key := range keys {
 		delete(d.objects, key)
 	}
+	d.sorted = nil
 	return nil
+}
+
+// Page implements storage.Pager by a binary search in the sorted keys,
+// which are sorted again after keys were added or removed.
+func (d *Driver) Page(_ context.Context, prefix, after string, limit int) ([]string, error) {
+	start := ""
+	if prefix != "" {
+		if err := storage.ValidateKey(prefix); err != nil {
+			return nil, err
+		}
+		start = prefix + "/"
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sorted == nil {
+		d.sorted = make([]string, 0, len(d.objects))
+		for k := range d.objects {
+			d.sorted = append(d.sorted, k)
+		}
+		sort.Strings(d.sorted)
+	}
+	i := sort.SearchStrings(d.sorted, max(after, start))
+	var keys []string
+	for ; i < len(d.sorted) && len(keys) < limit; i++ {
+		k := d.sorted[i]
+		if !strings.HasPrefix(k, start) {
+			break
+		}
+		if k > after {
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
 }
 
 // Ping implements storage.Driver.

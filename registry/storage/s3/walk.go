@@ -184,3 +184,65 @@ func commonPrefix(keys []string) string {
 	}
 	return strings.Join(common, "/")
 }
+
+var _ storage.Pager = (*Driver)(nil)
+
+// Page implements storage.Pager with one recursive ListObjectsV2 from
+// after (StartAfter; MaxKeys the limit, more requests only when the
+// driver's own objects took places), merged as Walk merges it with the keys
+// that exist only as appended parts, from one listing of their .appends
+// directory.
+func (d *Driver) Page(ctx context.Context, prefix, after string, limit int) ([]string, error) {
+	if prefix != "" {
+		if err := storage.ValidateKey(prefix); err != nil {
+			return nil, err
+		}
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	appended, err := d.appendedUnder(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("page %s: %w", prefix, err)
+	}
+	for len(appended) > 0 && appended[0].Key <= after {
+		appended = appended[1:]
+	}
+	dir := d.dir(prefix)
+	opts := minio.ListObjectsOptions{Prefix: dir, Recursive: true, MaxKeys: min(limit, 1000)}
+	if after != "" && d.object(after) > dir {
+		opts.StartAfter = d.object(after)
+	}
+	var keys []string
+	add := func(key string) bool {
+		keys = append(keys, key)
+		return len(keys) < limit
+	}
+	for oi := range d.client.ListObjectsIter(ctx, d.bucket, opts) {
+		if oi.Err != nil {
+			return nil, fmt.Errorf("page %s: %w", prefix, d.mapErr(oi.Err))
+		}
+		if storage.ValidateKey(strings.TrimPrefix(oi.Key, dir)) != nil {
+			continue // the driver's own objects, or a "directory" marker another tool made
+		}
+		key := strings.TrimPrefix(oi.Key, d.prefix)
+		for len(appended) > 0 && appended[0].Key < key {
+			if !add(appended[0].Key) {
+				return keys, nil
+			}
+			appended = appended[1:]
+		}
+		if len(appended) > 0 && appended[0].Key == key {
+			appended = appended[1:]
+		}
+		if !add(key) {
+			return keys, nil
+		}
+	}
+	for _, info := range appended {
+		if !add(info.Key) {
+			break
+		}
+	}
+	return keys, nil
+}
