@@ -198,7 +198,7 @@ fuzz: ## Run each Go fuzz target for $(FUZZTIME) (see docs/security.md). Not par
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg/ || exit 1; done
 
 .PHONY: bench
-bench: bench-npm ## Load-test a fresh registry and the bare baseline (hack/loadgen); results in bin/bench. Also runs bench-npm. Not part of make test.
+bench: bench-npm distribution ## Load-test a fresh registry, the bare baseline and CNCF Distribution (hack/loadgen); results in bin/bench. Also runs bench-npm. Not part of make test.
 	hack/bench.sh
 
 .PHONY: bench-npm

@@ -5,18 +5,39 @@
 # targets of docs/performance.md. Not part of make test.
 # The pull-through cache is measured with two more registries: an upstream
 # (token auth, like the first) and a cache whose --oci-upstream names it.
+# CNCF Distribution (bin/distribution, `make distribution`, pinned in
+# hack/distribution) runs beside them with filesystem storage and no auth,
+# and every OCI scenario it supports runs against it too (label
+# distribution); so does Zot when ZOT names its binary (label zot). The
+# targets report ends with the ratios unireg/distribution and unireg/zot.
+# The growth scenarios (issue 21: catalog and tag lists at N repositories
+# and tags, npm search at N packages, publish and packument at V versions,
+# the rollout storm) populate each server through its API first, for at
+# most BENCH_POPULATE_TIMEOUT a scenario.
 #   BENCH_DURATION  how long each scenario runs (default 10s)
 #   BENCH_ONLY      "cache": only the pull-through scenarios (and the local
-#                   blob pulls the warm pull is compared with)
+#                   blob pulls the warm pull is compared with); "growth":
+#                   only the growth scenarios
+#   BENCH_SCALE     the growth sizes N (default "100 10k"); "100 10k 100k"
+#                   adds 100,000 repositories and tags: opt-in, populating
+#                   them takes several minutes per server
+#   BENCH_POPULATE_TIMEOUT  the cap on one scenario's population (default
+#                   10m); a capped one is reported with the count reached
+#   ZOT             a Zot binary (its minimal build: `GOEXPERIMENT=jsonv2
+#                   CGO_ENABLED=0 go build ./cmd/zot` in its source tree)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${BENCH_OUT:-$root/bin/bench}
 duration=${BENCH_DURATION:-10s}
 only=${BENCH_ONLY:-}
-case "$only" in ""|cache) ;; *) echo "BENCH_ONLY=$only: want cache or nothing" >&2; exit 2 ;; esac
+scale=${BENCH_SCALE:-100 10k}
+populate_timeout=${BENCH_POPULATE_TIMEOUT:-10m}
+zot=${ZOT:-}
+case "$only" in ""|cache|growth) ;; *) echo "BENCH_ONLY=$only: want cache, growth or nothing" >&2; exit 2 ;; esac
 cd "$root"
 go build -o bin/registry ./cmd/registry
 go build -o bin/loadgen ./hack/loadgen
+[ -x bin/distribution ] || { echo "no bin/distribution: run make distribution (make bench does)" >&2; exit 1; }
 mkdir -p "$out" .cache
 rm -f "$out/results.json" "$out/results.md"
 work=$(mktemp -d "$root/.cache/bench.XXXXXX")
@@ -66,6 +87,53 @@ bin/registry --listen "127.0.0.1:$cache_port" --data-dir "$work/cache" \
   --anonymous 'oci:repository:up/*:pull' >"$work/cache.log" 2>&1 &
 cache_pid=$!; pids+=("$cache_pid")
 wait_http "http://127.0.0.1:$cache_port/healthz"
+# CNCF Distribution: the minimal configuration registry/internal/cachetest
+# uses, filesystem storage in the work dir, no auth. REGISTRY_* in the
+# environment would override it, and OpenTelemetry would try to export.
+dist_port=$(free_port)
+mkdir -p "$work/distribution"
+cat >"$work/distribution/config.yml" <<END
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: "$work/distribution/storage"
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: "127.0.0.1:$dist_port"
+  secret: bench
+health:
+  storagedriver:
+    enabled: false
+END
+env $(env | sed -n 's/^\(REGISTRY_[^=]*\)=.*/-u \1/p') \
+  OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none \
+  bin/distribution serve "$work/distribution/config.yml" >"$work/distribution.log" 2>&1 &
+dist_pid=$!; pids+=("$dist_pid")
+wait_http "http://127.0.0.1:$dist_port/v2/"
+# Zot, when given: storage in the work dir, no auth, the smallest
+# configuration its documentation shows (not run here: this machine has no
+# Zot binary).
+if [ -n "$zot" ]; then
+  zot_port=$(free_port)
+  mkdir -p "$work/zot"
+  cat >"$work/zot/config.json" <<END
+{"distSpecVersion": "1.1.0",
+ "storage": {"rootDirectory": "$work/zot/storage"},
+ "http": {"address": "127.0.0.1", "port": "$zot_port"},
+ "log": {"level": "error"}}
+END
+  "$zot" serve "$work/zot/config.json" >"$work/zot.log" 2>&1 &
+  zot_pid=$!; pids+=("$zot_pid")
+  wait_http "http://127.0.0.1:$zot_port/v2/"
+fi
 
 unireg() {
   bin/loadgen --url "http://127.0.0.1:$reg_port" --user admin --password-file "$work/registry/admin-token" \
@@ -83,6 +151,19 @@ upstream() {
   bin/loadgen --url "http://127.0.0.1:$up_port" --user admin --password-file "$work/upstream/admin-token" \
     --pid "$up_pid" --label upstream-direct --json "$out/results.json" "$@" | tail -n +3 >>"$out/results.md"
 }
+distribution() {
+  bin/loadgen --url "http://127.0.0.1:$dist_port" --pid "$dist_pid" --label distribution \
+    --json "$out/results.json" "$@" | tail -n +3 >>"$out/results.md"
+}
+zot() {
+  bin/loadgen --url "http://127.0.0.1:$zot_port" --pid "$zot_pid" --label zot \
+    --json "$out/results.json" "$@" | tail -n +3 >>"$out/results.md"
+}
+# peers runs loadgen against CNCF Distribution and, when given, Zot.
+peers() {
+  distribution "$@"
+  if [ -n "$zot" ]; then zot "$@"; fi
+}
 cache() {
   bin/loadgen --url "http://127.0.0.1:$cache_port" --user "" \
     --upstream-url "http://127.0.0.1:$up_port" --upstream-password-file "$work/upstream/admin-token" --cache-namespace up \
@@ -94,26 +175,52 @@ cache() {
 } >"$out/results.md"
 if [ -z "$only" ]; then
 # Pushes run from a clean page cache (sync first), alternating between the
-# two servers, so that neither inherits the other's write-back.
+# servers, so that none inherits another's write-back.
 for size in 1MiB 64MiB 256MiB; do
   sync; bare --concurrency 1 --duration "$duration" --scenarios "blob-push-$size"
   sync; bare_fsync --concurrency 1 --duration "$duration" --scenarios "blob-push-$size"
   sync; unireg --concurrency 1 --duration "$duration" --scenarios "blob-push-$size"
+  sync; distribution --concurrency 1 --duration "$duration" --scenarios "blob-push-$size"
+  if [ -n "$zot" ]; then sync; zot --concurrency 1 --duration "$duration" --scenarios "blob-push-$size"; fi
 done
 sync
 bare --concurrency 1 --duration "$duration" --scenarios blob-pull-1MiB,blob-pull-64MiB,blob-pull-256MiB
 unireg --concurrency 1 --duration "$duration" --scenarios blob-pull-1MiB,blob-pull-64MiB,blob-pull-256MiB
-sync
-unireg --concurrency 1 --duration "$duration" --scenarios blob-push-chunked-1MiB,blob-push-chunked-64MiB,blob-push-chunked-256MiB
+peers --concurrency 1 --duration "$duration" --scenarios blob-pull-1MiB,blob-pull-64MiB,blob-pull-256MiB
+for target in unireg distribution ${zot:+zot}; do
+  sync; "$target" --concurrency 1 --duration "$duration" --scenarios blob-push-chunked-1MiB,blob-push-chunked-64MiB,blob-push-chunked-256MiB
+done
 bare --concurrency 32 --duration "$duration" --scenarios manifest-get-tag,packument-full
 unireg --concurrency 32 --duration "$duration" --scenarios manifest-get-tag,manifest-get-digest,tag-list,packument-full,packument-abbreviated,tarball-get
+peers --concurrency 32 --duration "$duration" --scenarios manifest-get-tag,manifest-get-digest,tag-list
 unireg --concurrency 4 --duration "$duration" --scenarios npm-publish
 # Memory: one 1 GiB push, then 100 concurrent chunked uploads.
 unireg --concurrency 1 --requests 2 --scenarios blob-push-1024MiB
 unireg --concurrency 100 --requests 200 --scenarios blob-push-chunked-16MiB
-else
+elif [ "$only" = cache ]; then
   unireg --concurrency 1 --duration "$duration" --scenarios blob-pull-64MiB,blob-pull-256MiB
 fi
+if [ "$only" != cache ]; then
+# Growth: catalog and tag lists at each size of BENCH_SCALE (one loadgen
+# per server, so a larger size extends the smaller one's population), then
+# the rollout storm; npm search at 10,000 packages, and publish and the
+# packument at 1, 100, 1,000 and 3,000 versions (unireg only: the peers
+# have no npm).
+lists=""
+for n in $scale; do
+  lists+="catalog-first-page-$n,catalog-walk-$n,tags-list-first-page-$n,tags-walk-$n,"
+done
+for target in unireg distribution ${zot:+zot}; do
+  "$target" --concurrency 4 --duration "$duration" --populate-timeout "$populate_timeout" --scenarios "${lists%,}"
+  "$target" --scenarios rollout-storm
+done
+unireg --concurrency 4 --duration "$duration" --populate-timeout "$populate_timeout" --scenarios npm-search-10k
+for v in 1 100 1000 3000; do
+  unireg --concurrency 1 --duration "$duration" --populate-timeout "$populate_timeout" \
+    --scenarios "packument-full-at-$v,packument-abbrev-at-$v,npm-publish-at-$v"
+done
+fi
+if [ "$only" != growth ]; then
 # Pull-through: the upstream pulled directly, then cold pulls through the
 # cache (a blob it has never seen per operation, so a bounded count of
 # them: --requests) and warm ones (a blob it holds).
@@ -122,5 +229,6 @@ upstream --concurrency 1 --duration "$duration" --scenarios blob-pull-64MiB,blob
 sync; cache --concurrency 1 --requests 8 --scenarios cache-pull-cold-64MiB
 sync; cache --concurrency 1 --requests 4 --scenarios cache-pull-cold-256MiB
 sync; cache --concurrency 1 --duration "$duration" --scenarios cache-pull-warm-64MiB,cache-pull-warm-256MiB
+fi
 bin/loadgen targets "$out/results.json" | tee "$out/targets.md"
 echo "results: $out/results.md, $out/results.json, $out/targets.md"

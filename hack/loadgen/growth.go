@@ -30,6 +30,7 @@ import (
 //	npm-search-<N>            GET /npm/-/v1/search?text=<word>&size=20 among
 //	                          N packages, the word in 1 of every 100
 //	npm-publish-at-<V>        publish one more version of a package with V
+//	                          (30 publishes, whatever --duration says)
 //	packument-full-at-<V>     GET the packument of a package with V versions
 //	packument-abbrev-at-<V>   the same, abbreviated (npm install's Accept)
 //
@@ -92,7 +93,7 @@ func parseGrowthScenario(name string) ([]scenario, bool) {
 		s := scenario{name: name}
 		switch m[1] {
 		case "npm-publish":
-			s.setup = npmPublishAt(v)
+			s.setup, s.requests = npmPublishAt(v), publishesAt
 		case "packument-full":
 			s.setup = packumentAt(v, false)
 		case "packument-abbrev":
@@ -511,20 +512,18 @@ func npmSearch(n int) setupFunc {
 // npm-publish-at scenario added). A publish adds a version to the package
 // with the fewest, so with a pool of P packages and R publishes each
 // package grows by R/P: the pool is as large as keeps that small without
-// populating more than about 1,000 versions (one package from 1,000 on).
+// populating more than about 1,000 versions (one package from 1,000 on,
+// which grows by 3% at most).
 type versionPool struct {
 	mu       sync.Mutex
 	names    []string
 	versions []int
 }
 
-func poolSize(v, requests int) int {
-	want := requests
-	if want == 0 {
-		want = 100 // a timed run: unknown, bounded by the 1,000 versions
-	}
-	return max(1, min(want, 1000/v))
-}
+// publishesAt is how many publishes npm-publish-at-<V> measures.
+const publishesAt = 30
+
+func poolSize(v int) int { return max(1, min(publishesAt, 1000/v)) }
 
 func versionName(i int) string { return fmt.Sprintf("1.0.%d", i) }
 
@@ -539,7 +538,7 @@ func (e *env) versionPool(ctx context.Context, v int) (*versionPool, error) {
 		return p, nil
 	}
 	p := &versionPool{}
-	for i := range poolSize(v, e.requests) {
+	for i := range poolSize(v) {
 		p.names = append(p.names, fmt.Sprintf("%s-at-%d-%d", packagePrefix, v, i))
 	}
 	p.versions = make([]int, len(p.names))

@@ -75,7 +75,7 @@ type scenario struct {
 	bare  setupFunc // against `loadgen bare`; nil when it has no equivalent
 
 	// concurrency and requests, when set, fix the scenario's load whatever
-	// the flags say (the rollout storm).
+	// the flags say (the rollout storm, publishes at V versions).
 	concurrency int
 	requests    int
 }
@@ -206,8 +206,12 @@ func main() {
 		}
 		conc, reqs := *concurrency, *requests
 		if s.concurrency > 0 {
-			conc, reqs = s.concurrency, s.requests
+			conc = s.concurrency
 		}
+		if s.requests > 0 {
+			reqs = s.requests
+		}
+		e.concurrency, e.requests = conc, reqs
 		log.Printf("%s: concurrency %d", s.name, conc)
 		r := runScenario(ctx, e, s, setup, conc, *duration, reqs, *pid)
 		r.Label = *label

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"slices"
 )
 
 // targetsMain reads results (JSON lines, as --json writes them) and prints
@@ -20,11 +21,16 @@ func targetsMain(args []string) {
 	}
 	defer f.Close()
 	found := map[string]result{}
+	var order []string // unireg's scenarios, in the order they ran
 	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		var r result
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			log.Fatal(err)
+		}
+		if _, seen := found[r.Label+" "+r.Scenario]; !seen && r.Label == "unireg" {
+			order = append(order, r.Scenario)
 		}
 		found[r.Label+" "+r.Scenario] = r
 	}
@@ -74,6 +80,53 @@ func targetsMain(args []string) {
 	}
 	memory("one 1 GiB push", "blob-push-1024MiB", 64)
 	memory("100 concurrent uploads", "blob-push-chunked-16MiB", 256)
+	peerRatios(order, get)
+}
+
+// peers are the registries make bench runs beside unireg, by label.
+var peers = []string{"distribution", "zot"}
+
+// peerRatios prints, for every scenario unireg and a peer both ran, their
+// throughputs and the ratio unireg/peer (above 1: unireg is faster; for a
+// walk, one operation is the whole walk, so it is the inverse of the
+// latencies' ratio). A peer that ran nothing gets no columns.
+func peerRatios(order []string, get func(label, scenario string) (result, bool)) {
+	var ran []string
+	for _, p := range peers {
+		if slices.ContainsFunc(order, func(s string) bool { _, ok := get(p, s); return ok }) {
+			ran = append(ran, p)
+		}
+	}
+	if len(ran) == 0 {
+		return
+	}
+	fmt.Println()
+	head, rule := "| scenario | unireg |", "|---|---|"
+	for _, p := range ran {
+		head += fmt.Sprintf(" %s | unireg/%s |", p, p)
+		rule += "---|---|"
+	}
+	fmt.Println(head)
+	fmt.Println(rule)
+	for _, s := range order {
+		u, ok := get("unireg", s)
+		if !ok {
+			continue
+		}
+		row, shared := fmt.Sprintf("| %s | %s %s |", s, commas(u.Throughput), u.Unit), false
+		for _, p := range ran {
+			b, ok := get(p, s)
+			if !ok || b.Throughput == 0 {
+				row += " - | - |"
+				continue
+			}
+			shared = true
+			row += fmt.Sprintf(" %s %s | %.2fx |", commas(b.Throughput), b.Unit, u.Throughput/b.Throughput)
+		}
+		if shared {
+			fmt.Println(row)
+		}
+	}
 }
 
 func yes(ok bool) string {
