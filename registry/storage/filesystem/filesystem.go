@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 
 	"github.com/unireg/unireg/registry/storage"
@@ -26,13 +25,9 @@ import (
 
 const lockStripes = 256
 
-// copyBufferSize is large enough that a blob streams with few syscalls.
-const copyBufferSize = 1 << 20
-
 // Driver stores objects as files under Root.
 type Driver struct {
-	root  string
-	names dirCache // for Page
+	root string
 }
 
 var (
@@ -196,7 +191,7 @@ func (d *Driver) writeTemp(p string, r io.Reader) (string, error) {
 		return "", err
 	}
 	name := f.Name()
-	_, err = copyBuffered(f, r)
+	_, err = copyToFile(f, 0, r)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -271,10 +266,7 @@ func (d *Driver) Append(_ context.Context, key string, offset int64, r io.Reader
 			return 0, err
 		}
 	}
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return 0, err
-	}
-	n, err := copyBuffered(f, r)
+	n, err := copyToFile(f, offset, r)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -519,14 +511,4 @@ func syncDir(dir string) {
 		_ = f.Sync()
 		f.Close()
 	}
-}
-
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
-
-// copyBuffered copies with a pooled 1 MiB buffer; the wrapper hides
-// *os.File's ReadFrom, whose fallback uses a much smaller buffer.
-func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
-	buf := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(buf)
-	return io.CopyBuffer(struct{ io.Writer }{dst}, src, *buf)
 }
