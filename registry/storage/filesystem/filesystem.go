@@ -27,7 +27,8 @@ const lockStripes = 256
 
 // Driver stores objects as files under Root.
 type Driver struct {
-	root string
+	root  string
+	names dirCache // for Page
 }
 
 var (
