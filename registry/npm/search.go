@@ -243,7 +243,7 @@ func (sq searchQuery) inScopes(name string) bool {
 }
 
 // The bounds of what the search index keeps of a package, so that one
-// takes at most about 16 KiB however large its document (a typical one,
+// takes under 20 KiB however large its document (a typical one,
 // well under 1 KiB): its description's first maxIndexedText bytes, its
 // first maxIndexedKeywords keywords and maxIndexedPeople maintainers, each
 // keyword, name and email cut at maxIndexedWord bytes. Search matches and

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/unireg/unireg/registry/storage"
 	"github.com/unireg/unireg/registry/storage/inmemory"
@@ -321,5 +322,33 @@ func TestSearchIndexSkipsACorruptDocumentUntilItChanges(t *testing.T) {
 	putSmallPackuments(t, store, 3) // repaired
 	if got := searchOn(t, h, "benchmark"); len(got) != 3 {
 		t.Fatalf("search after the repair = %v", got)
+	}
+}
+
+// The index keeps a bounded part of a package however large its document.
+func TestSearchDocIsBounded(t *testing.T) {
+	var keywords, maintainers []any
+	for i := range 100 {
+		keywords = append(keywords, fmt.Sprintf("keyword-%d-%s", i, strings.Repeat("k", 200)))
+		maintainers = append(maintainers, map[string]any{"name": strings.Repeat("n", 500), "email": strings.Repeat("é", 300)})
+	}
+	d := newSearchDoc(packument{
+		"name": "big", "description": strings.Repeat("é", 5000), "dist-tags": map[string]any{"latest": "1.0.0"},
+		"versions":    map[string]any{"1.0.0": map[string]any{"keywords": keywords}},
+		"maintainers": maintainers,
+	})
+	if n := len(d.hit.description); n > maxIndexedText || n < maxIndexedText-1 || !utf8.ValidString(d.hit.description) {
+		t.Errorf("description of %d bytes (valid UTF-8: %v), want at most %d", n, utf8.ValidString(d.hit.description), maxIndexedText)
+	}
+	if len(d.keywords) != maxIndexedKeywords || len(d.hit.keywords) != maxIndexedKeywords {
+		t.Errorf("%d keywords (%d in the hit), want %d", len(d.keywords), len(d.hit.keywords), maxIndexedKeywords)
+	}
+	if len(d.hit.maintainers) != maxIndexedPeople {
+		t.Errorf("%d maintainers, want %d", len(d.hit.maintainers), maxIndexedPeople)
+	}
+	for _, w := range append(append([]string{}, d.keywords...), d.maintainers...) {
+		if len(w) > maxIndexedWord || !utf8.ValidString(w) {
+			t.Fatalf("kept %q (%d bytes), want at most %d of valid UTF-8", w, len(w), maxIndexedWord)
+		}
 	}
 }
