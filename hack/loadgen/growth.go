@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,7 +25,9 @@ import (
 //
 //	catalog-first-page-<N>    GET /v2/_catalog?n=100 with N repositories
 //	catalog-walk-<N>          the whole catalog, 100 a page, following Link
-//	                          headers to the end: one operation is the walk
+//	                          headers to the end: one operation is the walk,
+//	                          one walk at a time, each failing after
+//	                          --walk-timeout
 //	tags-list-first-page-<N>  GET /v2/<repo>/tags/list?n=100 with N tags
 //	tags-walk-<N>             the whole tag list, 100 a page
 //	npm-search-<N>            GET /npm/-/v1/search?text=<word>&size=20 among
@@ -78,11 +81,11 @@ func parseGrowthScenario(name string) ([]scenario, bool) {
 		case "catalog-first-page":
 			s.setup = catalogFirstPage(n)
 		case "catalog-walk":
-			s.setup = catalogWalk(n)
+			s.setup, s.concurrency = catalogWalk(n), 1
 		case "tags-list-first-page":
 			s.setup = tagsFirstPage(m[2], n)
 		case "tags-walk":
-			s.setup = tagsWalk(m[2], n)
+			s.setup, s.concurrency = tagsWalk(m[2], n), 1
 		case "npm-search":
 			s.setup = npmSearch(n)
 		}
@@ -271,7 +274,7 @@ func (e *env) mountBlob(ctx context.Context, repo, from, digest string, data []b
 	var body io.Reader = newBlob(id, 4096)
 	size := int64(4096)
 	if data != nil {
-		body, size = strings.NewReader(string(data)), int64(len(data))
+		body, size = bytes.NewReader(data), int64(len(data))
 	}
 	req, _ = http.NewRequestWithContext(ctx, http.MethodPut, loc.String(), body)
 	req.ContentLength = size
@@ -390,6 +393,11 @@ func checkPage(body []byte, field string, want int, exact bool) error {
 // least want unless exact).
 func (e *env) walkOp(scope, path, field string, want int, exact bool) opFunc {
 	return func(ctx context.Context, _ int) (int64, time.Duration, error) {
+		if e.walkTimeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, e.walkTimeout)
+			defer cancel()
+		}
 		start := time.Now()
 		next := e.c.url(path)
 		var moved int64
@@ -398,6 +406,9 @@ func (e *env) walkOp(scope, path, field string, want int, exact bool) opFunc {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, next, nil)
 			req.Header.Set("Accept", "application/json")
 			resp, err := e.c.do(req, scope, nil)
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return 0, 0, fmt.Errorf("the walk passed --walk-timeout %s after %d %s", e.walkTimeout, seen, field)
+			}
 			if err != nil {
 				return 0, 0, err
 			}

@@ -65,6 +65,7 @@ type env struct {
 	populateTimeout     time.Duration
 	populateStart       time.Time
 	populateDeadline    time.Time
+	walkTimeout         time.Duration
 	pop                 populated
 }
 
@@ -144,6 +145,7 @@ func main() {
 
 		populateConcurrency = flag.Int("populate-concurrency", 16, "growth scenarios: concurrent workers populating the registry")
 		populateTimeout     = flag.Duration("populate-timeout", 10*time.Minute, "growth scenarios: the most time a scenario spends populating; a capped population is reported with the count reached")
+		walkTimeout         = flag.Duration("walk-timeout", 10*time.Minute, "catalog-walk-*, tags-walk-*: a walk that takes longer fails")
 	)
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -183,7 +185,7 @@ func main() {
 		log.Fatal(err)
 	}
 	e := &env{c: c, npmURL: c.url(*npmPrefix), concurrency: *concurrency, requests: *requests, cacheNamespace: *cacheNamespace,
-		populateConcurrency: *populateConcurrency, populateTimeout: *populateTimeout}
+		populateConcurrency: *populateConcurrency, populateTimeout: *populateTimeout, walkTimeout: *walkTimeout}
 	if *upstreamURL != "" {
 		upstreamPassword := ""
 		if *upstreamPasswordFile != "" {
