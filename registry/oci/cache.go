@@ -551,6 +551,9 @@ func (h *Handler) linkCachedBlob(ctx context.Context, name string, d digest.Dige
 	} else if !ok {
 		return fmt.Errorf("link cached blob %s: the collector swept it meanwhile; ask again", d)
 	}
+	if err := h.noteRepository(ctx, name); err != nil {
+		return err
+	}
 	if _, err := h.store.Put(ctx, layerLinkKey(name, d), bytes.NewReader(nil), storage.Condition{}); err != nil {
 		return fmt.Errorf("link cached blob %s: %w", d, err)
 	}

@@ -124,6 +124,8 @@ type Handler struct {
 	pulled *pullthrough.Pulled
 	refs   *pullthrough.Pulled // blob refs renewed by pushers' HEADs
 	gcDocs *manifestRefsMemo   // what each manifest references, for the collector
+
+	catalog catalogIndex // the repositories' markers (catalogindex.go)
 }
 
 // readCacheBudget bounds the memory the manifest read cache keeps.

@@ -442,6 +442,9 @@ func (h *Handler) storeManifest(q *request, name string, d digest.Digest, mediaT
 	if err != nil {
 		return err
 	}
+	if err := h.noteRepository(ctx, name); err != nil {
+		return err
+	}
 	_, revErr := h.store.Stat(ctx, revisionKey(name, d))
 	newRevision := errors.Is(revErr, storage.ErrNotFound)
 	if doc.Subject != nil {

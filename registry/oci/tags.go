@@ -2,9 +2,11 @@ package oci
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"sort"
@@ -23,29 +25,36 @@ const maxPageSize = 10000
 // page applies the `n` and `last` parameters to a sorted list, and reports
 // whether more entries follow.
 func page(q *request, all []string) ([]string, bool, error) {
-	query := q.R.URL.Query()
-	if last := query.Get("last"); last != "" {
+	n, last, err := pageQuery(q)
+	if err != nil {
+		return nil, false, err
+	}
+	if last != "" {
 		i := sort.SearchStrings(all, last)
 		if i < len(all) && all[i] == last {
 			i++
 		}
 		all = all[i:]
 	}
-	n := len(all)
-	if v := query.Get("n"); v != "" {
-		var err error
-		n, err = strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return nil, false, newError(http.StatusBadRequest, CodeUnsupported, "invalid page size n=%q", truncate(v))
-		}
-		if n > maxPageSize {
-			n = maxPageSize
-		}
-	}
-	if n >= len(all) {
+	if n < 0 || n >= len(all) {
 		return all, false, nil
 	}
 	return all[:n], true, nil
+}
+
+// pageQuery parses the `n` and `last` parameters of a list: n is -1 when
+// absent (the whole list), capped at maxPageSize, and `last` is exclusive.
+func pageQuery(q *request) (n int, last string, err error) {
+	query := q.R.URL.Query()
+	v := query.Get("n")
+	if v == "" {
+		return -1, query.Get("last"), nil
+	}
+	n, err = strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, "", newError(http.StatusBadRequest, CodeUnsupported, "invalid page size n=%q", truncate(v))
+	}
+	return min(n, maxPageSize), query.Get("last"), nil
 }
 
 // writeNextLink sets the Link header of a paginated list.
@@ -56,31 +65,69 @@ func writeNextLink(q *request, path string, n int, last string) {
 	q.W.Header().Set("Link", "<"+path+"?"+v.Encode()+`>; rel="next"`)
 }
 
+// serveTags lists a repository's tags a page at a time: one key per tag,
+// so a page is a storage.Page of n+1 keys after last's, not a listing of
+// every tag.
 func (h *Handler) serveTags(q *request) error {
 	name := q.route.name
 	if err := q.Require(name, auth.ActionPull); err != nil {
 		return err
 	}
-	ctx := q.R.Context()
-	tags, err := h.store.List(ctx, tagsKey(name))
-	if errors.Is(err, storage.ErrNotFound) {
-		if _, lerr := h.store.List(ctx, repoKey(name)); errors.Is(lerr, storage.ErrNotFound) {
+	n, last, err := pageQuery(q)
+	if err != nil {
+		return err
+	}
+	tags, more, err := h.tagPage(q.R.Context(), name, last, n)
+	if err != nil {
+		return err
+	}
+	if len(tags) == 0 {
+		if _, err := h.store.List(q.R.Context(), repoKey(name)); errors.Is(err, storage.ErrNotFound) {
 			return newError(http.StatusNotFound, CodeNameUnknown, "repository %s unknown", name)
+		} else if err != nil {
+			return err
 		}
-		tags, err = []string{}, nil
 	}
-	if err != nil {
-		return err
+	if more && len(tags) > 0 {
+		writeNextLink(q, h.opts.Prefix+"/"+name+"/tags/list", len(tags), tags[len(tags)-1])
 	}
-	sort.Strings(tags)
-	list, more, err := page(q, tags)
-	if err != nil {
-		return err
+	return writeJSON(q, http.StatusOK, map[string]any{"name": name, "tags": tags})
+}
+
+// tagPage returns the first n tags (every one for n < 0) after last, never
+// nil, and whether more follow. Tags hold no "/", so the keys' order is
+// the tags' order and last's key bounds the page exactly.
+func (h *Handler) tagPage(ctx context.Context, name, last string, n int) ([]string, bool, error) {
+	want := math.MaxInt
+	if n >= 0 {
+		want = n + 1 // one more says whether a next page exists
 	}
-	if more && len(list) > 0 {
-		writeNextLink(q, h.opts.Prefix+"/"+name+"/tags/list", len(list), list[len(list)-1])
+	prefix := tagsKey(name)
+	after := ""
+	if last != "" {
+		after = prefix + "/" + last
 	}
-	return writeJSON(q, http.StatusOK, map[string]any{"name": name, "tags": list})
+	tags := []string{}
+	for len(tags) < want {
+		batch := min(want-len(tags), catalogBatch)
+		keys, err := storage.Page(ctx, h.store, prefix, after, batch)
+		if err != nil {
+			return nil, false, fmt.Errorf("tags of %s: %w", name, err)
+		}
+		for _, key := range keys {
+			if tag := strings.TrimPrefix(key, prefix+"/"); !strings.Contains(tag, "/") {
+				tags = append(tags, tag)
+			}
+		}
+		if len(keys) < batch {
+			break
+		}
+		after = keys[len(keys)-1]
+	}
+	if n >= 0 && len(tags) > n {
+		return tags[:n], true, nil
+	}
+	return tags, false, nil
 }
 
 func writeJSON(q *request, status int, v any) error {
