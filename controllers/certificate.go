@@ -68,7 +68,7 @@ func (r *RegistryReconciler) reconcileCertificate(ctx context.Context, reg *unir
 	sec := &corev1.Secret{}
 	switch err := r.Get(ctx, types.NamespacedName{Namespace: reg.Namespace, Name: t.SecretName}, sec); {
 	case err == nil:
-		if sec.Annotations[certManagerCertificateName] != certificateName(reg) {
+		if !issuedForRegistry(reg, sec) {
 			return uniregv1.ReasonSecretNotIssued, fmt.Sprintf("Secret %s exists and was not issued for Certificate %s: it is left alone; name a new Secret in spec.tls.secretName, or delete it", t.SecretName, certificateName(reg)), nil
 		}
 	case apierrors.IsNotFound(err):
@@ -111,4 +111,12 @@ func (r *RegistryReconciler) reconcileCertificate(ctx context.Context, reg *unir
 		return "", "", fmt.Errorf("apply Certificate %s: %w", certificateName(reg), err)
 	}
 	return "", "", nil
+}
+
+// issuedForRegistry reports whether the Registry may serve sec: always for
+// a Secret it is given (spec.tls without issuerRef), and with issuerRef only
+// when cert-manager issued it for the Registry's own Certificate.
+func issuedForRegistry(reg *uniregv1.Registry, sec *corev1.Secret) bool {
+	t := reg.Spec.TLS
+	return t == nil || t.IssuerRef == nil || sec.Annotations[certManagerCertificateName] == certificateName(reg)
 }

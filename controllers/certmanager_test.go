@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	uniregv1 "github.com/unireg/unireg/api/v1alpha1"
+	"github.com/unireg/unireg/controllers/nodemirror"
 )
 
 // spec.tls.issuerRef against cert-manager's own Certificate CRD
@@ -183,6 +184,7 @@ func TestCertManagerCertificate(t *testing.T) {
 	t.Run("IssuerRefChangeUpdatesTheCertificate", func(t *testing.T) { issuerRefChange(t, early) })
 	t.Run("SecretNotIssuedForTheCertificateIsNeitherUsedNorOverwritten", secretNotIssued)
 	t.Run("SomeoneElsesCertificateIsAConflict", foreignCertificate)
+	t.Run("NodeMirrorTrustsOnlyTheIssuedSecret", mirrorTrustsOnlyIssued)
 	t.Run("LongNamesLeaveOutTheCommonName", longNames)
 
 	// cert-manager uninstalled while the operator runs: the manager's
@@ -307,6 +309,49 @@ func secretNotIssued(t *testing.T) {
 			}
 		})
 	}
+}
+
+// mirrorTrustsOnlyIssued: with issuerRef, the node mirror never hands the
+// nodes the ca.crt of a Secret cert-manager did not issue for the
+// Registry's Certificate; once the Secret is the issued one, it does.
+func mirrorTrustsOnlyIssued(t *testing.T) {
+	ns, name := "mirror-b", "foreignca"
+	cert, key := selfSigned(t, "10.0.0.1")
+	foreignCA, _ := selfSigned(t, "10.9.9.9")
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "foreign-ca"}, Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{corev1.TLSCertKey: cert, corev1.TLSPrivateKeyKey: key, "ca.crt": foreignCA}}
+	create(t, sec)
+	reg := issuedRegistry(ns, name, "foreign-ca", uniregv1.CertificateIssuerRef{Name: "ca", Kind: "ClusterIssuer"})
+	reg.Spec.Upstreams = mirroredRegistry(ns, name).Spec.Upstreams
+	reg.Spec.NodeMirror = &uniregv1.NodeMirrorSpec{Enabled: true}
+	create(t, reg)
+	got := waitNodeMirror(t, ns, name, uniregv1.ReasonSecretNotIssued)
+	if c := meta.FindStatusCondition(got.Status.Conditions, uniregv1.ConditionNodeMirrorReady); !strings.Contains(c.Message, "foreign-ca") {
+		t.Errorf("NodeMirrorReady message %q does not name the Secret", c.Message)
+	}
+	cm := &corev1.ConfigMap{}
+	err := k8sClient.Get(t.Context(), types.NamespacedName{Namespace: operatorNamespace, Name: name + "-node-mirror"}, cm)
+	if err == nil && hasCA(mirrorConfig(t, name+"-node-mirror"), foreignCA) {
+		t.Fatal("the node mirror hands the nodes the foreign Secret's CA")
+	} else if err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	// cert-manager issues it: the annotation names the Certificate.
+	if err := k8sClient.Get(t.Context(), types.NamespacedName{Namespace: ns, Name: "foreign-ca"}, sec); err != nil {
+		t.Fatal(err)
+	}
+	sec.Annotations = map[string]string{"cert-manager.io/certificate-name": name + "-tls"}
+	if err := k8sClient.Update(t.Context(), sec); err != nil {
+		t.Fatal(err)
+	}
+	mirrorDaemonSet(t, name+"-node-mirror")
+	eventually(t, "the issued Secret's CA in the node mirror", func() (bool, error) {
+		return hasCA(mirrorConfig(t, name+"-node-mirror"), foreignCA), nil
+	})
+}
+
+func hasCA(cfg nodemirror.Config, ca []byte) bool {
+	return slices.ContainsFunc(cfg.Hosts, func(h nodemirror.Host) bool { return bytes.Equal(h.CA, ca) })
 }
 
 // foreignCertificate: a Certificate <name>-tls the Registry does not

@@ -134,13 +134,12 @@ func (r *NodeMirrorReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 				return ctrl.Result{}, err
 			}
 		}
-		cfg, err := r.config(ctx, reg)
+		cfg, reason, msg, err := r.config(ctx, reg)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
 		if cfg == nil {
-			return ctrl.Result{}, r.writeCondition(ctx, reg, metav1.ConditionFalse, uniregv1.ReasonWaitingForService,
-				"waiting for the Registry's Service to have a ClusterIP", nil)
+			return ctrl.Result{}, r.writeCondition(ctx, reg, metav1.ConditionFalse, reason, msg, nil)
 		}
 		live, err := r.applyMirror(ctx, reg, *cfg)
 		if err != nil {
@@ -239,16 +238,25 @@ func hostsDirOf(reg *uniregv1.Registry, ds *appsv1.DaemonSet) string {
 }
 
 // config is what the agents write: one host per OCI upstream, mirrored by
-// the Service's ClusterIP (nodes do not resolve cluster DNS). Nil while
-// the Service has no ClusterIP.
-func (r *NodeMirrorReconciler) config(ctx context.Context, reg *uniregv1.Registry) (*nodemirror.Config, error) {
+// the Service's ClusterIP (nodes do not resolve cluster DNS). Nil, with the
+// reason for the condition, while there is nothing to write: the Service
+// has no ClusterIP, or spec.tls.issuerRef names a Secret cert-manager did
+// not issue for the Registry (no registry pod serves it, and its ca.crt is
+// not what nodes should trust for the Registry).
+func (r *NodeMirrorReconciler) config(ctx context.Context, reg *uniregv1.Registry) (cfg *nodemirror.Config, reason, msg string, err error) {
+	waitingForService := func() (*nodemirror.Config, string, string, error) {
+		return nil, uniregv1.ReasonWaitingForService, "waiting for the Registry's Service to have a ClusterIP", nil
+	}
 	svc := &corev1.Service{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: reg.Namespace, Name: reg.Name}, svc); err != nil {
-		return nil, client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			return waitingForService()
+		}
+		return nil, "", "", err
 	}
 	ip := svc.Spec.ClusterIP
 	if ip == "" || ip == corev1.ClusterIPNone {
-		return nil, nil
+		return waitingForService()
 	}
 	self := hostPort(ip, servicePort(reg))
 	mirror := scheme(reg) + "://" + self
@@ -258,14 +266,17 @@ func (r *NodeMirrorReconciler) config(ctx context.Context, reg *uniregv1.Registr
 		// itself (a self-signed one).
 		sec := &corev1.Secret{}
 		if err := r.Get(ctx, types.NamespacedName{Namespace: reg.Namespace, Name: t.SecretName}, sec); err != nil {
-			return nil, fmt.Errorf("tls secret %s: %w", t.SecretName, err)
+			return nil, "", "", fmt.Errorf("tls secret %s: %w", t.SecretName, err)
+		}
+		if !issuedForRegistry(reg, sec) {
+			return nil, uniregv1.ReasonSecretNotIssued, fmt.Sprintf("Secret %s was not issued for Certificate %s: the nodes are not pointed at a certificate the Registry does not serve", t.SecretName, certificateName(reg)), nil
 		}
 		ca = sec.Data["ca.crt"]
 		if len(ca) == 0 {
 			ca = sec.Data[corev1.TLSCertKey]
 		}
 	}
-	cfg := &nodemirror.Config{Owner: reg.Namespace + "/" + reg.Name, HostsDir: hostsDirOf(reg, nil)}
+	cfg = &nodemirror.Config{Owner: reg.Namespace + "/" + reg.Name, HostsDir: hostsDirOf(reg, nil)}
 	for _, u := range reg.Spec.Upstreams.OCI {
 		cfg.Hosts = append(cfg.Hosts, nodemirror.Host{Name: u.Name, Server: strings.TrimSuffix(u.URL, "/"), Mirror: mirror, CA: ca})
 	}
@@ -275,9 +286,9 @@ func (r *NodeMirrorReconciler) config(ctx context.Context, reg *uniregv1.Registr
 		cfg.Hosts = append(cfg.Hosts, nodemirror.Host{Name: self, Mirror: mirror, CA: ca})
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("node mirror configuration: %w", err)
+		return nil, "", "", fmt.Errorf("node mirror configuration: %w", err)
 	}
-	return cfg, nil
+	return cfg, "", "", nil
 }
 
 func hostPort(ip string, port int32) string {
