@@ -511,7 +511,8 @@ func npmSearch(n int) setupFunc {
 			if err := json.Unmarshal(body, &doc); err != nil {
 				return fmt.Errorf("search: %v", err)
 			}
-			if want := min(20, matches); len(doc.Objects) != want {
+			// At least: an earlier run's packages may match too.
+			if want := min(20, matches); len(doc.Objects) < want {
 				return fmt.Errorf("search found %d packages, want %d", len(doc.Objects), want)
 			}
 			return nil
