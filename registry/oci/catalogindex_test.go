@@ -64,7 +64,23 @@ func catalogWalk(t *testing.T, hs *harness, user string, n int) []string {
 // Names that share prefixes with '-', '.' and '/' after them are listed
 // in the lexical order of the names, on every page size.
 func TestCatalogOrdersNamesLexically(t *testing.T) {
-	hs := newHarness(t, map[string][]string{"admin": {"*"}})
+	forEachStore(t, testCatalogOrdersNamesLexically)
+}
+
+// forEachStore runs fn on the in-memory and the filesystem backends.
+func forEachStore(t *testing.T, fn func(t *testing.T, store storage.Driver)) {
+	t.Run("inmemory", func(t *testing.T) { fn(t, inmemory.New()) })
+	t.Run("filesystem", func(t *testing.T) {
+		store, err := filesystem.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn(t, store)
+	})
+}
+
+func testCatalogOrdersNamesLexically(t *testing.T, store storage.Driver) {
+	hs := newHarnessOn(t, store, map[string][]string{"admin": {"*"}})
 	names := []string{"a/b", "a.b", "a", "a-c", "a/b/c", "a0", "a/b-c", "ab", "b", "a__x"}
 	for _, name := range names {
 		expectStatus(t, putManifest(hs, name, "v1", MediaTypeOCIIndex, emptyIndex), http.StatusCreated)
@@ -95,7 +111,11 @@ func TestCatalogOrdersNamesLexically(t *testing.T) {
 // A repository whose content is deleted leaves the catalog at once,
 // though its marker stays; pushed again, it is back.
 func TestCatalogSkipsDeletedRepository(t *testing.T) {
-	hs := newHarness(t, map[string][]string{"admin": {"*"}})
+	forEachStore(t, testCatalogSkipsDeletedRepository)
+}
+
+func testCatalogSkipsDeletedRepository(t *testing.T, store storage.Driver) {
+	hs := newHarnessOn(t, store, map[string][]string{"admin": {"*"}})
 	for _, name := range []string{"keep", "gone", "zz"} {
 		expectStatus(t, putManifest(hs, name, "v1", MediaTypeOCIIndex, emptyIndex), http.StatusCreated)
 	}
