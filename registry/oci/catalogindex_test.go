@@ -19,6 +19,8 @@ import (
 	"github.com/unireg/unireg/registry/storage"
 	"github.com/unireg/unireg/registry/storage/filesystem"
 	"github.com/unireg/unireg/registry/storage/inmemory"
+	"github.com/unireg/unireg/registry/storage/s3"
+	"github.com/unireg/unireg/registry/storage/storagetest"
 )
 
 var emptyIndex = []byte(`{"schemaVersion":2,"mediaType":"` + MediaTypeOCIIndex + `","manifests":[]}`)
@@ -67,11 +69,24 @@ func TestCatalogOrdersNamesLexically(t *testing.T) {
 	forEachStore(t, testCatalogOrdersNamesLexically)
 }
 
-// forEachStore runs fn on the in-memory and the filesystem backends.
+// forEachStore runs fn on the in-memory and the filesystem backends, and
+// on S3 under hack/with-minio.sh (UNIREG_S3_ENDPOINT set).
 func forEachStore(t *testing.T, fn func(t *testing.T, store storage.Driver)) {
 	t.Run("inmemory", func(t *testing.T) { fn(t, inmemory.New()) })
 	t.Run("filesystem", func(t *testing.T) {
 		store, err := filesystem.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn(t, store)
+	})
+	t.Run("s3", func(t *testing.T) {
+		if os.Getenv("UNIREG_S3_ENDPOINT") == "" {
+			t.Skip("no UNIREG_S3_ENDPOINT (hack/with-minio.sh)")
+		}
+		endpoint, access, secret := storagetest.MinIO(t)
+		store, err := s3.New(t.Context(), s3.Options{Endpoint: endpoint, Bucket: fmt.Sprintf("catalog-%d", time.Now().UnixNano()),
+			AccessKey: access, SecretKey: secret, CreateBucket: true})
 		if err != nil {
 			t.Fatal(err)
 		}

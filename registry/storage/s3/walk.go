@@ -187,11 +187,13 @@ func commonPrefix(keys []string) string {
 
 var _ storage.Pager = (*Driver)(nil)
 
-// Page implements storage.Pager with one recursive ListObjectsV2 from
-// after (StartAfter; MaxKeys the limit, more requests only when the
-// driver's own objects took places), merged as Walk merges it with the keys
-// that exist only as appended parts, from one listing of their .appends
-// directory.
+// Page implements storage.Pager with recursive ListObjectsV2 requests from
+// after (StartAfter, MaxKeys what the page still needs), merged as Walk
+// merges its listing with the keys that exist only as appended parts, from
+// one listing of their .appends directory. A listing that ends short is
+// asked again after its last key until one comes back empty: MinIO ends a
+// listing whose StartAfter lies in a deeper "directory" early, answering
+// one key of two and not truncated.
 func (d *Driver) Page(ctx context.Context, prefix, after string, limit int) ([]string, error) {
 	if prefix != "" {
 		if err := storage.ValidateKey(prefix); err != nil {
@@ -209,34 +211,43 @@ func (d *Driver) Page(ctx context.Context, prefix, after string, limit int) ([]s
 		appended = appended[1:]
 	}
 	dir := d.dir(prefix)
-	opts := minio.ListObjectsOptions{Prefix: dir, Recursive: true, MaxKeys: min(limit, 1000)}
+	start := ""
 	if after != "" && d.object(after) > dir {
-		opts.StartAfter = d.object(after)
+		start = d.object(after)
 	}
 	var keys []string
 	add := func(key string) bool {
 		keys = append(keys, key)
 		return len(keys) < limit
 	}
-	for oi := range d.client.ListObjectsIter(ctx, d.bucket, opts) {
-		if oi.Err != nil {
-			return nil, fmt.Errorf("page %s: %w", prefix, d.mapErr(oi.Err))
-		}
-		if storage.ValidateKey(strings.TrimPrefix(oi.Key, dir)) != nil {
-			continue // the driver's own objects, or a "directory" marker another tool made
-		}
-		key := strings.TrimPrefix(oi.Key, d.prefix)
-		for len(appended) > 0 && appended[0].Key < key {
-			if !add(appended[0].Key) {
+	for {
+		listed := 0
+		opts := minio.ListObjectsOptions{Prefix: dir, Recursive: true, StartAfter: start, MaxKeys: min(limit-len(keys), 1000)}
+		for oi := range d.client.ListObjectsIter(ctx, d.bucket, opts) {
+			if oi.Err != nil {
+				return nil, fmt.Errorf("page %s: %w", prefix, d.mapErr(oi.Err))
+			}
+			listed++
+			start = oi.Key
+			if storage.ValidateKey(strings.TrimPrefix(oi.Key, dir)) != nil {
+				continue // the driver's own objects, or a "directory" marker another tool made
+			}
+			key := strings.TrimPrefix(oi.Key, d.prefix)
+			for len(appended) > 0 && appended[0].Key < key {
+				if !add(appended[0].Key) {
+					return keys, nil
+				}
+				appended = appended[1:]
+			}
+			if len(appended) > 0 && appended[0].Key == key {
+				appended = appended[1:]
+			}
+			if !add(key) {
 				return keys, nil
 			}
-			appended = appended[1:]
 		}
-		if len(appended) > 0 && appended[0].Key == key {
-			appended = appended[1:]
-		}
-		if !add(key) {
-			return keys, nil
+		if listed == 0 {
+			break
 		}
 	}
 	for _, info := range appended {

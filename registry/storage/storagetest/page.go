@@ -86,3 +86,24 @@ func testPagesWalkEverything(t *testing.T, d storage.Driver) {
 		t.Fatalf("pages of 4 visited\n%q\nwant\n%q", got, want)
 	}
 }
+
+// testPageAfterADeeperKey: a page that starts below a "directory" (a/b/c,)
+// goes on past its end to the next siblings of its parents, at every
+// limit (MinIO ends such a listing early, not truncated).
+func testPageAfterADeeperKey(t *testing.T, d storage.Driver) {
+	names := []string{"a,", "a-c,", "a.b,", "a/b,", "a/b-c,", "a/b/c,", "a0,", "a__x,", "ab,", "b,"}
+	var all []string
+	for _, n := range names {
+		all = append(all, "c/r/"+n)
+		put(t, d, "c/r/"+n, "")
+	}
+	slices.Sort(all)
+	for i, after := range all {
+		for limit := 1; limit <= 4; limit++ {
+			want := all[i+1 : min(i+1+limit, len(all))]
+			if got := page(t, d, "c/r", after, limit); !slices.Equal(got, want) {
+				t.Errorf("Page(c/r, after %q, %d) = %q, want %q", after, limit, got, want)
+			}
+		}
+	}
+}

@@ -77,6 +77,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) storage.Driver) {
 		{"WalkByListInfoMatchesStat", withFallback(testWalkInfoMatchesStat)},
 		{"PageContinuesAfterAnyKey", testPageContinuesAfterAnyKey},
 		{"PagesWalkEverything", testPagesWalkEverything},
+		{"PageAfterADeeperKey", testPageAfterADeeperKey},
 		{"PageByWalkContinuesAfterAnyKey", withFallback(testPageContinuesAfterAnyKey)},
 		{"PageByWalkWalksEverything", withFallback(testPagesWalkEverything)},
 		{"DeleteManyRemovesThoseKeysAndSkipsMissingOnes", testDeleteManyRemovesThoseKeysAndSkipsMissingOnes},
