@@ -315,11 +315,22 @@ func TestCatalogOfANewStoreIsIndexedFromTheStart(t *testing.T) {
 }
 
 // BenchmarkCatalogFullWalk pages through the whole catalog of 10,000
-// repositories (100 teams of 100) on the filesystem, 100 names a page.
-// The store is written directly (markers and the flag too, as pushes
-// leave them) and its directories dated an hour back, as in a registry
-// whose repositories were not all created in the last seconds.
+// repositories on the filesystem, 100 names a page: 100 teams of 100
+// ("nested"), and 10,000 names at the top ("flat": one directory of
+// 10,000 markers, which the driver keeps the names of). The store is
+// written directly (markers and the flag too, as pushes leave them) and
+// its directories dated an hour back, as in a registry whose repositories
+// were not all created in the last seconds.
 func BenchmarkCatalogFullWalk(b *testing.B) {
+	b.Run("nested", func(b *testing.B) {
+		benchCatalogFullWalk(b, func(i int) string { return fmt.Sprintf("team%02d/app%04d", i/100, i) })
+	})
+	b.Run("flat", func(b *testing.B) {
+		benchCatalogFullWalk(b, func(i int) string { return fmt.Sprintf("app%05d", i) })
+	})
+}
+
+func benchCatalogFullWalk(b *testing.B, nameOf func(int) string) {
 	root := b.TempDir()
 	store, err := filesystem.New(root)
 	if err != nil {
@@ -336,7 +347,7 @@ func BenchmarkCatalogFullWalk(b *testing.B) {
 	}
 	d := digest.FromBytes(emptyIndex)
 	for i := range 10000 {
-		name := fmt.Sprintf("team%02d/app%04d", i/100, i)
+		name := nameOf(i)
 		write(revisionKey(name, d))
 		write(catalogMarkerKey(name))
 	}

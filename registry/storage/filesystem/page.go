@@ -117,7 +117,7 @@ func (e dirEntry) sortKey() string {
 // every time: that costs little and keeps the cache for the large ones.
 const (
 	cacheMinNames = 256
-	cacheMaxNames = 1 << 20
+	cacheMaxNames = 1 << 19 // about 25 MB of names at most
 	// cacheSettle is how old a directory's modification time must be for
 	// its names to be kept: a change in the same tick of the file
 	// system's clock may leave the time as it was, one later cannot.
