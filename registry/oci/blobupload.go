@@ -91,15 +91,12 @@ func (h *Handler) startUpload(q *request) error {
 			return h.blobTooLarge(q.R.ContentLength)
 		}
 	}
+	if want != "" {
+		return h.putWhole(q, nil, want)
+	}
 	s, err := h.createSession(q.R.Context(), name, algorithm)
 	if err != nil {
 		return err
-	}
-	if want != "" {
-		if err := h.appendBody(q, s); err != nil {
-			return err
-		}
-		return h.commit(q, s, want)
 	}
 	h.writeUploadHeaders(q, s)
 	q.W.WriteHeader(http.StatusAccepted)
@@ -238,12 +235,9 @@ func (s *session) hasher() (hash.Hash, error) {
 	return hh, nil
 }
 
-// appendBody streams the request body onto the session's data, hashing it on
-// the way, and records the new offset and hash state.
-func (h *Handler) appendBody(q *request, s *session) error {
-	return h.appendReader(q, s, q.R.Body, -1)
-}
-
+// appendReader streams body onto the session's data, hashing it on the way,
+// and records the new offset and hash state; want is the length the request
+// declared, negative for none.
 func (h *Handler) appendReader(q *request, s *session, body io.Reader, want int64) error {
 	ctx := q.R.Context()
 	hh, err := s.hasher()
@@ -426,12 +420,120 @@ func (h *Handler) finishUpload(q *request) error {
 	if err != nil {
 		return newError(http.StatusBadRequest, CodeDigestInvalid, "missing or invalid ?digest=: %v", err)
 	}
+	if q.R.ContentLength != 0 && s.state.Offset == 0 && q.R.Header.Get("Content-Range") == "" {
+		return h.putWhole(q, s, d) // the whole blob in this request
+	}
 	if q.R.ContentLength != 0 {
 		if err := h.appendChunk(q, s); err != nil {
 			return err
 		}
 	}
 	return h.commit(q, s, d)
+}
+
+// putWhole stores the body of a monolithic upload (POST with ?digest=, or
+// the PUT of a session that has no data yet) straight under its blob key,
+// not through the session's data: hashed as it streams, its reader fails
+// at the end when the digest is not the one declared, and every driver's
+// Put stores nothing when its reader fails. So a mismatch leaves no trace,
+// and on S3 the blob is one multipart upload, completed only once the
+// digest matched, instead of an upload copied into the blob afterwards. s
+// is the session the PUT ends, nil for a POST.
+func (h *Handler) putWhole(q *request, s *session, want digest.Digest) error {
+	ctx := q.R.Context()
+	if err := checkAlgorithm(want.Algorithm()); err != nil {
+		return newError(http.StatusBadRequest, CodeDigestInvalid, "%v", err)
+	}
+	if h.exceedsMaxBlobSize(0, q.R.ContentLength) {
+		return h.blobTooLarge(q.R.ContentLength)
+	}
+	var body io.Reader = q.R.Body
+	var limited *blobSizeReader
+	if h.opts.MaxBlobSize > 0 {
+		limited = &blobSizeReader{r: body, left: h.opts.MaxBlobSize}
+		body = limited
+	}
+	verified := &digestReader{r: body, hash: want.Algorithm().Hash(), want: want}
+	done, err := h.uploads.Acquire(&q.Call)
+	if err != nil {
+		return err
+	}
+	// The ref first, then the look for existing content, as in commit.
+	err = h.touchRef(ctx, want)
+	if err == nil {
+		var exists bool
+		if exists, err = h.ensureBlob(ctx, want); err == nil && exists {
+			_, err = io.Copy(io.Discard, verified) // the content is there: check the body only
+		} else if err == nil {
+			_, err = h.store.Put(ctx, blobKey(want), verified, storage.Condition{})
+		}
+	}
+	done()
+	// Asked of the readers rather than of err, as in appendReader.
+	if limited != nil && limited.crossed() {
+		if s != nil {
+			return h.endTooLarge(ctx, s, -1)
+		}
+		return h.blobTooLarge(-1)
+	}
+	if verified.got != "" {
+		return newError(http.StatusBadRequest, CodeDigestInvalid, "digest mismatch: uploaded content is %s, not %s", verified.got, want)
+	}
+	if err != nil {
+		return fmt.Errorf("store blob %s: %w", want, err)
+	}
+	return h.linkPushed(q, s, want)
+}
+
+// linkPushed links a pushed blob whose content is in place into the
+// repository, removes the session it came through (nil: none), and answers
+// 201.
+func (h *Handler) linkPushed(q *request, s *session, want digest.Digest) error {
+	ctx := q.R.Context()
+	if _, err := h.store.Put(ctx, layerLinkKey(q.route.name, want), bytes.NewReader(nil), storage.Condition{}); err != nil {
+		return fmt.Errorf("link blob %s: %w", want, err)
+	}
+	if s != nil {
+		if err := h.store.DeleteAll(ctx, uploadDirKey(s.id)); err != nil {
+			h.opts.Logger.Warn("remove finished upload", "upload", s.id, "error", err)
+		}
+	}
+	h.emit(q, Event{Action: "blob.pushed", Repository: q.route.name, Digest: want.String()})
+	hd := q.W.Header()
+	hd.Set("Location", h.opts.Prefix+"/"+q.route.name+"/blobs/"+want.String())
+	hd.Set("Docker-Content-Digest", want.String())
+	hd.Set("Content-Length", "0")
+	q.W.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+// errDigestMismatch fails the last read of a body whose digest is not the
+// declared one, so that storage keeps nothing of it.
+var errDigestMismatch = errors.New("the content does not match its digest")
+
+// digestReader hashes r as it is read and, at its end, returns
+// errDigestMismatch instead of io.EOF when the digest is not want (got
+// then holds the content's digest).
+type digestReader struct {
+	r    io.Reader
+	hash hash.Hash
+	want digest.Digest
+	got  digest.Digest
+}
+
+func (d *digestReader) Read(p []byte) (int, error) {
+	if d.got != "" {
+		return 0, errDigestMismatch
+	}
+	n, err := d.r.Read(p)
+	d.hash.Write(p[:n])
+	if err == io.EOF {
+		if got := digest.NewDigest(d.want.Algorithm(), d.hash); got != d.want {
+			d.got = got
+			return n, errDigestMismatch
+		}
+	}
+	return n, err
 }
 
 // commit checks the digest of the session's data and moves it into the blob
@@ -460,19 +562,7 @@ func (h *Handler) commit(q *request, s *session, want digest.Digest) error {
 			return fmt.Errorf("commit blob %s: %w", want, err)
 		}
 	}
-	if _, err := h.store.Put(ctx, layerLinkKey(q.route.name, want), bytes.NewReader(nil), storage.Condition{}); err != nil {
-		return fmt.Errorf("link blob %s: %w", want, err)
-	}
-	if err := h.store.DeleteAll(ctx, uploadDirKey(s.id)); err != nil {
-		h.opts.Logger.Warn("remove finished upload", "upload", s.id, "error", err)
-	}
-	h.emit(q, Event{Action: "blob.pushed", Repository: q.route.name, Digest: want.String()})
-	hd := q.W.Header()
-	hd.Set("Location", h.opts.Prefix+"/"+q.route.name+"/blobs/"+want.String())
-	hd.Set("Docker-Content-Digest", want.String())
-	hd.Set("Content-Length", "0")
-	q.W.WriteHeader(http.StatusCreated)
-	return nil
+	return h.linkPushed(q, s, want)
 }
 
 // sessionDigest returns the digest of the uploaded data. With the session's
