@@ -89,7 +89,15 @@ type Driver struct {
 	partSize int
 	create   bool      // create the bucket when Ping finds it missing
 	buffers  sync.Pool // *[]byte of partSize, for streaming writes
+	// readAhead holds a token for each multipart write that has a second
+	// buffer, to read its next part while the last one uploads.
+	readAhead chan struct{}
 }
+
+// readAheadWrites is how many multipart writes at once get a second part
+// buffer (at the default part size, 64 MiB in all); the others send their
+// parts one after the other, reading none meanwhile.
+const readAheadWrites = 8
 
 var _ storage.Driver = (*Driver)(nil)
 
@@ -179,6 +187,7 @@ func newDriver(opts Options) (*Driver, error) {
 		create:   opts.CreateBucket,
 	}
 	d.buffers.New = func() any { b := make([]byte, d.partSize); return &b }
+	d.readAhead = make(chan struct{}, readAheadWrites)
 	return d, nil
 }
 
@@ -492,23 +501,52 @@ func (d *Driver) writeMultipart(ctx context.Context, name string, buf []byte, r 
 			_ = d.core.AbortMultipartUpload(actx, d.bucket, name, id)
 		}
 	}()
+	// With a second buffer, the next part is read while the last uploads.
+	var spare []byte
+	select {
+	case d.readAhead <- struct{}{}:
+		bufp := d.buffers.Get().(*[]byte)
+		defer func() { d.buffers.Put(bufp); <-d.readAhead }()
+		spare = *bufp
+	default:
+	}
 	var parts []minio.CompletePart
-	n, eof := len(buf), false
+	cur, n := buf, len(buf) // the part to send and its length
+	ended := false          // r is read to its end: cur holds its last bytes
 	for num := 1; n > 0; num++ {
 		if num > maxParts {
 			return written{}, fmt.Errorf("more than %d parts of %d bytes", maxParts, len(buf))
 		}
-		p, err := d.core.PutObjectPart(ctx, d.bucket, name, id, num, bytes.NewReader(buf[:n]), int64(n), minio.PutObjectPartOptions{})
-		if err != nil {
-			return written{}, err
-		}
-		parts = append(parts, minio.CompletePart{PartNumber: num, ETag: p.ETag})
+		sent := make(chan error, 1)
+		var etag string
+		go func(num int, body []byte) {
+			p, err := d.core.PutObjectPart(ctx, d.bucket, name, id, num, bytes.NewReader(body), int64(len(body)), minio.PutObjectPartOptions{})
+			etag = p.ETag
+			sent <- err
+		}(num, cur[:n])
 		w.size += int64(n)
-		if eof {
-			break
+		readAhead := spare != nil && !ended
+		var next int
+		var ferr error
+		if readAhead {
+			next, ended, ferr = fill(r, spare)
 		}
-		if n, eof, err = fill(r, buf); err != nil {
+		if err := <-sent; err != nil {
 			return written{}, err
+		}
+		if ferr != nil {
+			return written{}, ferr
+		}
+		parts = append(parts, minio.CompletePart{PartNumber: num, ETag: etag})
+		switch {
+		case readAhead:
+			cur, spare, n = spare, cur, next
+		case ended:
+			n = 0
+		default:
+			if n, ended, err = fill(r, cur); err != nil {
+				return written{}, err
+			}
 		}
 	}
 	ui, err := d.core.CompleteMultipartUpload(ctx, d.bucket, name, id, parts, minio.PutObjectOptions{})

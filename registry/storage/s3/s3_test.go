@@ -632,3 +632,34 @@ func TestPingOfUnreachableEndpointIsUnavailable(t *testing.T) {
 		t.Fatalf("Ping of a closed port = %v, want an error IsUnavailable recognises", err)
 	}
 }
+
+// TestMultipartReadAheadAndWithout: a multipart write reads its next part
+// while the last one uploads when the driver's budget has a second buffer,
+// and sends them one after the other when it has none; either way the
+// object is the body, also when it ends exactly at a part's end.
+func TestMultipartReadAheadAndWithout(t *testing.T) {
+	d := newTestDriver(t, func(o *Options) { o.PartSize = 5 * mib })
+	ctx := t.Context()
+	for _, readAhead := range []bool{true, false} {
+		if !readAhead {
+			if n := len(d.readAhead); n != 0 {
+				t.Fatalf("%d read-ahead tokens still taken after the writes: leaked", n)
+			}
+			for range cap(d.readAhead) {
+				d.readAhead <- struct{}{} // the budget is spent by other writes
+			}
+		}
+		for _, size := range []int{10 * mib, 15*mib + 1} {
+			want := pattern(uint64(size), size)
+			key := fmt.Sprintf("big-%v-%d", readAhead, size)
+			if _, err := d.Put(ctx, key, iotest.HalfReader(bytes.NewReader(want)), storage.Condition{}); err != nil {
+				t.Fatalf("Put %s: %v", key, err)
+			}
+			wantContent(t, d, key, want)
+			parts := (size + 5*mib - 1) / (5 * mib)
+			if oi, err := d.client.StatObject(ctx, d.bucket, key, minio.StatObjectOptions{}); err != nil || !strings.HasSuffix(oi.ETag, fmt.Sprintf("-%d", parts)) {
+				t.Errorf("%s: ETag %q, %v: want a multipart upload of %d parts", key, oi.ETag, err, parts)
+			}
+		}
+	}
+}
