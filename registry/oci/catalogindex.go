@@ -105,8 +105,22 @@ func (h *Handler) catalogIndexed(ctx context.Context) (bool, error) {
 	if indexed || migrating {
 		return indexed, nil
 	}
-	if indexed, err := h.catalogIndexedNow(ctx); err != nil || indexed {
-		return indexed, err
+	_, err := h.store.Stat(ctx, catalogIndexedKey)
+	if err == nil {
+		c.mu.Lock()
+		c.indexed = true
+		c.mu.Unlock()
+		return true, nil
+	}
+	if !errors.Is(err, storage.ErrNotFound) {
+		return false, err
+	}
+	// A read writes nothing into a store without repositories (its
+	// first push writes the flag); the walk of it costs one listing.
+	if repos, err := h.store.List(ctx, "repositories"); errors.Is(err, storage.ErrNotFound) || (err == nil && len(repos) == 0) {
+		return false, nil
+	} else if err != nil {
+		return false, err
 	}
 	c.mu.Lock()
 	start := !c.migrating && !c.indexed
@@ -120,7 +134,7 @@ func (h *Handler) catalogIndexed(ctx context.Context) (bool, error) {
 
 // catalogIndexedNow looks whether the flag exists, and writes it when the
 // store holds no repository at all: every one made from now on notes
-// itself.
+// itself. Writes call it, before their first marker.
 func (h *Handler) catalogIndexedNow(ctx context.Context) (bool, error) {
 	_, err := h.store.Stat(ctx, catalogIndexedKey)
 	if errors.Is(err, storage.ErrNotFound) {

@@ -212,11 +212,14 @@ func (d *Driver) Page(ctx context.Context, prefix, after string, limit int) ([]s
 	}
 	dir := d.dir(prefix)
 	start := ""
-	if after != "" && d.object(after) > dir {
-		start = d.object(after)
+	if bound := validPrefix(after); bound != "" && d.object(bound) > dir {
+		start = d.object(bound)
 	}
 	var keys []string
 	add := func(key string) bool {
+		if key <= after {
+			return true // between the valid bound and after
+		}
 		keys = append(keys, key)
 		return len(keys) < limit
 	}
@@ -256,4 +259,20 @@ func (d *Driver) Page(ctx context.Context, prefix, after string, limit int) ([]s
 		}
 	}
 	return keys, nil
+}
+
+// validPrefix returns the longest run of after's leading segments that is
+// a valid key ("" when none is): the store refuses a StartAfter such as
+// "a/../b", and one that sorts no later than after lists the same keys
+// after it, and a few before, which Page leaves out.
+func validPrefix(after string) string {
+	if storage.ValidateKey(after) == nil {
+		return after
+	}
+	segs := strings.Split(after, "/")
+	n := 0
+	for n < len(segs) && storage.ValidateKey(segs[n]) == nil {
+		n++
+	}
+	return strings.Join(segs[:n], "/")
 }

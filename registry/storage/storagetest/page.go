@@ -27,7 +27,7 @@ func testPageContinuesAfterAnyKey(t *testing.T, d storage.Driver) {
 	for _, k := range walkTree {
 		put(t, d, k, k)
 	}
-	afters := []string{"", "a", "a/", "a/b", "a/b,", "a/b-c", "a/b/", "a/b/c", "a/b/c/d/z", "a/b0", "a/b1", "a/bc/x", "ab", "b/a", "z", "zz", "\x00", "a/b/c/y\x00"}
+	afters := []string{"", "a", "a/", "a/b", "a/b,", "a/b-c", "a/b/", "a/b/c", "a/b/c/d/z", "a/b0", "a/b1", "a/bc/x", "ab", "b/a", "z", "zz", "\x00", "a/b/c/y\x00", "a/../b", "a/b/../z", "../x", "a/./b", "a//b"}
 	for _, prefix := range []string{"", "a", "a/b", "b/a", "missing", "z"} {
 		all := keysUnder(prefix)
 		if prefix == "z" {
