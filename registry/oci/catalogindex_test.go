@@ -192,11 +192,27 @@ func TestCatalogPagesOfAScopedCaller(t *testing.T) {
 	}
 }
 
-// countingStore counts the requests to its store, Page included.
+// countingStore counts the requests to its store, Page included, and the
+// names and keys its listings returned.
 type countingStore struct {
 	storage.Driver
-	mu    sync.Mutex
-	calls int
+	mu     sync.Mutex
+	calls  int
+	listed int
+}
+
+func (c *countingStore) takeListed() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.listed
+	c.listed = 0
+	return n
+}
+
+func (c *countingStore) saw(names []string) {
+	c.mu.Lock()
+	c.listed += len(names)
+	c.mu.Unlock()
 }
 
 func (c *countingStore) count() {
@@ -220,12 +236,16 @@ func (c *countingStore) Stat(ctx context.Context, key string) (storage.Info, err
 
 func (c *countingStore) List(ctx context.Context, prefix string) ([]string, error) {
 	c.count()
-	return c.Driver.List(ctx, prefix)
+	names, err := c.Driver.List(ctx, prefix)
+	c.saw(names)
+	return names, err
 }
 
 func (c *countingStore) Page(ctx context.Context, prefix, after string, limit int) ([]string, error) {
 	c.count()
-	return c.Driver.(storage.Pager).Page(ctx, prefix, after, limit)
+	keys, err := c.Driver.(storage.Pager).Page(ctx, prefix, after, limit)
+	c.saw(keys)
+	return keys, err
 }
 
 // A page of 10 of 1,000 repositories costs about 10 storage requests, not

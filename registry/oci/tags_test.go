@@ -6,9 +6,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/unireg/unireg/registry/internal/protocol"
+	"github.com/unireg/unireg/registry/storage"
+	"github.com/unireg/unireg/registry/storage/inmemory"
 )
 
 func TestTagListPaginatesWithLink(t *testing.T) {
@@ -100,5 +103,25 @@ func TestPageSizeIsBounded(t *testing.T) {
 		if _, _, err := page(q, all); err == nil {
 			t.Errorf("n=%s accepted", n)
 		}
+	}
+}
+
+// A page of 10 of a repository's 1,000 tags reads 11 keys, not the 1,000.
+func TestTagPageReadsItsSizeNotTheRepositorys(t *testing.T) {
+	store := &countingStore{Driver: inmemory.New()}
+	hs := newHarnessOn(t, store, map[string][]string{"admin": {"*"}})
+	for i := range 1000 {
+		if _, err := store.Put(t.Context(), tagKey("r", fmt.Sprintf("v%04d", i)), strings.NewReader("sha256:x"), storage.Condition{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store.takeListed()
+	w := hs.do(call{method: "GET", path: "/v2/r/tags/list?n=10&last=v0500", user: "admin"})
+	expectStatus(t, w, http.StatusOK)
+	if !strings.HasPrefix(w.Body.String(), `{"name":"r","tags":["v0501",`) || w.Header().Get("Link") == "" {
+		t.Fatalf("page %s, Link %q", w.Body, w.Header().Get("Link"))
+	}
+	if listed := store.takeListed(); listed > 11 {
+		t.Fatalf("a page of 10 of 1,000 tags listed %d names, want 11", listed)
 	}
 }
