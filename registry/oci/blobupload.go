@@ -154,6 +154,9 @@ func (h *Handler) mount(q *request, name string, d digest.Digest, from string) (
 	if ok, err := h.ensureBlob(ctx, d); err != nil || !ok {
 		return false, err // swept: the client uploads it instead
 	}
+	if err := h.noteRepository(ctx, name); err != nil {
+		return false, err
+	}
 	if _, err := h.store.Put(ctx, layerLinkKey(name, d), bytes.NewReader(nil), storage.Condition{}); err != nil {
 		return false, fmt.Errorf("link mounted blob: %w", err)
 	}
@@ -490,6 +493,9 @@ func (h *Handler) putWhole(q *request, s *session, want digest.Digest) error {
 // 201.
 func (h *Handler) linkPushed(q *request, s *session, want digest.Digest) error {
 	ctx := q.R.Context()
+	if err := h.noteRepository(ctx, q.route.name); err != nil {
+		return err
+	}
 	if _, err := h.store.Put(ctx, layerLinkKey(q.route.name, want), bytes.NewReader(nil), storage.Condition{}); err != nil {
 		return fmt.Errorf("link blob %s: %w", want, err)
 	}
