@@ -80,6 +80,8 @@ const (
 	// refreshRetryEvery spaces the reloads that requests trigger while the
 	// view is too old (storage failing): one at a time, at most one a second.
 	refreshRetryEvery = time.Second
+	// refreshTimeout bounds a reload that requests wait for.
+	refreshTimeout = 10 * time.Second
 	// maxTokenChain bounds the parents followed from one token.
 	maxTokenChain = 32
 )
@@ -313,7 +315,12 @@ func (t *UserTokens) fresh(ctx context.Context) error {
 	if !loaded.IsZero() && t.now().Sub(loaded) <= tokenViewMaxAge {
 		return nil
 	}
-	if err := t.refreshUnlessRecent(ctx, refreshRetryEvery); err != nil {
+	// The reload is every waiting request's, not the one that happened to
+	// start it: a caller that hangs up must not fail it (its error would
+	// answer the others until the next retry).
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+	defer cancel()
+	if err := t.refreshUnlessRecent(rctx, refreshRetryEvery); err != nil {
 		return fmt.Errorf("npm tokens and revocations cannot be checked: %w: %w", storage.ErrUnavailable, err)
 	}
 	t.mu.RLock()

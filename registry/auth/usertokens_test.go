@@ -63,3 +63,36 @@ func TestTokenViewIsNeverOlderThanItsMaxAge(t *testing.T) {
 		t.Fatalf("Revoked with a view too old and storage failing: %v, want an unavailable error", err)
 	}
 }
+
+// listHonoursContext fails a listing whose context is done, as the
+// filesystem's walks and S3's requests do.
+type listHonoursContext struct{ storage.Driver }
+
+func (l listHonoursContext) List(ctx context.Context, prefix string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return l.Driver.List(ctx, prefix)
+}
+
+// A request that goes away while it reloads the view (a client that hung
+// up) does not make the next requests fail: the reload is not the
+// request's to cancel. Before, its context.Canceled was kept as the result
+// of the last try, and every credential check for the next second was an
+// unavailable error (a 503 seen by `make bench` at a scenario's end).
+func TestTokenViewReloadOutlivesTheRequestThatStartedIt(t *testing.T) {
+	store := listHonoursContext{inmemory.New()}
+	now := time.Now()
+	here := NewUserTokens(store, UserTokensOptions{Now: func() time.Time { return now }})
+	tok, _, err := here.Create(t.Context(), UserTokenSpec{User: "bob", Scopes: []string{"*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(tokenViewMaxAge + time.Second)
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	here.Authenticate(gone, Credentials{Bearer: tok}) // whatever it answers the caller that left
+	if _, err := here.Authenticate(t.Context(), Credentials{Bearer: tok}); err != nil {
+		t.Fatalf("the next request, right after one that was cancelled: %v", err)
+	}
+}
