@@ -197,7 +197,7 @@ func TestListingsWalkNothingForCallersWithNothingToSee(t *testing.T) {
 		{"deleter", 0, false},
 		{"strange", 0, false}, // delete alone does not read
 		{w.jwtFor("ocionly"), 0, false},
-		{"npmonly", 1, true}, // the first caller who may see builds the search index
+		{"npmonly", 1, true},  // the first caller who may see builds the search index
 		{"writers", 1, false}, // which answers the next ones from memory
 		{"owner", 1, false},
 	}
