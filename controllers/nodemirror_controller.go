@@ -63,6 +63,10 @@ type NodeMirrorReconciler struct {
 	// AllowedHostsDirs are the node directories a node mirror may write
 	// (DefaultNodeMirrorHostsDirs when empty).
 	AllowedHostsDirs []string
+	// CertificateRetry is how soon a mirror waiting for cert-manager to
+	// issue the Registry's TLS Secret looks again (the Secret is not
+	// watched); 30 s when zero.
+	CertificateRetry time.Duration
 }
 
 // DefaultNodeMirrorHostsDirs is containerd 2's default config_path.
@@ -139,7 +143,11 @@ func (r *NodeMirrorReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 			return ctrl.Result{}, err
 		}
 		if cfg == nil {
-			return ctrl.Result{}, r.writeCondition(ctx, reg, metav1.ConditionFalse, reason, msg, nil)
+			var again ctrl.Result
+			if reason == uniregv1.ReasonSecretNotIssued {
+				again.RequeueAfter = nonZero(r.CertificateRetry, certificateRetry)
+			}
+			return again, r.writeCondition(ctx, reg, metav1.ConditionFalse, reason, msg, nil)
 		}
 		live, err := r.applyMirror(ctx, reg, *cfg)
 		if err != nil {

@@ -39,8 +39,9 @@ type Options struct {
 	// write; DefaultNodeMirrorHostsDirs when empty.
 	NodeMirrorHostsDirs []string
 	// CertificateRetry is how often a Registry whose spec.tls.issuerRef
-	// certificate is not ready is looked at again; 30 s when zero (tests
-	// take a shorter one).
+	// certificate is not ready (or whose Secret cert-manager has not issued)
+	// is looked at again, by its reconciler and by its node mirror; 30 s
+	// when zero (tests take a shorter one).
 	CertificateRetry time.Duration
 }
 
@@ -196,6 +197,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		if err := (&NodeMirrorReconciler{
 			Client: c, Scheme: mgr.GetScheme(), Namespace: o.Namespace, Image: o.ManagerImage,
 			AllowedNamespaces: o.NodeMirrorNamespaces, AllowedHostsDirs: o.NodeMirrorHostsDirs,
+			CertificateRetry: o.CertificateRetry,
 		}).SetupWithManager(mgr); err != nil {
 			return err
 		}
