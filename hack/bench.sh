@@ -188,7 +188,18 @@ cache() {
 if [ -z "$only" ]; then
 # Pushes run from a clean page cache (sync first), alternating between the
 # servers, so that none inherits another's write-back.
+# A push scenario writes what it pushes: at 600 MB/s, 10 s of 256 MiB
+# pushes on each server fill tens of GB, more than this machine's disk
+# holds for the whole run. drop_pushed removes the pushed blobs' content
+# (files over 512 KiB under a blobs/ folder, and the bare servers' files)
+# between push scenarios: nothing reads them again (the pull scenarios push
+# their own blobs after), and small objects (manifests, configs) stay.
+drop_pushed() {
+  find "$work" -type f -size +512k -path '*/blobs/*' -delete 2>/dev/null || true
+  find "$work/bare" "$work/bare-fsync" -type f -delete 2>/dev/null || true
+}
 for size in 1MiB 64MiB 256MiB; do
+  drop_pushed
   sync; bare --concurrency 1 --duration "$duration" --scenarios "blob-push-$size"
   sync; bare_fsync --concurrency 1 --duration "$duration" --scenarios "blob-push-$size"
   sync; unireg --concurrency 1 --duration "$duration" --scenarios "blob-push-$size"
@@ -200,6 +211,7 @@ bare --concurrency 1 --duration "$duration" --scenarios blob-pull-1MiB,blob-pull
 unireg --concurrency 1 --duration "$duration" --scenarios blob-pull-1MiB,blob-pull-64MiB,blob-pull-256MiB
 peers --concurrency 1 --duration "$duration" --scenarios blob-pull-1MiB,blob-pull-64MiB,blob-pull-256MiB
 for target in unireg distribution ${zot:+zot}; do
+  drop_pushed
   sync; "$target" --concurrency 1 --duration "$duration" --scenarios blob-push-chunked-1MiB,blob-push-chunked-64MiB,blob-push-chunked-256MiB
 done
 bare --concurrency 32 --duration "$duration" --scenarios manifest-get-tag,packument-full
