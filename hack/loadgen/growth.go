@@ -627,14 +627,7 @@ func packumentAt(v int, abbreviated bool) setupFunc {
 		if err != nil {
 			return nil, err
 		}
-		accept := "application/json"
-		if abbreviated {
-			accept = abbreviatedAccept
-		}
-		header := map[string]string{"Accept": accept, "Accept-Encoding": "gzip"}
-		if e.c.password != "" {
-			header["Authorization"] = "Bearer " + e.c.password
-		}
+		header := e.packumentHeader(abbreviated)
 		p.mu.Lock()
 		want := p.versions[0]
 		p.mu.Unlock()

@@ -119,14 +119,7 @@ func packumentGet(abbreviated bool) setupFunc {
 		if err != nil {
 			return nil, err
 		}
-		accept := "application/json"
-		if abbreviated {
-			accept = abbreviatedAccept
-		}
-		header := map[string]string{"Accept": accept, "Accept-Encoding": "gzip"}
-		if e.c.password != "" {
-			header["Authorization"] = "Bearer " + e.c.password
-		}
+		header := e.packumentHeader(abbreviated)
 		return rawGetOp(e.concurrency, e.npmURL+"/"+name, header, func(body []byte, encoding string) error {
 			return checkPackument(bytes.NewReader(body), encoding, 150)
 		})
@@ -199,4 +192,18 @@ func npmPublish(ctx context.Context, e *env) (opFunc, error) {
 		err := e.publish(ctx, name, version)
 		return 0, time.Since(start), err
 	}, nil
+}
+
+// packumentHeader is what npm sends for a packument: the full or the
+// abbreviated document, gzip, and the token as its bearer.
+func (e *env) packumentHeader(abbreviated bool) map[string]string {
+	accept := "application/json"
+	if abbreviated {
+		accept = abbreviatedAccept
+	}
+	header := map[string]string{"Accept": accept, "Accept-Encoding": "gzip"}
+	if e.c.password != "" {
+		header["Authorization"] = "Bearer " + e.c.password
+	}
+	return header
 }

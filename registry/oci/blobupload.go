@@ -87,9 +87,6 @@ func (h *Handler) startUpload(q *request) error {
 			return newError(http.StatusBadRequest, CodeDigestInvalid, "invalid digest: %v", err)
 		}
 		want, algorithm = d, d.Algorithm()
-		if h.exceedsMaxBlobSize(0, q.R.ContentLength) {
-			return h.blobTooLarge(q.R.ContentLength)
-		}
 	}
 	if want != "" {
 		return h.putWhole(q, nil, want)

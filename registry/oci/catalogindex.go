@@ -124,7 +124,9 @@ func (h *Handler) catalogIndexed(ctx context.Context) (bool, error) {
 	}
 	c.mu.Lock()
 	start := !c.migrating && !c.indexed
-	c.migrating = start || c.migrating
+	if start {
+		c.migrating = true
+	}
 	c.mu.Unlock()
 	if start {
 		go h.indexCatalog(context.WithoutCancel(ctx))
