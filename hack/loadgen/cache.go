@@ -69,7 +69,9 @@ func (e *env) upstreamEnv() *env {
 
 // cachePullCold pushes, into the upstream, one new blob per operation
 // (all of them before the run when --requests says how many; otherwise each
-// operation pushes its own first, outside its time), then each operation
+// operation pushes its own first, outside its time) and pulls it once from
+// the upstream directly (warming the upstream's page cache, as the direct
+// pulls it is compared with find it), then each operation
 // GETs a blob the cache has never seen through the cache, reading and
 // verifying it whole.
 func cachePullCold(size int64) setupFunc {
@@ -89,6 +91,12 @@ func cachePullCold(size int64) setupFunc {
 			if err := up.pushBlob(ctx, cacheRepo, id, size, false, digest); err != nil {
 				return nil, fmt.Errorf("pushing into the upstream: %w", err)
 			}
+			// Pulled once from the upstream, so that the upstream serves it
+			// as it serves blob-pull-<N>MiB, the scenario this one is
+			// compared with: from its page cache, not its disk.
+			if _, err := up.pullFrom(ctx, cacheRepo, digest, size); err != nil {
+				return nil, fmt.Errorf("pulling from the upstream: %w", err)
+			}
 			ready = append(ready, blob{id, digest})
 		}
 		var next atomic.Int64
@@ -101,6 +109,9 @@ func cachePullCold(size int64) setupFunc {
 				b.digest = blobDigest(b.id, size)
 				if err := up.pushBlob(ctx, cacheRepo, b.id, size, false, b.digest); err != nil {
 					return 0, 0, fmt.Errorf("pushing into the upstream: %w", err)
+				}
+				if _, err := up.pullFrom(ctx, cacheRepo, b.digest, size); err != nil {
+					return 0, 0, fmt.Errorf("pulling from the upstream: %w", err)
 				}
 			}
 			start := time.Now()
@@ -136,7 +147,12 @@ func cachePullWarm(size int64) setupFunc {
 // pullCached GETs a blob of the upstream's cacheRepo through the cache and
 // reads it whole, verifying its size and digest.
 func (e *env) pullCached(ctx context.Context, digest string, size int64) (int64, error) {
-	repo := e.cacheNamespace + "/" + cacheRepo
+	return e.pullFrom(ctx, e.cacheNamespace+"/"+cacheRepo, digest, size)
+}
+
+// pullFrom GETs a blob of repo and reads it whole, verifying its size and
+// digest.
+func (e *env) pullFrom(ctx context.Context, repo, digest string, size int64) (int64, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.c.url("/v2/"+repo+"/blobs/"+digest), nil)
 	resp, err := e.c.do(req, ociScope(repo, false), nil)
 	if err != nil {

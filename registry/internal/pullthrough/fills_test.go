@@ -1021,3 +1021,119 @@ func TestFillsHoldBackTheLastByteUntilVerified(t *testing.T) {
 		t.Fatalf("after a wrong body the last Read gave %d bytes, %v; want none and an error", len(got.data), got.err)
 	}
 }
+
+// fileSink is a client connection as net/http's ResponseWriter offers it: a
+// ReadFrom (sendfile when the source is a file) beside Write. It records
+// whether any part came straight from a file.
+type fileSink struct {
+	mu       sync.Mutex
+	buf      bytes.Buffer
+	fromFile bool
+}
+
+func (s *fileSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *fileSink) ReadFrom(r io.Reader) (int64, error) {
+	if lr, ok := r.(*io.LimitedReader); ok {
+		if _, ok := lr.R.(*os.File); ok {
+			s.mu.Lock()
+			s.fromFile = true
+			s.mu.Unlock()
+		}
+	}
+	return io.Copy(struct{ io.Writer }{s}, r)
+}
+
+func (s *fileSink) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Len()
+}
+
+// onDisk waits until the spool file of r's download holds n bytes.
+func onDisk(t *testing.T, r *Reader, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r.f.mu.Lock()
+		got := r.f.onDisk
+		r.f.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the spool file holds %d bytes, want %d", got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A client that is megabytes behind the download is sent them from the
+// spool file (the connection's ReadFrom: sendfile), not through a buffer of
+// this process, and gets the whole content.
+func TestFillsReaderFarBehindIsSentFromTheSpoolFile(t *testing.T) {
+	fs := &Fills{Dir: t.TempDir()}
+	content := randomBytes(t, 5<<20+123)
+	u := &upstream{size: int64(len(content))}
+	r, _, err := fs.Join(context.Background(), "k", download(u, content, &committer{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	await(t, "first part", u.send(t, 0, content[:4<<20]))
+	onDisk(t, r, 4<<20)
+	sink := &fileSink{}
+	copied := make(chan error, 1)
+	go func() { _, err := r.WriteTo(sink); copied <- err }()
+	await(t, "rest", u.send(t, 0, content[4<<20:]))
+	u.body(t, 0).Close()
+	if err := await(t, "WriteTo", copied); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(sink.buf.Bytes(), content) {
+		t.Fatalf("the client got %d bytes that differ from the %d of the content", sink.buf.Len(), len(content))
+	}
+	if !sink.fromFile {
+		t.Fatal("no part was sent from the spool file; want a reader far behind sent through ReadFrom of the file")
+	}
+}
+
+// Sent from the file, the last byte still waits for the verdict: a wrong
+// body, all of it in the spool file, reaches the client short by one byte
+// and then ends in an error.
+func TestFillsSendFromTheSpoolFileHoldsBackTheLastByte(t *testing.T) {
+	fs := &Fills{Dir: t.TempDir()}
+	content := randomBytes(t, 3<<20)
+	wrong := append([]byte(nil), content...)
+	wrong[len(wrong)-1] ^= 0xff
+	u := &upstream{size: int64(len(content))}
+	r, _, err := fs.Join(context.Background(), "k", download(u, content, &committer{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	await(t, "body", u.send(t, 0, wrong))
+	onDisk(t, r, int64(len(wrong)))
+	sink := &fileSink{}
+	copied := make(chan error, 1)
+	go func() { _, err := r.WriteTo(sink); copied <- err }()
+	deadline := time.Now().Add(10 * time.Second)
+	for sink.len() < len(wrong)-1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // room for a wrong last byte to go out
+	if n := sink.len(); n != len(wrong)-1 {
+		t.Fatalf("before the verdict the client got %d of %d bytes; want all but the last", n, len(wrong))
+	}
+	u.body(t, 0).Close()
+	if err := await(t, "WriteTo", copied); err == nil {
+		t.Fatal("WriteTo of a wrong body ended without an error")
+	}
+	if n := sink.len(); n != len(wrong)-1 {
+		t.Fatalf("after the verdict the client holds %d of %d bytes; want the last never sent", n, len(wrong))
+	}
+}
