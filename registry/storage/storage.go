@@ -19,6 +19,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -36,11 +37,19 @@ var (
 	// ErrUnavailable means the store cannot answer now (throttled, timed
 	// out, unreachable); the same request may succeed later.
 	ErrUnavailable = errors.New("storage: unavailable")
+	// ErrFull means the store has no room left for a write (IsFull).
+	ErrFull = errors.New("storage: full")
 )
 
 // IsUnavailable reports whether err means the store could not answer now:
 // ErrUnavailable, a network error or a deadline. Protocol handlers answer
 // such errors with 503 and Retry-After instead of 500.
+//
+// A bare errno (syscall.Errno, in the *fs.PathError of a file operation)
+// has net.Error's methods too, so it counts only when it is a timeout
+// (ETIMEDOUT, EAGAIN): a full disk, a permission or an I/O error is not the
+// store being away for a moment, and a client told to retry would retry in
+// vain.
 func IsUnavailable(err error) bool {
 	if err == nil {
 		return false
@@ -49,7 +58,21 @@ func IsUnavailable(err error) bool {
 		return true
 	}
 	var ne net.Error
-	return errors.As(err, &ne)
+	if !errors.As(err, &ne) {
+		return false
+	}
+	if errno, ok := ne.(syscall.Errno); ok {
+		return errno.Timeout()
+	}
+	return true
+}
+
+// IsFull reports whether err means the store has no room for what was
+// written: ErrFull (a driver's own, such as S3's storage full), a full
+// filesystem (ENOSPC) or an exhausted quota (EDQUOT). Protocol handlers
+// answer 507 Insufficient Storage, naming it, instead of 500.
+func IsFull(err error) bool {
+	return errors.Is(err, ErrFull) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // Info describes a stored object.

@@ -19,6 +19,7 @@ import (
 //	too many uploads at once (limit.ErrTooManyUploads)  429, Retry-After
 //	a body sent too slowly (limit.ErrBodyTooSlow)        408, logged
 //	storage throttled or unreachable                     503, Retry-After, logged
+//	storage full (disk, quota)                           507, named, logged
 //	an upstream's circuit breaker open                   503, Retry-After, the upstream named
 //	an upstream failed (pullthrough.UpstreamError)       502, the upstream and reason named, logged
 //	anything else                                        500 "internal error", logged
@@ -36,6 +37,9 @@ func Classify(w http.ResponseWriter, r *http.Request, err error) (status int, me
 		w.Header().Set("Retry-After", "1")
 		requestlog.Record(r, err)
 		return http.StatusServiceUnavailable, "storage is unavailable; retry later"
+	case storage.IsFull(err):
+		requestlog.Record(r, err)
+		return http.StatusInsufficientStorage, "the registry's storage is full"
 	}
 	var upstream *pullthrough.UpstreamError
 	if errors.As(err, &upstream) {

@@ -3,8 +3,12 @@ package protocol
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/unireg/unireg/registry/auth"
@@ -45,6 +49,14 @@ func TestClassifyHidesInternalCausesAndLetsClientsRetry(t *testing.T) {
 		{fmt.Errorf("%w: 10 B/s", limit.ErrBodyTooSlow), http.StatusRequestTimeout, false, true},
 		{unavailable, http.StatusServiceUnavailable, true, true},
 		{errors.New("disk on fire"), http.StatusInternalServerError, false, true},
+		// A file's errno is not the store being away: no retry for a
+		// full disk or a permission (syscall.Errno has net.Error's methods).
+		{&fs.PathError{Op: "write", Path: "/data/blobs/x", Err: syscall.ENOSPC}, http.StatusInsufficientStorage, false, true},
+		{fmt.Errorf("put: %w", storage.ErrFull), http.StatusInsufficientStorage, false, true},
+		{&fs.PathError{Op: "open", Path: "/data/blobs/x", Err: syscall.EACCES}, http.StatusInternalServerError, false, true},
+		{&fs.PathError{Op: "read", Path: "/data/blobs/x", Err: syscall.EIO}, http.StatusInternalServerError, false, true},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, http.StatusServiceUnavailable, true, true},
+		{&fs.PathError{Op: "read", Path: "/nfs/x", Err: syscall.ETIMEDOUT}, http.StatusServiceUnavailable, true, true},
 	}
 	for _, c := range cases {
 		var entry requestlog.Entry
@@ -56,6 +68,9 @@ func TestClassifyHidesInternalCausesAndLetsClientsRetry(t *testing.T) {
 		}
 		if status == http.StatusInternalServerError && msg != "internal error" {
 			t.Errorf("an internal cause reached the client: %q", msg)
+		}
+		if strings.Contains(msg, "/data") {
+			t.Errorf("a path reached the client: %q", msg)
 		}
 	}
 }

@@ -278,6 +278,8 @@ func (d *Driver) mapErr(err error) error {
 		// AWS answers 409 ConditionalRequestConflict to the loser of two
 		// concurrent conditional writes: for the caller it lost the race.
 		return storage.ErrPreconditionFailed
+	case er.Code == "XMinioStorageFull" || er.StatusCode == 507:
+		return fmt.Errorf("%w: %w", storage.ErrFull, err)
 	}
 	if IsUnavailable(err) {
 		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
