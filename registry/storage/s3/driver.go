@@ -94,10 +94,15 @@ type Driver struct {
 	readAhead chan struct{}
 }
 
-// readAheadWrites is how many multipart writes at once get a second part
-// buffer (at the default part size, 64 MiB in all); the others send their
-// parts one after the other, reading none meanwhile.
-const readAheadWrites = 8
+// readAheadWrites is how many part buffers, beyond the one each write has,
+// multipart writes hold at once (at the default part size, 64 MiB in all);
+// partsInFlight is the most parts one write uploads at once (minio-go's
+// PutObject sends 4). A write that finds the budget spent sends its parts
+// one after the other, reading none meanwhile.
+const (
+	readAheadWrites = 8
+	partsInFlight   = 4
+)
 
 var _ storage.Driver = (*Driver)(nil)
 
@@ -503,54 +508,77 @@ func (d *Driver) writeMultipart(ctx context.Context, name string, buf []byte, r 
 			_ = d.core.AbortMultipartUpload(actx, d.bucket, name, id)
 		}
 	}()
-	// With a second buffer, the next part is read while the last uploads.
-	var spare []byte
-	select {
-	case d.readAhead <- struct{}{}:
-		bufp := d.buffers.Get().(*[]byte)
-		defer func() { d.buffers.Put(bufp); <-d.readAhead }()
-		spare = *bufp
-	default:
+	// Up to partsInFlight parts upload at once while the next is read, each
+	// from a buffer of its own: the first is buf, the others come from the
+	// driver's read-ahead budget when it has room (a write never waits for
+	// one; without any, parts go one after the other, none read meanwhile).
+	free := make(chan []byte, partsInFlight)
+	for range partsInFlight - 1 {
+		select {
+		case d.readAhead <- struct{}{}:
+			bufp := d.buffers.Get().(*[]byte)
+			defer func() { d.buffers.Put(bufp); <-d.readAhead }()
+			free <- *bufp
+		default:
+		}
 	}
-	var parts []minio.CompletePart
-	cur, n := buf, len(buf) // the part to send and its length
-	ended := false          // r is read to its end: cur holds its last bytes
-	for num := 1; n > 0; num++ {
-		if num > maxParts {
-			return written{}, fmt.Errorf("more than %d parts of %d bytes", maxParts, len(buf))
-		}
-		sent := make(chan error, 1)
-		var etag string
-		go func(num int, body []byte) {
-			p, err := d.core.PutObjectPart(ctx, d.bucket, name, id, num, bytes.NewReader(body), int64(len(body)), minio.PutObjectPartOptions{})
-			etag = p.ETag
-			sent <- err
-		}(num, cur[:n])
-		w.size += int64(n)
-		readAhead := spare != nil && !ended
-		var next int
-		var ferr error
-		if readAhead {
-			next, ended, ferr = fill(r, spare)
-		}
-		if err := <-sent; err != nil {
+	uctx, cancel := context.WithCancel(ctx)
+	var (
+		uploads sync.WaitGroup
+		mu      sync.Mutex
+		parts   []minio.CompletePart
+		sendErr error // the first part that failed; the others are cancelled
+	)
+	// Every upload ends before any buffer goes back (deferred above); on a
+	// failure the others are cancelled first.
+	defer func() { cancel(); uploads.Wait() }()
+	send := func(num int, body []byte) {
+		uploads.Add(1)
+		go func() {
+			defer uploads.Done()
+			p, err := d.core.PutObjectPart(uctx, d.bucket, name, id, num, bytes.NewReader(body), int64(len(body)), minio.PutObjectPartOptions{})
+			mu.Lock()
+			if err != nil && sendErr == nil {
+				sendErr = err
+				cancel()
+			}
+			parts = append(parts, minio.CompletePart{PartNumber: num, ETag: p.ETag})
+			mu.Unlock()
+			free <- body[:cap(body)]
+		}()
+	}
+	failed := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return sendErr
+	}
+	send(1, buf)
+	w.size = int64(len(buf))
+	for num := 2; ; num++ {
+		next := <-free
+		if err := failed(); err != nil {
 			return written{}, err
 		}
-		if ferr != nil {
-			return written{}, ferr
+		n, ended, err := fill(r, next)
+		if err != nil {
+			return written{}, err
 		}
-		parts = append(parts, minio.CompletePart{PartNumber: num, ETag: etag})
-		switch {
-		case readAhead:
-			cur, spare, n = spare, cur, next
-		case ended:
-			n = 0
-		default:
-			if n, ended, err = fill(r, cur); err != nil {
-				return written{}, err
+		if n > 0 {
+			if num > maxParts {
+				return written{}, fmt.Errorf("more than %d parts of %d bytes", maxParts, len(buf))
 			}
+			send(num, next[:n])
+			w.size += int64(n)
+		}
+		if ended || n == 0 {
+			break
 		}
 	}
+	uploads.Wait()
+	if err := failed(); err != nil {
+		return written{}, err
+	}
+	slices.SortFunc(parts, func(a, b minio.CompletePart) int { return a.PartNumber - b.PartNumber })
 	ui, err := d.core.CompleteMultipartUpload(ctx, d.bucket, name, id, parts, minio.PutObjectOptions{})
 	if err != nil {
 		return written{}, err

@@ -640,18 +640,18 @@ func TestPingOfUnreachableEndpointIsUnavailable(t *testing.T) {
 func TestMultipartReadAheadAndWithout(t *testing.T) {
 	d := newTestDriver(t, func(o *Options) { o.PartSize = 5 * mib })
 	ctx := t.Context()
-	for _, readAhead := range []bool{true, false} {
-		if !readAhead {
-			if n := len(d.readAhead); n != 0 {
-				t.Fatalf("%d read-ahead tokens still taken after the writes: leaked", n)
-			}
-			for range cap(d.readAhead) {
-				d.readAhead <- struct{}{} // the budget is spent by other writes
-			}
+	// Every part buffer of the budget free (partsInFlight parts at once),
+	// one left (two at once), none (one after the other).
+	for _, left := range []int{cap(d.readAhead), 1, 0} {
+		if n := len(d.readAhead); n != 0 {
+			t.Fatalf("%d read-ahead tokens still taken after the writes: leaked", n)
 		}
-		for _, size := range []int{10 * mib, 15*mib + 1} {
+		for range cap(d.readAhead) - left {
+			d.readAhead <- struct{}{} // the budget is spent by other writes
+		}
+		for _, size := range []int{10 * mib, 15*mib + 1, 26 * mib} {
 			want := pattern(uint64(size), size)
-			key := fmt.Sprintf("big-%v-%d", readAhead, size)
+			key := fmt.Sprintf("big-%d-%d", left, size)
 			if _, err := d.Put(ctx, key, iotest.HalfReader(bytes.NewReader(want)), storage.Condition{}); err != nil {
 				t.Fatalf("Put %s: %v", key, err)
 			}
@@ -660,6 +660,9 @@ func TestMultipartReadAheadAndWithout(t *testing.T) {
 			if oi, err := d.client.StatObject(ctx, d.bucket, key, minio.StatObjectOptions{}); err != nil || !strings.HasSuffix(oi.ETag, fmt.Sprintf("-%d", parts)) {
 				t.Errorf("%s: ETag %q, %v: want a multipart upload of %d parts", key, oi.ETag, err, parts)
 			}
+		}
+		for range cap(d.readAhead) - left {
+			<-d.readAhead
 		}
 	}
 }
