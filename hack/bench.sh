@@ -28,7 +28,10 @@
 #                   longer); a growth scenario that fails is reported in
 #                   results.md and does not stop the bench
 #   ZOT             a Zot binary (its minimal build: `GOEXPERIMENT=jsonv2
-#                   CGO_ENABLED=0 go build ./cmd/zot` in its source tree)
+#                   CGO_ENABLED=0 go build ./cmd/zot` in its source tree);
+#                   it runs twice: as zot (its defaults) and, for the push
+#                   scenarios, as zot-commit (storage "commit": true, which
+#                   syncs each blob before answering, as unireg does)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${BENCH_OUT:-$root/bin/bench}
@@ -145,6 +148,19 @@ END
   "$zot" serve "$work/zot/config.json" >"$work/zot.log" 2>&1 &
   zot_pid=$!; pids+=("$zot_pid")
   wait_http "http://127.0.0.1:$zot_port/v2/"
+  # The durable Zot: its storage option commit syncs each blob before it
+  # answers, as unireg does; it runs the push scenarios (label zot-commit).
+  zotc_port=$(free_port)
+  mkdir -p "$work/zot-commit"
+  cat >"$work/zot-commit/config.json" <<END
+{"distSpecVersion": "1.1.0",
+ "storage": {"rootDirectory": "$work/zot-commit/storage", "commit": true},
+ "http": {"address": "127.0.0.1", "port": "$zotc_port"},
+ "log": {"level": "error"}}
+END
+  "$zot" serve "$work/zot-commit/config.json" >"$work/zot-commit.log" 2>&1 &
+  zotc_pid=$!; pids+=("$zotc_pid")
+  wait_http "http://127.0.0.1:$zotc_port/v2/"
 fi
 
 unireg() {
@@ -169,6 +185,10 @@ distribution() {
 }
 zot() {
   bin/loadgen --url "http://127.0.0.1:$zot_port" --pid "$zot_pid" --label zot \
+    --json "$out/results.json" "$@" | tail -n +3 >>"$out/results.md"
+}
+zot_commit() {
+  bin/loadgen --url "http://127.0.0.1:$zotc_port" --pid "$zotc_pid" --label zot-commit \
     --json "$out/results.json" "$@" | tail -n +3 >>"$out/results.md"
 }
 # peers runs loadgen against CNCF Distribution and, when given, Zot.
@@ -204,13 +224,16 @@ for size in 1MiB 64MiB 256MiB; do
   sync; bare_fsync --concurrency 1 --duration "$duration" --scenarios "blob-push-$size"
   sync; unireg --concurrency 1 --duration "$duration" --scenarios "blob-push-$size"
   sync; distribution --concurrency 1 --duration "$duration" --scenarios "blob-push-$size"
-  if [ -n "$zot" ]; then sync; zot --concurrency 1 --duration "$duration" --scenarios "blob-push-$size"; fi
+  if [ -n "$zot" ]; then
+    sync; zot --concurrency 1 --duration "$duration" --scenarios "blob-push-$size"
+    sync; zot_commit --concurrency 1 --duration "$duration" --scenarios "blob-push-$size"
+  fi
 done
 sync
 bare --concurrency 1 --duration "$duration" --scenarios blob-pull-1MiB,blob-pull-64MiB,blob-pull-256MiB
 unireg --concurrency 1 --duration "$duration" --scenarios blob-pull-1MiB,blob-pull-64MiB,blob-pull-256MiB
 peers --concurrency 1 --duration "$duration" --scenarios blob-pull-1MiB,blob-pull-64MiB,blob-pull-256MiB
-for target in unireg distribution ${zot:+zot}; do
+for target in unireg distribution ${zot:+zot zot_commit}; do
   drop_pushed
   sync; "$target" --concurrency 1 --duration "$duration" --scenarios blob-push-chunked-1MiB,blob-push-chunked-64MiB,blob-push-chunked-256MiB
 done

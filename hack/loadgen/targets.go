@@ -59,6 +59,7 @@ func targetsMain(args []string) {
 	// Issue 21: push against a bare server doing the same durable work
 	// (loadgen bare --fsync), and chunked against monolithic.
 	compare("blob push 256 MiB", "unireg", "blob-push-256MiB", "the durable bare server", "bare-fsync", "blob-push-256MiB", 0.95)
+	compare("blob push 256 MiB", "unireg", "blob-push-256MiB", "durable Zot (commit)", "zot-commit", "blob-push-256MiB", 1.00)
 	compare("chunked push 256 MiB", "unireg", "blob-push-chunked-256MiB", "a monolithic push", "unireg", "blob-push-256MiB", 0.90)
 	ratio("blob pull 256 MiB (client verifies sha256)", "blob-pull-256MiB", 0.95)
 	if u, ok := get("unireg", "manifest-get-tag"); ok {
@@ -84,7 +85,7 @@ func targetsMain(args []string) {
 }
 
 // peers are the registries make bench runs beside unireg, by label.
-var peers = []string{"distribution", "zot"}
+var peers = []string{"distribution", "zot", "zot-commit"}
 
 // peerRatios prints, for every scenario unireg and a peer both ran, their
 // throughputs and the ratio unireg/peer (above 1: unireg is faster; for a
