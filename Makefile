@@ -209,6 +209,10 @@ bench-npm: ## npm publish at 1, 100 and 1,000 versions and the 1,000-version doc
 bench-gc: minio ## Time one garbage collection over 10,000 and 100,000 blobs on the filesystem and on MinIO (UNIREG_GC_BENCH_BLOBS; ~15 min, most of it populating MinIO). Not part of make test.
 	UNIREG_GC_BENCH_BLOBS=$${UNIREG_GC_BENCH_BLOBS:-10000,100000} $(GO) test ./registry/oci -run '^$$' -bench GCCollect -benchtime 1x -timeout 60m
 
+.PHONY: bench-s3
+bench-s3: minio ## The catalog and tag growth scenarios (BENCH_S3_SCALE, default 100 and 1k) and the rollout storm of a unireg on MinIO (hack/bench.sh, BENCH_ONLY=s3). Not part of make test.
+	BENCH_ONLY=s3 hack/with-minio.sh hack/bench.sh
+
 .PHONY: test
 test: check-fmt vet check-generated unit unit-s3 conformance ## Everything CI runs.
 

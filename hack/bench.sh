@@ -17,7 +17,13 @@
 #   BENCH_DURATION  how long each scenario runs (default 10s)
 #   BENCH_ONLY      "cache": only the pull-through scenarios (and the local
 #                   blob pulls the warm pull is compared with); "growth":
-#                   only the growth scenarios
+#                   only the growth scenarios; "s3": only the growth
+#                   scenarios of a unireg on S3 (make bench-s3)
+#   UNIREG_S3_ENDPOINT  set (hack/with-minio.sh sets it, with the AWS_*
+#                   credentials): a unireg on that S3 (label unireg-s3) runs
+#                   the catalog and tag growth scenarios at BENCH_S3_SCALE
+#                   (default "100 1k": populating MinIO is slow here) and
+#                   the rollout storm
 #   BENCH_SCALE     the growth sizes N (default "100 10k"); "100 10k 100k"
 #                   adds 100,000 repositories and tags: opt-in, populating
 #                   them takes several minutes per server
@@ -41,7 +47,11 @@ scale=${BENCH_SCALE:-100 10k}
 populate_timeout=${BENCH_POPULATE_TIMEOUT:-10m}
 walk_timeout=${BENCH_WALK_TIMEOUT:-10m}
 zot=${ZOT:-}
-case "$only" in ""|cache|growth) ;; *) echo "BENCH_ONLY=$only: want cache, growth or nothing" >&2; exit 2 ;; esac
+s3_scale=${BENCH_S3_SCALE:-100 1k}
+case "$only" in ""|cache|growth|s3) ;; *) echo "BENCH_ONLY=$only: want cache, growth, s3 or nothing" >&2; exit 2 ;; esac
+if [ "$only" = s3 ] && [ -z "${UNIREG_S3_ENDPOINT:-}" ]; then
+  echo "BENCH_ONLY=s3 needs UNIREG_S3_ENDPOINT: run it through hack/with-minio.sh (make bench-s3)" >&2; exit 2
+fi
 cd "$root"
 go build -o bin/registry ./cmd/registry
 go build -o bin/loadgen ./hack/loadgen
@@ -163,6 +173,19 @@ END
   wait_http "http://127.0.0.1:$zotc_port/v2/"
 fi
 
+# unireg on S3: the same server with its content in a bucket of the MinIO
+# hack/with-minio.sh started.
+if [ -n "${UNIREG_S3_ENDPOINT:-}" ]; then
+  s3_port=$(free_port)
+  bin/registry --listen "127.0.0.1:$s3_port" --data-dir "$work/registry-s3" \
+    --s3-bucket unireg-bench --s3-endpoint "$UNIREG_S3_ENDPOINT" >"$work/registry-s3.log" 2>&1 &
+  s3_pid=$!; pids+=("$s3_pid")
+  wait_http "http://127.0.0.1:$s3_port/healthz"
+fi
+unireg_s3() {
+  bin/loadgen --url "http://127.0.0.1:$s3_port" --user admin --password-file "$work/registry-s3/admin-token" \
+    --pid "$s3_pid" --label unireg-s3 --json "$out/results.json" "$@" | tail -n +3 >>"$out/results.md"
+}
 unireg() {
   bin/loadgen --url "http://127.0.0.1:$reg_port" --user admin --password-file "$work/registry/admin-token" \
     --pid "$reg_pid" --label unireg --json "$out/results.json" "$@" | tail -n +3 >>"$out/results.md"
@@ -247,7 +270,7 @@ unireg --concurrency 100 --requests 200 --scenarios blob-push-chunked-16MiB
 elif [ "$only" = cache ]; then
   unireg --concurrency 1 --duration "$duration" --scenarios blob-pull-64MiB,blob-pull-256MiB
 fi
-if [ "$only" != cache ]; then
+if [ -z "$only" ] || [ "$only" = growth ]; then
 # Growth: catalog and tag lists at each size of BENCH_SCALE (one loadgen
 # per server, so a larger size extends the smaller one's population), then
 # the rollout storm; npm search at 10,000 packages, and publish and the
@@ -262,12 +285,15 @@ for target in unireg distribution ${zot:+zot}; do
   growth "$target" --concurrency 4 --duration "$duration" --scenarios "${lists%,}"
   growth "$target" --scenarios rollout-storm
 done
+# The storm again through the pull-through cache, the image cached: against
+# the local storm above.
+growth cache --scenarios rollout-storm
 growth unireg --concurrency 4 --duration "$duration" --scenarios npm-search-10k
 for v in 1 100 1000 3000; do
   growth unireg --concurrency 1 --duration "$duration" --scenarios "packument-full-at-$v,packument-abbrev-at-$v,npm-publish-at-$v"
 done
 fi
-if [ "$only" != growth ]; then
+if [ -z "$only" ] || [ "$only" = cache ]; then
 # Pull-through: the upstream pulled directly, then cold pulls through the
 # cache (a blob it has never seen per operation, so a bounded count of
 # them: --requests) and warm ones (a blob it holds).
@@ -276,6 +302,14 @@ upstream --concurrency 1 --duration "$duration" --scenarios blob-pull-64MiB,blob
 sync; cache --concurrency 1 --requests 8 --scenarios cache-pull-cold-64MiB
 sync; cache --concurrency 1 --requests 4 --scenarios cache-pull-cold-256MiB
 sync; cache --concurrency 1 --duration "$duration" --scenarios cache-pull-warm-64MiB,cache-pull-warm-256MiB
+fi
+if [ -n "${UNIREG_S3_ENDPOINT:-}" ] && { [ -z "$only" ] || [ "$only" = s3 ]; }; then
+  s3_lists=""
+  for n in $s3_scale; do
+    s3_lists+="catalog-first-page-$n,catalog-walk-$n,tags-list-first-page-$n,tags-walk-$n,"
+  done
+  growth unireg_s3 --concurrency 4 --duration "$duration" --scenarios "${s3_lists%,}"
+  growth unireg_s3 --scenarios rollout-storm
 fi
 bin/loadgen targets "$out/results.json" | tee "$out/targets.md"
 echo "results: $out/results.md, $out/results.json, $out/targets.md"

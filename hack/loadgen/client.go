@@ -65,9 +65,19 @@ func (c *client) do(req *http.Request, scope string, body func() io.Reader) (*ht
 	if tok := c.token(scope); tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	if body != nil {
-		req.Body = io.NopCloser(body())
+	setBody := func() {
+		if body == nil {
+			return
+		}
+		b := body()
+		req.Body = io.NopCloser(b)
+		// An in-memory body goes with its length, not chunked: Zot
+		// refuses a monolithic POST without a Content-Length.
+		if l, ok := b.(interface{ Len() int }); ok {
+			req.ContentLength = int64(l.Len())
+		}
 	}
+	setBody()
 	resp, err := c.http.Do(req)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
@@ -86,9 +96,7 @@ func (c *client) do(req *http.Request, scope string, body func() io.Reader) (*ht
 	default:
 		return nil, fmt.Errorf("%s %s: 401 with challenge %q", req.Method, req.URL.Path, challenge)
 	}
-	if body != nil {
-		req.Body = io.NopCloser(body())
-	}
+	setBody()
 	return c.http.Do(req)
 }
 

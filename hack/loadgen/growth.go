@@ -50,7 +50,9 @@ import (
 // of its manifest by tag (each its own connection), then
 // rollout-storm-blob-pull, 200 concurrent pulls of its layers; both at that
 // fixed concurrency, whatever --concurrency says. The token is fetched
-// once, before the storm.
+// once, before the storm. With --upstream-url and --cache-namespace the
+// storm runs against a pull-through cache that already holds the image
+// (pushed into the upstream, pulled once through the cache).
 
 var (
 	growthScenario   = regexp.MustCompile(`^(catalog-first-page|catalog-walk|tags-list-first-page|tags-walk|npm-search)-([0-9]+k?)$`)
