@@ -466,10 +466,6 @@ type Reader struct {
 	stopWake func() bool
 	off      int64
 	closed   bool
-	// file is the reader's own handle of the spool file (sendFile);
-	// noFile says it could not be opened.
-	file   *os.File
-	noFile bool
 }
 
 func (r *Reader) Read(p []byte) (int, error) {
@@ -549,28 +545,11 @@ func (r *Reader) Read(p []byte) (int, error) {
 // WriteTo copies the download to w in large parts as it arrives, and
 // flushes w (an http.Flusher) only when it has caught up with the download,
 // so a client gets each part at once without a flush per small write.
-//
-// A client that has fallen behind the download by at least sendFileMin
-// bytes gets them from the spool file through w's ReadFrom (net/http's,
-// sendfile): the kernel moves them without a copy through this process,
-// which on two cores was the largest cost of a cold pull (a read of the
-// file into a buffer and a write of it, per MiB).
 func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 	buf := make([]byte, 1<<20)
 	flusher, _ := w.(interface{ Flush() })
-	rf, _ := w.(io.ReaderFrom)
 	var total int64
 	for {
-		if rf != nil {
-			m, err := r.sendFile(rf)
-			total += m
-			if err != nil {
-				return total, err
-			}
-			if m > 0 {
-				continue
-			}
-		}
 		if flusher != nil && !r.more() {
 			flusher.Flush()
 		}
@@ -594,53 +573,6 @@ func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 	}
 }
 
-// sendFileMin is the least a reader must be behind the spool file to be
-// sent from it; sendFilePart the most it is sent in one go, so that a
-// download failing meanwhile stops the reader soon.
-const (
-	sendFileMin  = 1 << 20
-	sendFilePart = 8 << 20
-)
-
-// sendFile sends, through rf, the part of the spool file the reader may
-// have (never the last byte before the verdict, nothing of a failed
-// download), when it is at least sendFileMin. It returns 0 and no error
-// when it sent nothing: the reader then goes on with Read.
-func (r *Reader) sendFile(rf io.ReaderFrom) (int64, error) {
-	f := r.f
-	f.mu.Lock()
-	end := f.onDisk
-	if !f.done && end == f.received {
-		end-- // the last byte waits for the verdict
-	}
-	failed := f.err != nil
-	f.mu.Unlock()
-	n := min(end-r.off, sendFilePart)
-	if failed || n < sendFileMin || r.noFile {
-		return 0, nil
-	}
-	if r.file == nil {
-		// A handle of the reader's own, for its own offset. The spool file
-		// may already have been taken into storage under another name:
-		// then the reader reads as it did before.
-		file, err := os.Open(f.file.Name())
-		if err != nil {
-			r.noFile = true
-			return 0, nil
-		}
-		r.file = file
-	}
-	if _, err := r.file.Seek(r.off, io.SeekStart); err != nil {
-		return 0, err
-	}
-	m, err := rf.ReadFrom(&io.LimitedReader{R: r.file, N: n})
-	r.off += m
-	if err == nil && m < n {
-		err = errors.New("spool: the file is shorter than what was written to it")
-	}
-	return m, err
-}
-
 // more reports whether a Read would return at once with content.
 func (r *Reader) more() bool {
 	f := r.f
@@ -655,9 +587,6 @@ func (r *Reader) Close() error {
 	if !r.closed {
 		r.closed = true
 		r.stopWake()
-		if r.file != nil {
-			r.file.Close()
-		}
 		r.fills.release(r.f)
 	}
 	return nil
