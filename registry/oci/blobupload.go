@@ -128,17 +128,11 @@ func (h *Handler) mount(q *request, name string, d digest.Digest, from string) (
 		}
 		found = ok
 	} else {
-		err := h.walkRepositories(ctx, func(repo string) (bool, error) {
-			if repo == name || !(q.Allowed(repo, auth.ActionPull) || q.Caller.MayMountFrom(repo)) {
-				return true, nil
-			}
-			ok, err := h.blobInRepo(q, repo, d)
-			found = ok
-			return !ok, err
-		})
+		ok, err := h.mountSource(q, name, d)
 		if err != nil {
 			return false, err
 		}
+		found = ok
 	}
 	if !found {
 		return false, nil
@@ -162,6 +156,59 @@ func (h *Handler) mount(q *request, name string, d digest.Digest, from string) (
 	q.W.Header().Set("Docker-Content-Digest", d.String())
 	q.W.WriteHeader(http.StatusCreated)
 	return true, nil
+}
+
+// A mount without from looks for a source among the repositories the
+// caller may pull, and the look is bounded, so that a POST costs the same
+// in a registry of ten repositories and of a hundred thousand: the blob
+// must exist at all (one Stat: a digest nobody pushed costs nothing more),
+// then at most mountSourceMarkers catalog markers are read, in key order,
+// and at most mountSourceChecks of the caller's repositories are looked
+// into. A blob beyond them, or a store whose catalog index is not whole
+// yet, gets a normal upload session: the client pushes it (the spec lets a
+// registry answer any mount so), or names its source with from.
+const (
+	mountSourceMarkers = 10 * catalogBatch
+	mountSourceChecks  = 100
+)
+
+// mountSource reports whether a repository other than name that the caller
+// may pull (or mount from) links d, within the bounds above.
+func (h *Handler) mountSource(q *request, name string, d digest.Digest) (bool, error) {
+	ctx := q.R.Context()
+	if _, err := h.store.Stat(ctx, blobKey(d)); errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	if indexed, err := h.catalogIndexed(ctx); err != nil || !indexed {
+		return false, err
+	}
+	after, read, checks := "", 0, 0
+	for read < mountSourceMarkers && checks < mountSourceChecks {
+		keys, err := storage.Page(ctx, h.store, catalogMarkersKey, after, catalogBatch)
+		if err != nil {
+			return false, fmt.Errorf("mount: %w", err)
+		}
+		read += len(keys)
+		for _, key := range keys {
+			repo, ok := markerName(key)
+			if !ok || repo == name || !(q.Allowed(repo, auth.ActionPull) || q.Caller.MayMountFrom(repo)) {
+				continue
+			}
+			if checks++; checks > mountSourceChecks {
+				return false, nil
+			}
+			if ok, err := h.blobInRepo(q, repo, d); err != nil || ok {
+				return ok, err
+			}
+		}
+		if len(keys) < catalogBatch {
+			break
+		}
+		after = keys[len(keys)-1]
+	}
+	return false, nil
 }
 
 func (h *Handler) createSession(ctx context.Context, name string, algorithm digest.Algorithm) (*session, error) {

@@ -367,3 +367,49 @@ func TestMonolithicPushWithWrongDigestStoresNothing(t *testing.T) {
 	w = hs.do(call{method: "PUT", path: loc + "?digest=" + digest.FromBytes(actual).String(), body: actual, user: "admin"})
 	expectStatus(t, w, http.StatusCreated)
 }
+
+// A mount without from costs a bounded number of storage requests however
+// many repositories the registry holds: an attacker with push on one
+// repository cannot make each POST walk the store. A digest nobody pushed
+// costs one look; a blob only in a repository the caller may not see costs
+// at most the bounded looks; a blob in one it may pull, within the bound,
+// is still mounted.
+func TestMountWithoutFromIsBoundedAtAnySize(t *testing.T) {
+	store := &countingStore{Driver: inmemory.New()}
+	hs := newHarnessOn(t, store, map[string][]string{
+		"admin": {"*"},
+		// May pull every repository, push one: the widest search.
+		"dev": {"oci:repository:*:pull", "oci:repository:dev/app:push"},
+	})
+	secret := hs.pushBlob("admin", "zz-private/base", []byte("in a repository dev may pull too"))
+	shared := hs.pushBlob("admin", "aa-shared/base", []byte("a shared base layer"))
+	const repos = 1500
+	for i := range repos {
+		name := fmt.Sprintf("team%02d/app%04d", i/100, i)
+		if _, err := store.Put(t.Context(), revisionKey(name, digest.FromBytes(emptyIndex)), strings.NewReader(MediaTypeOCIIndex), storage.Condition{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := hs.h.noteRepository(t.Context(), name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mount := func(d digest.Digest) (int, int) {
+		store.take()
+		w := hs.do(call{method: "POST", path: "/v2/dev/app/blobs/uploads/?mount=" + d.String(), user: "dev"})
+		return w.Code, store.take()
+	}
+	mount(digest.FromString("warm up: the catalog flag is known from now on"))
+
+	if code, calls := mount(digest.FromString("nobody pushed this")); code != http.StatusAccepted || calls > 5 {
+		t.Fatalf("mount of an unknown digest = %d after %d storage requests; want 202 after a few", code, calls)
+	}
+	// Beyond the bound (zz-private sorts after 1,500 repositories dev may
+	// pull): an upload session, after at most the bounded looks.
+	if code, calls := mount(secret); code != http.StatusAccepted || calls > mountSourceChecks+20 {
+		t.Fatalf("mount beyond the bound = %d after %d storage requests; want 202 after at most %d", code, calls, mountSourceChecks+20)
+	}
+	if code, _ := mount(shared); code != http.StatusCreated {
+		t.Fatalf("mount of a blob in a repository dev may pull = %d; want 201", code)
+	}
+	expectStatus(t, hs.do(call{method: "HEAD", path: "/v2/dev/app/blobs/" + shared.String(), user: "dev"}), http.StatusOK)
+}
