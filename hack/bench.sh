@@ -214,6 +214,9 @@ zot_commit() {
   bin/loadgen --url "http://127.0.0.1:$zotc_port" --pid "$zotc_pid" --label zot-commit \
     --json "$out/results.json" "$@" | tail -n +3 >>"$out/results.md"
 }
+# growth runs a growth scenario with its caps; one that fails is reported
+# and does not stop the bench.
+growth() { "$@" --populate-timeout "$populate_timeout" --walk-timeout "$walk_timeout" || echo "bench: $1 $*: errors, see results.md" >&2; }
 # peers runs loadgen against CNCF Distribution and, when given, Zot.
 peers() {
   distribution "$@"
@@ -276,7 +279,6 @@ if [ -z "$only" ] || [ "$only" = growth ]; then
 # the rollout storm; npm search at 10,000 packages, and publish and the
 # packument at 1, 100, 1,000 and 3,000 versions (unireg only: the peers
 # have no npm).
-growth() { "$@" --populate-timeout "$populate_timeout" --walk-timeout "$walk_timeout" || echo "bench: $1 $*: errors, see results.md" >&2; }
 lists=""
 for n in $scale; do
   lists+="catalog-first-page-$n,catalog-walk-$n,tags-list-first-page-$n,tags-walk-$n,"
