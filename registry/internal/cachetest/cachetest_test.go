@@ -56,10 +56,7 @@ func TestPushedImageIsFetchedBackThroughTheProxyAndCounted(t *testing.T) {
 	if n := proxy.Count("", ""); n != 3 {
 		t.Errorf("requests counted: %d, want 3: %+v", n, proxy.Requests())
 	}
-	want := img.Manifest.Size + img.Layers[0].Size + img.Layers[1].Size
-	if got := proxy.BytesSent(); got != want {
-		t.Errorf("BytesSent %d, want %d (manifest and both layers)", got, want)
-	}
+	wantBytesSent(t, ctx, proxy, img.Manifest.Size+img.Layers[0].Size+img.Layers[1].Size, "manifest and both layers")
 	proxy.Reset()
 	if proxy.BytesSent() != 0 || len(proxy.Requests()) != 0 {
 		t.Errorf("after Reset: %d bytes, %d requests", proxy.BytesSent(), len(proxy.Requests()))
@@ -119,8 +116,21 @@ func TestIndexPlatformCostsThatPlatformsBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got, want := proxy.BytesSent(), ix.Index.Size+arm.Size(); got != want {
-		t.Errorf("BytesSent %d, want %d (the index and one platform)", got, want)
+	wantBytesSent(t, ctx, proxy, ix.Index.Size+arm.Size(), "the index and one platform")
+}
+
+// wantBytesSent checks that the proxy sent exactly want body bytes. The
+// proxy counts a chunk just after writing it, so its client may have read
+// the last chunk before it is counted: wait for the count to reach want
+// first (a count past want fails at once).
+func wantBytesSent(t *testing.T, ctx context.Context, proxy *Proxy, want int64, what string) {
+	t.Helper()
+	if err := proxy.WaitBytesSent(ctx, want); err != nil {
+		t.Errorf("BytesSent: %v (%s)", err, what)
+		return
+	}
+	if got := proxy.BytesSent(); got != want {
+		t.Errorf("BytesSent %d, want %d (%s)", got, want, what)
 	}
 }
 
@@ -258,9 +268,7 @@ func TestPacedBodiesGoOutOnlyAsFarAsAllowed(t *testing.T) {
 	if err != nil || !bytes.Equal(rest, blob[1000:]) {
 		t.Fatalf("rest of the blob: %d bytes, %v", len(rest), err)
 	}
-	if proxy.BytesSent() != desc.Size {
-		t.Errorf("BytesSent %d, want %d", proxy.BytesSent(), desc.Size)
-	}
+	wantBytesSent(t, ctx, proxy, desc.Size, "the whole blob")
 	// Paths that do not match flow freely, with no allowance left. (Checked
 	// last: the proxy counts an answer's bytes just after the client may
 	// have read them, so an earlier answer could still be counting.)
