@@ -73,22 +73,18 @@ func mirrorDaemonSet(t *testing.T, name string) *appsv1.DaemonSet {
 // current template runs ready on n nodes.
 func rollOut(t *testing.T, name string, n int32) {
 	t.Helper()
-	// The operator may still be updating the DaemonSet (a new generation)
-	// when this runs: a conflict is retried, and the rollout counts only
-	// once a later look finds the status at the DaemonSet's generation.
+	// The operator may be updating the DaemonSet (a new generation) at the
+	// same time: the status update then conflicts, and is tried again on
+	// the DaemonSet as it is now.
 	eventually(t, "DaemonSet "+name+" rolled out", func() (bool, error) {
 		ds := &appsv1.DaemonSet{}
 		if err := k8sClient.Get(t.Context(), types.NamespacedName{Namespace: operatorNamespace, Name: name}, ds); err != nil {
 			return false, err
 		}
-		want := appsv1.DaemonSetStatus{ObservedGeneration: ds.Generation, DesiredNumberScheduled: n, CurrentNumberScheduled: n,
+		ds.Status = appsv1.DaemonSetStatus{ObservedGeneration: ds.Generation, DesiredNumberScheduled: n, CurrentNumberScheduled: n,
 			UpdatedNumberScheduled: n, NumberReady: n, NumberAvailable: n}
-		if st := ds.Status; st.ObservedGeneration == want.ObservedGeneration && st.DesiredNumberScheduled == n &&
-			st.CurrentNumberScheduled == n && st.UpdatedNumberScheduled == n && st.NumberReady == n && st.NumberAvailable == n {
-			return true, nil
-		}
-		ds.Status = want
-		return false, k8sClient.Status().Update(t.Context(), ds)
+		err := k8sClient.Status().Update(t.Context(), ds)
+		return err == nil, err
 	})
 }
 
