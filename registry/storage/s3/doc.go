@@ -27,9 +27,9 @@
 // Conditional writes are small documents: they are buffered (up to 16 MiB)
 // and sent as one PUT. Unconditional writes of any size stream, as a single
 // PUT when they fit in one part and as a multipart upload otherwise (memory:
-// one PartSize buffer per write, and up to three more per write from a
-// budget of eight for all writes at once: a write holding them uploads up
-// to four parts at a time while it reads the next).
+// one PartSize buffer per write, and up to two more per write from a
+// budget of eight for all writes at once: a write holding them keeps up to
+// three parts uploading, reading the next into whichever buffer is free).
 //
 // # Append
 //

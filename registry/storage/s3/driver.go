@@ -96,12 +96,10 @@ type Driver struct {
 
 // readAheadWrites is how many part buffers, beyond the one each write has,
 // multipart writes hold at once (at the default part size, 64 MiB in all);
-// partsInFlight is the most parts one write uploads at once. Three push as
-// fast as four on MinIO here (161 against 163 MB/s at 64 MiB, 169 against
-// 172 at 256 MiB) and keep one large push's resident memory 16 MiB lower:
-// each part buffer costs about twice its size in heap, with the garbage
-// collector's headroom (a 1 GiB push grows it by 53 MiB, four by 69). A
-// write that finds the budget spent sends its parts one after the other,
+// partsInFlight is the most parts one write uploads at once: three push as
+// fast as four on MinIO, and each part buffer costs about twice its size in
+// resident memory with the collector's headroom (docs/performance.md, "S3").
+// A write that finds the budget spent sends its parts one after the other,
 // reading none meanwhile.
 const (
 	readAheadWrites = 8
