@@ -5,36 +5,28 @@ import (
 	"io"
 	"os"
 	"sync"
-	"unsafe"
+
+	"github.com/unireg/unireg/registry/internal/directio"
 )
 
 // Objects stream into their files through copyToFile. Large ones bypass the
-// page cache: once a body has filled one buffer, whole aligned buffers are
-// written with O_DIRECT, and only the unaligned head and the last partial
-// buffer go through the page cache. On the machines unireg is measured on
-// the page cache copy of a fresh write costs more CPU than hashing it, so a
-// buffered blob push runs at a third of what the disk takes (docs/performance.md);
-// direct writes also leave the page cache to what is read. Durability is
-// unchanged: the caller still syncs the file (the direct writes' metadata
-// and the disk's cache need it) before it answers.
+// page cache (package directio): once a body has filled one buffer, whole
+// aligned buffers are written with O_DIRECT, and only the unaligned head and
+// the last partial buffer go through the page cache. On the machines unireg
+// is measured on the page cache copy of a fresh write costs more CPU than
+// hashing it, so a buffered blob push runs at a third of what the disk takes
+// (docs/performance.md); direct writes also leave the page cache to what is
+// read. Durability is unchanged: the caller still syncs the file before it
+// answers.
 
 const (
-	// directAlign is the alignment O_DIRECT asks of file offsets, buffer
-	// addresses and lengths: 4 KiB covers every logical block size in use.
-	directAlign = 4096
+	// directAlign is the alignment of direct writes.
+	directAlign = directio.Align
 	// copyBufferSize is large enough that a blob streams with few syscalls.
 	copyBufferSize = 1 << 20
 )
 
-var copyBuffers = sync.Pool{New: func() any { b := alignedBuffer(copyBufferSize); return &b }}
-
-// alignedBuffer returns size bytes whose address is a multiple of
-// directAlign (Go's heap does not move objects, so it stays aligned).
-func alignedBuffer(size int) []byte {
-	b := make([]byte, size+directAlign)
-	skip := (directAlign - int(uintptr(unsafe.Pointer(&b[0]))%directAlign)) % directAlign
-	return b[skip : skip+size : skip+size]
-}
+var copyBuffers = sync.Pool{New: func() any { b := directio.AlignedBuffer(copyBufferSize); return &b }}
 
 // copyToFile writes r into f from offset and returns how many bytes it
 // wrote. f must be open for writing; the caller syncs it.
@@ -61,7 +53,7 @@ func copyToFile(f *os.File, offset int64, r io.Reader) (int64, error) {
 		if m > 0 {
 			if m == len(buf) && !tried {
 				tried = true
-				direct = openDirect(f)
+				direct = directio.Open(f)
 			}
 			if werr := writeAt(f, &direct, buf[:m], pos); werr != nil {
 				return pos - offset, werr
@@ -84,7 +76,7 @@ func copyToFile(f *os.File, offset int64, r io.Reader) (int64, error) {
 func writeAt(f *os.File, direct **os.File, b []byte, off int64) error {
 	if *direct != nil && len(b) == copyBufferSize && off%directAlign == 0 {
 		_, err := (*direct).WriteAt(b, off)
-		if err == nil || !refusedDirect(err) {
+		if err == nil || !directio.Refused(err) {
 			return err
 		}
 		(*direct).Close()

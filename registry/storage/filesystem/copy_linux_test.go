@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unireg/unireg/registry/internal/directio"
 )
 
 // A large object does not pass through the page cache: after the copy, the
@@ -20,7 +22,7 @@ func TestCopyToFileBypassesThePageCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if d := openDirect(f); d == nil {
+	if d := directio.Open(f); d == nil {
 		t.Skipf("the filesystem of %s refuses O_DIRECT", p)
 	} else {
 		d.Close()
