@@ -33,6 +33,8 @@
 #                   100k a walk whose every page reads the whole tree takes
 #                   longer); a growth scenario that fails is reported in
 #                   results.md and does not stop the bench
+#   BENCH_CACHE_FLAGS  more flags for the pull-through cache's registry
+#                   (an A/B run: BENCH_CACHE_FLAGS="--cache-memory-bytes 0")
 #   ZOT             a Zot binary (its minimal build: `GOEXPERIMENT=jsonv2
 #                   CGO_ENABLED=0 go build ./cmd/zot` in its source tree);
 #                   it runs twice: as zot (its defaults) and, for the push
@@ -109,7 +111,7 @@ printf 'admin:%s\n' "$(cat "$work/upstream/admin-token")" >"$work/upstream-crede
 cache_port=$(free_port)
 bin/registry --listen "127.0.0.1:$cache_port" --data-dir "$work/cache" \
   --oci-upstream "up=http://127.0.0.1:$up_port" --oci-upstream-credentials "up=$work/upstream-credentials" \
-  --anonymous 'oci:repository:up/*:pull' >"$work/cache.log" 2>&1 &
+  --anonymous 'oci:repository:up/*:pull' ${BENCH_CACHE_FLAGS:-} >"$work/cache.log" 2>&1 &
 cache_pid=$!; pids+=("$cache_pid")
 wait_http "http://127.0.0.1:$cache_port/healthz"
 # CNCF Distribution: the minimal configuration registry/internal/cachetest

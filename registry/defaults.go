@@ -21,6 +21,8 @@ const (
 	DefaultCacheFillsPerIdentity = 16
 	// DefaultCacheSpoolBytes is CacheConfig.SpoolBytes when zero.
 	DefaultCacheSpoolBytes = 8 << 30
+	// DefaultCacheMemoryBytes is CacheConfig.MemoryBytes when zero.
+	DefaultCacheMemoryBytes = 256 << 20
 	// DefaultCacheMaxIdle is the server's --cache-max-idle: cached content
 	// not pulled for 30 days is evicted (the library's zero never evicts).
 	DefaultCacheMaxIdle = 30 * 24 * time.Hour

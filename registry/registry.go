@@ -148,6 +148,12 @@ type CacheConfig struct {
 	// SpoolBytes bounds the bytes being downloaded at once (default
 	// 8 GiB); a cold pull that does not fit gets 503 with Retry-After.
 	SpoolBytes int64
+	// MemoryBytes bounds the memory the downloads together may hold, of
+	// content received and not yet in their spool files, beyond the 16 MiB
+	// each always has: while it lasts a cold pull is served at the
+	// upstream's pace rather than the disk's (default
+	// DefaultCacheMemoryBytes; negative: only each download's own 16 MiB).
+	MemoryBytes int64
 	// MaxIdle evicts cached content not pulled for that long, at the
 	// garbage collector's runs; zero never evicts by age (the server's
 	// flag defaults to DefaultCacheMaxIdle).
@@ -299,6 +305,9 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	}
 	if cfg.Cache.SpoolBytes == 0 {
 		cfg.Cache.SpoolBytes = DefaultCacheSpoolBytes
+	}
+	if cfg.Cache.MemoryBytes == 0 {
+		cfg.Cache.MemoryBytes = DefaultCacheMemoryBytes
 	}
 	if cfg.Limits.CacheFillsPerIdentity == 0 {
 		cfg.Limits.CacheFillsPerIdentity = DefaultCacheFillsPerIdentity
@@ -455,7 +464,7 @@ func (r *Registry) newOCI() (*oci.Handler, error) {
 func (r *Registry) cacheShared() pullthrough.Shared {
 	if r.cache == nil {
 		r.cache = &pullthrough.Shared{
-			Fills:            &pullthrough.Fills{Dir: r.cfg.Cache.SpoolDir, Budget: r.cfg.Cache.SpoolBytes},
+			Fills:            &pullthrough.Fills{Dir: r.cfg.Cache.SpoolDir, Budget: r.cfg.Cache.SpoolBytes, MemoryWindow: r.cfg.Cache.MemoryBytes},
 			Metrics:          pullthrough.NewMetrics(r.cfg.Metrics),
 			FillsPerIdentity: limit.NewUploads(r.cfg.Limits.CacheFillsPerIdentity),
 			Transport:        pullthrough.DefaultTransport(),

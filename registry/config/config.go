@@ -150,6 +150,8 @@ func (o *Options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.Var(repeatable(&o.Registry.NPM.LocalScopes, stringValue, nil), "npm-local-scope", "`@scope` whose packages are never looked up at --npm-upstream (repeatable)")
 	fs.StringVar(&o.Registry.Cache.SpoolDir, "cache-spool-dir", "", "where blobs being downloaded from upstreams are spooled (default DATA_DIR/cache-spool)")
 	fs.Int64Var(&o.Registry.Cache.SpoolBytes, "cache-spool-bytes", registry.DefaultCacheSpoolBytes, "bytes the cache may be downloading at once (a cold pull beyond it gets 503 with Retry-After)")
+	o.Registry.Cache.MemoryBytes = registry.DefaultCacheMemoryBytes
+	fs.Var(byteCount{&o.Registry.Cache.MemoryBytes}, "cache-memory-bytes", "`BYTES` of memory the cache's downloads together may hold ahead of their spool files, beyond 16 MiB each, so that a cold pull runs at the upstream's pace rather than the disk's; 0: only the 16 MiB each")
 	o.Registry.GC.Interval, o.Registry.GC.Grace, o.Registry.Cache.MaxIdle = gc.DefaultInterval, gc.DefaultGrace, registry.DefaultCacheMaxIdle
 	fs.Var(days{dst: &o.Registry.GC.Interval}, "gc-interval", "how often the garbage collector runs inside the server; 0: never (run `registry gc` instead; docs/gc.md)")
 	fs.Var(days{dst: &o.Registry.GC.Grace, positive: true}, "gc-grace", "blobs, tarballs and staging objects uploaded, linked or mounted within this stay, referenced or not (positive)")
@@ -179,6 +181,9 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Optio
 	o := &Options{}
 	if err := resolve(o.flagSet(usageOut), args, getenv); err != nil {
 		return nil, err
+	}
+	if o.Registry.Cache.MemoryBytes == 0 {
+		o.Registry.Cache.MemoryBytes = -1 // the library's zero is its default
 	}
 	o.S3AccessKey, o.S3SecretKey, o.S3SessionToken = getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"), getenv("AWS_SESSION_TOKEN")
 	return o, nil

@@ -144,3 +144,28 @@ func TestNPMAllowCaseVariantsFlag(t *testing.T) {
 		}
 	}
 }
+
+// --cache-memory-bytes: its default is the library's, a value is taken as
+// given, and 0 (no shared window) reaches the library as its "none", not
+// as its zero (which would mean the default again).
+func TestCacheMemoryBytes(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want int64
+	}{
+		{nil, registry.DefaultCacheMemoryBytes},
+		{[]string{"--cache-memory-bytes", "1073741824"}, 1 << 30},
+		{[]string{"--cache-memory-bytes", "0"}, -1},
+	} {
+		o, err := Load(c.args, env(nil), io.Discard)
+		if err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if got := o.Registry.Cache.MemoryBytes; got != c.want {
+			t.Errorf("%v: MemoryBytes %d, want %d", c.args, got, c.want)
+		}
+	}
+	if _, err := Load([]string{"--cache-memory-bytes", "-5"}, env(nil), io.Discard); err == nil || !strings.Contains(err.Error(), "-5") {
+		t.Errorf("a negative --cache-memory-bytes: %v, want an error quoting it", err)
+	}
+}

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/unireg/unireg/registry/internal/directio"
 	"github.com/unireg/unireg/registry/storage"
 )
 
@@ -23,6 +25,9 @@ const DefaultSpoolBytes = 8 << 30
 // DefaultFillIdleTimeout is how long a download may send nothing before it
 // is abandoned.
 const DefaultFillIdleTimeout = 30 * time.Second
+
+// DefaultMemoryWindow is the default of Fills.MemoryWindow.
+const DefaultMemoryWindow = 256 << 20
 
 // ErrSpoolFull refuses a download the spool has no room for: the client
 // may retry once other downloads have finished.
@@ -47,8 +52,25 @@ type Fills struct {
 	// IdleTimeout abandons a download that sends nothing for this long,
 	// its headers included (default DefaultFillIdleTimeout).
 	IdleTimeout time.Duration
+	// MemoryWindow bounds the memory all downloads together may hold
+	// beyond their own windows (windowChunks chunks each): content received
+	// and not yet in its spool file. A download borrows from it when its
+	// own window is full, so a cold pull is served from memory at the
+	// upstream's pace while the spool file catches up, until this is spent
+	// (default DefaultMemoryWindow; negative: none).
+	MemoryWindow int64
 	// OnBytes, if set, is told of every chunk the upstream sends.
 	OnBytes func(n int)
+
+	// beforeSpoolWrite, if set, is called before each write of a spool
+	// file (tests hold it back to play a slow disk).
+	beforeSpoolWrite func()
+
+	windowOnce sync.Once
+	// borrowable holds one token per chunk of MemoryWindow; a borrowed
+	// chunk's buffer comes from and goes back to borrowedBuffers.
+	borrowable      chan struct{}
+	borrowedBuffers sync.Pool
 
 	mu        sync.Mutex
 	used      int64
@@ -113,13 +135,95 @@ const (
 type chunk struct {
 	off  int64
 	b    []byte
-	refs atomic.Int32 // the spool writer and the hasher
+	refs atomic.Int32 // the spool (its write and the readers after it) and the hasher
+	// written: the spool writer is done with it (under fill.mu).
+	written bool
+	// borrowed: the buffer is one of Fills.MemoryWindow's, not one of the
+	// download's own.
+	borrowed bool
 }
 
-// release returns the chunk's buffer once both have finished with it.
-func (c *chunk) release(free chan<- []byte) {
-	if c.refs.Add(-1) == 0 {
-		free <- c.b[:0]
+// release returns the chunk's buffer once both have finished with it: to
+// the download's own window, or to the shared one it was borrowed from.
+func (c *chunk) release(fs *Fills, own chan<- []byte) {
+	if c.refs.Add(-1) != 0 {
+		return
+	}
+	if c.borrowed {
+		fs.borrowedBuffers.Put(c.b[:0])
+		fs.borrowable <- struct{}{}
+		return
+	}
+	own <- c.b[:0]
+}
+
+// window returns the tokens of the shared memory window.
+func (fs *Fills) window() chan struct{} {
+	fs.windowOnce.Do(func() {
+		w := fs.MemoryWindow
+		if w == 0 {
+			w = DefaultMemoryWindow
+		}
+		n := max(w/chunkSize, 0)
+		fs.borrowable = make(chan struct{}, n)
+		for range n {
+			fs.borrowable <- struct{}{}
+		}
+		fs.borrowedBuffers.New = func() any { return directio.AlignedBuffer(chunkSize)[:0] }
+	})
+	return fs.borrowable
+}
+
+// nextBuffer returns a buffer for the next chunk of f's download: one of
+// its own when one is free, else one borrowed from the shared window, else
+// (both spent) the first one freed. When none is free, the oldest written
+// chunk is dropped though a reader still needs it (that reader reads it
+// from the spool file): a slow reader never holds the download back.
+func (fs *Fills) nextBuffer(f *fill) (b []byte, borrowed bool) {
+	for {
+		select {
+		case b = <-f.own:
+			return b, false
+		default:
+		}
+		select {
+		case <-fs.window():
+			return fs.borrowedBuffers.Get().([]byte), true
+		default:
+		}
+		f.mu.Lock()
+		fs.retire(f, true)
+		f.mu.Unlock()
+		select {
+		case b = <-f.own:
+			return b, false
+		case <-fs.window():
+			return fs.borrowedBuffers.Get().([]byte), true
+		case <-f.wrote:
+		}
+	}
+}
+
+// retire drops from f's memory (f.mu held) the written chunks at the front
+// of pending that no reader needs from it any more: every reader is past
+// them, or the download has ended (a reader behind reads the spool file).
+// force drops the first written chunk whatever the readers need.
+func (fs *Fills) retire(f *fill, force bool) {
+	low := int64(math.MaxInt64)
+	if !f.done {
+		for r := range f.readers {
+			low = min(low, r.off)
+		}
+	}
+	for len(f.pending) > 0 && f.pending[0].written {
+		c := f.pending[0]
+		if !force && c.off+int64(len(c.b)) > low {
+			return
+		}
+		force = false
+		f.pending[0] = nil
+		f.pending = f.pending[1:]
+		c.release(fs, f.own)
 	}
 }
 
@@ -148,18 +252,25 @@ func (s Spool) Commit(ctx context.Context, store storage.Driver, key string) err
 
 type fill struct {
 	file    *os.File
+	direct  *os.File      // file opened for direct writes; nil: buffered only
 	size    int64         // declared, -1 unknown
 	ready   chan struct{} // closed once Open has answered
 	openErr error
 
 	mu   sync.Mutex
 	grew *sync.Cond
-	// received bytes are readable: those below onDisk from the spool
-	// file, the others from pending, the chunks not yet written to it (in
-	// order; the last one may still be filling).
+	// received bytes are readable: from pending, the chunks in memory (in
+	// order; the last one may still be filling), else, below onDisk, from
+	// the spool file. A chunk stays in pending once written while a reader
+	// still needs it and the download goes on (retire).
 	received int64
 	onDisk   int64
 	pending  []*chunk
+	readers  map[*Reader]struct{}
+	// own is the download's window of buffers; wrote is told of every
+	// chunk the spool writer finishes.
+	own      chan []byte
+	wrote    chan struct{}
 	done     bool
 	err      error
 	refs     int // readers plus the downloader
@@ -185,7 +296,7 @@ func (fs *Fills) Join(ctx context.Context, key string, d Download) (*Reader, int
 			}
 			admitted = release
 		}
-		f = &fill{ready: make(chan struct{}), refs: 1}
+		f = &fill{ready: make(chan struct{}), refs: 1, readers: map[*Reader]struct{}{}, wrote: make(chan struct{}, 1)}
 		f.grew = sync.NewCond(&f.mu)
 		fs.active[key] = f
 	}
@@ -211,6 +322,9 @@ func (fs *Fills) Join(ctx context.Context, key string, d Download) (*Reader, int
 		return nil, 0, f.openErr
 	}
 	r := &Reader{fills: fs, f: f, ctx: ctx}
+	f.mu.Lock()
+	f.readers[r] = struct{}{}
+	f.mu.Unlock()
 	// A client that goes away while its Read waits for more is woken.
 	r.stopWake = context.AfterFunc(ctx, func() {
 		f.mu.Lock()
@@ -258,6 +372,7 @@ func (fs *Fills) download(ctx context.Context, key string, f *fill, d Download) 
 	// spool readable) until the content is stored.
 	f.mu.Lock()
 	f.done, f.err = true, err
+	fs.retire(f, false)
 	f.grew.Broadcast()
 	f.mu.Unlock()
 	if err == nil {
@@ -314,6 +429,7 @@ func (fs *Fills) start(ctx context.Context, f *fill, d Download) (io.ReadCloser,
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 	f.file, f.size = file, src.Size
+	f.direct = directio.Open(file)
 	return src.Body, nil
 }
 
@@ -328,15 +444,19 @@ func (fs *Fills) copyAndVerify(ctx context.Context, cancel context.CancelFunc, f
 	// which readers take at once; one writes the chunks to the spool file
 	// and one hashes them, both in order. A core hashes about 1.5 GB/s and
 	// this machine's page cache takes writes at about 500 MB/s: inline,
-	// either would pace the client. At most window bytes wait in memory;
-	// beyond that the upstream read waits for the spool.
+	// either would pace the client. At most the download's own window and
+	// what it borrows of the shared one wait in memory; beyond that the
+	// upstream read waits for the spool.
 	h := d.Hash()
-	free := make(chan []byte, windowChunks)
+	f.own = make(chan []byte, windowChunks)
 	for range windowChunks {
-		free <- make([]byte, 0, chunkSize)
+		f.own <- directio.AlignedBuffer(chunkSize)[:0]
 	}
-	toDisk := make(chan *chunk, windowChunks)
-	toHash := make(chan *chunk, windowChunks)
+	// The queues hold every chunk that can be in memory at once, so the
+	// reader never waits on them, only for a buffer.
+	inMemory := windowChunks + cap(fs.window())
+	toDisk := make(chan *chunk, inMemory)
+	toHash := make(chan *chunk, inMemory)
 	var diskErr error
 	var workers sync.WaitGroup
 	workers.Add(2)
@@ -344,29 +464,34 @@ func (fs *Fills) copyAndVerify(ctx context.Context, cancel context.CancelFunc, f
 		defer workers.Done()
 		for c := range toDisk {
 			if diskErr == nil {
-				if _, err := f.file.WriteAt(c.b, c.off); err != nil {
+				if err := fs.writeSpool(f, c); err != nil {
 					diskErr = err
 				}
 			}
 			f.mu.Lock()
-			f.pending = f.pending[1:]
+			c.written = true
 			if diskErr == nil {
 				f.onDisk = c.off + int64(len(c.b))
 			}
+			fs.retire(f, false)
 			f.mu.Unlock()
-			c.release(free)
+			select {
+			case f.wrote <- struct{}{}:
+			default:
+			}
 		}
 	}()
 	go func() {
 		defer workers.Done()
 		for c := range toHash {
 			h.Write(c.b)
-			c.release(free)
+			c.release(fs, f.own)
 		}
 	}()
 	var cur *chunk
 	next := func() {
-		c := &chunk{off: f.received, b: <-free}
+		c := &chunk{off: f.received}
+		c.b, c.borrowed = fs.nextBuffer(f)
 		c.refs.Store(2)
 		f.mu.Lock()
 		f.pending = append(f.pending, c)
@@ -432,6 +557,27 @@ func (fs *Fills) copyAndVerify(ctx context.Context, cancel context.CancelFunc, f
 	return nil
 }
 
+// writeSpool writes chunk c to f's spool file: around the page cache when
+// it is whole (every chunk but the last is; its offset and buffer are
+// aligned), so the spool costs no page cache copy (the most expensive part
+// of a cold pull on this project's machines, docs/performance.md); the last
+// one, or all when the filesystem refuses direct writes, buffered.
+func (fs *Fills) writeSpool(f *fill, c *chunk) error {
+	if fs.beforeSpoolWrite != nil {
+		fs.beforeSpoolWrite()
+	}
+	if f.direct != nil && len(c.b) == chunkSize && directio.Aligned(c.b, c.off) {
+		_, err := f.direct.WriteAt(c.b, c.off)
+		if err == nil || !directio.Refused(err) {
+			return err
+		}
+		f.direct.Close()
+		f.direct = nil
+	}
+	_, err := f.file.WriteAt(c.b, c.off)
+	return err
+}
+
 // release drops one reference to f; the last one closes the spool file
 // and returns its bytes to the budget.
 func (fs *Fills) release(f *fill) {
@@ -446,6 +592,9 @@ func (fs *Fills) release(f *fill) {
 
 // cleanup closes f's spool file and returns its bytes to the budget.
 func (fs *Fills) cleanup(f *fill) {
+	if f.direct != nil {
+		f.direct.Close()
+	}
 	if f.file != nil {
 		f.file.Close()
 		os.Remove(f.file.Name()) // unless Commit took it
@@ -513,16 +662,15 @@ func (r *Reader) Read(p []byte) (int, error) {
 		p = p[:avail]
 	}
 	f.mu.Lock()
-	if r.off >= f.onDisk {
-		// Not in the file yet: from the chunk that holds it (under the
-		// lock: the spool writer retires a chunk only under it).
-		for _, c := range f.pending {
-			if end := c.off + int64(len(c.b)); r.off >= c.off && r.off < end {
-				n := copy(p, c.b[r.off-c.off:])
-				f.mu.Unlock()
-				r.off += int64(n)
-				return n, nil
-			}
+	// From memory when a chunk there holds it (under the lock: chunks are
+	// retired only under it).
+	for _, c := range f.pending {
+		if end := c.off + int64(len(c.b)); r.off >= c.off && r.off < end {
+			n := copy(p, c.b[r.off-c.off:])
+			r.off += int64(n)
+			r.fills.retire(f, false)
+			f.mu.Unlock()
+			return n, nil
 		}
 	}
 	if r.off >= f.onDisk {
@@ -535,7 +683,9 @@ func (r *Reader) Read(p []byte) (int, error) {
 	}
 	f.mu.Unlock()
 	n, rerr := f.file.ReadAt(p, r.off)
+	f.mu.Lock()
 	r.off += int64(n)
+	f.mu.Unlock()
 	if rerr == io.EOF && n > 0 {
 		rerr = nil
 	}
@@ -587,6 +737,10 @@ func (r *Reader) Close() error {
 	if !r.closed {
 		r.closed = true
 		r.stopWake()
+		r.f.mu.Lock()
+		delete(r.f.readers, r)
+		r.fills.retire(r.f, false)
+		r.f.mu.Unlock()
 		r.fills.release(r.f)
 	}
 	return nil
